@@ -205,7 +205,7 @@ def write_config(directory: Path, pg: PgTarget, *, extra_listener: str = "", adm
 def start_dbfw(config_path: Path, env_extra: dict[str, str] | None = None, timeout: float = 20) -> DbfwProcess:
     log_path = config_path.parent / "dbfw.log"
     env = {**os.environ, "DBFW_TEST_AGENT_PASSWORD": AGENT_PASSWORD, **(env_extra or {})}
-    log_file = open(log_path, "wb")  # noqa: SIM115 - owned by the process for its lifetime
+    log_file = open(log_path, "wb")  # owned by the process for its lifetime
     proc = subprocess.Popen([sys.executable, "-m", "dbfw.cli", "serve", "-c", str(config_path)],
                             stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=str(ROOT))
     deadline = time.monotonic() + timeout
