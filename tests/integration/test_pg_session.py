@@ -209,24 +209,6 @@ def test_upstream_backend_terminated_gives_the_servers_error_and_dbfw_stays_up(d
     assert dbfw.proc.poll() is None
 
 
-@pytest.fixture(scope="module")
-def owned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnedPostgres]:
-    pg = OwnedPostgres(tmp_path_factory.mktemp("owned-pg"))
-    try:
-        yield pg
-    finally:
-        pg.close()
-
-
-@pytest.fixture(scope="module")
-def dbfw_owned(owned: OwnedPostgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DbfwProcess]:
-    proc = start_dbfw(write_config(tmp_path_factory.mktemp("dbfw-owned"), owned.target))
-    try:
-        yield proc
-    finally:
-        proc.stop()
-
-
 def test_upstream_restarted_during_a_session(owned: OwnedPostgres, dbfw_owned: DbfwProcess) -> None:
     with psycopg.connect(dbfw_owned.conninfo(), autocommit=True) as conn:
         assert conn.execute("select 1").fetchone() == (1,)
