@@ -416,3 +416,48 @@ def test_sighup_reloads_identities(pg: PgTarget, tmp_path: Path) -> None:
             assert conn.execute("select 1").fetchone() == (1,)
     finally:
         assert proc.stop() == 0
+
+
+# --- the rest of the protocol --------------------------------------------------------------------------
+
+
+def test_function_call_message_via_psql_large_objects(dbfw: DbfwProcess, tmp_path: Path) -> None:
+    # libpq's large-object client functions use the fast-path FunctionCall message.
+    source = tmp_path / "blob.bin"
+    source.write_bytes(os.urandom(300_000))
+    target = tmp_path / "back.bin"
+    env = {**os.environ, "PGPASSWORD": AGENT_PASSWORD}
+    script = f"\\lo_import {source}\n\\set oid :LASTOID\n\\lo_export :oid {target}\n\\lo_unlink :oid\n"
+    out = subprocess.run([client_binary("psql"), "-X", "-v", "ON_ERROR_STOP=1", "-h", dbfw.host, "-p",
+                          str(dbfw.port), "-U", AGENT, "-d", "test"], input=script, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert target.read_bytes() == source.read_bytes()
+
+
+@pytest.mark.parametrize(("code", "answer"), [(80877104, b"N"), (80877103, b"N")])
+def test_gssenc_and_ssl_requests_are_declined_on_a_plain_listener(dbfw: DbfwProcess, code: int,
+                                                                  answer: bytes) -> None:
+    with socket.create_connection((dbfw.host, dbfw.port), timeout=10) as s:
+        s.sendall(struct.pack("!ii", 8, code))
+        assert s.recv(1) == answer
+        # The client may go on with a normal start-up on the same connection.
+        s.sendall(struct.pack("!ii", 8 + len(b"user\0nobody\0\0"), 196608) + b"user\0nobody\0\0")
+        assert s.recv(1) == b"R"
+
+
+def test_cancel_request_for_an_unknown_key_is_ignored(dbfw: DbfwProcess) -> None:
+    answer = _raw_exchange(dbfw.host, dbfw.port, struct.pack("!iiii", 16, 80877102, 12345, 67890))
+    assert answer == b""
+    assert "cancel.request" in dbfw.log()
+
+
+def test_psycopg_cancel_reaches_the_right_backend(dbfw: DbfwProcess) -> None:
+    with psycopg.connect(dbfw.conninfo(), autocommit=True) as conn:
+        timer = threading.Timer(0.5, conn.cancel)
+        timer.start()
+        started = time.monotonic()
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            conn.execute("select pg_sleep(30)")
+        assert time.monotonic() - started < 10
+        assert conn.execute("select 'still usable'").fetchone() == ("still usable",)
