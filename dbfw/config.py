@@ -122,6 +122,8 @@ class Listener(_Model):
     auth_methods: list[AuthMethod] = Field(default_factory=lambda: ["scram-sha-256"], min_length=1)
     max_message_size: Size = 64 * 1024 * 1024
     max_connections: int = Field(default=10000, ge=1)
+    # Start-up settings (startup packet, libpq `options`) allowed beyond dbfw's built-in harmless list.
+    allowed_startup_settings: list[str] = Field(default_factory=list)
 
     @field_validator("listen")
     @classmethod

@@ -139,7 +139,7 @@ class DbfwProcess:
         parts = [f"host={self.host}", f"port={port}", f"user={user}", f"dbname={dbname}"]
         if password is not None:
             parts.append(f"password={password}")
-        parts += [f"{k}={v}" for k, v in extra.items()]
+        parts += [f"{k}='{v}'" if " " in v else f"{k}={v}" for k, v in extra.items()]
         return " ".join(parts)
 
     def url(self, user: str = AGENT, password: str = AGENT_PASSWORD, dbname: str = "test",

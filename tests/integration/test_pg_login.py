@@ -82,3 +82,12 @@ def test_the_log_never_contains_passwords(dbfw: DbfwProcess) -> None:
     assert "session.start" in log
     for secret in (AGENT_PASSWORD, AGENT_MD5_PASSWORD, REVIEWER_PASSWORD, "alice-api-key"):
         assert secret not in log
+
+
+def test_startup_options_that_change_role_are_refused(dbfw: DbfwProcess) -> None:
+    with pytest.raises(psycopg.OperationalError) as info:
+        psycopg.connect(dbfw.conninfo(options="-c session_replication_role=replica"))
+    assert 'the start-up setting "session_replication_role" is not allowed' in str(info.value)
+    with psycopg.connect(dbfw.conninfo(options="-c statement_timeout=1234", application_name="ci-job")) as conn:
+        assert conn.execute("show statement_timeout").fetchone() == ("1234ms",)
+        assert conn.execute("show application_name").fetchone() == ("ci-job",)

@@ -27,6 +27,7 @@ from ... import log
 from ...config import Listener
 from ...firewall import StatementContext, Verdict
 from ...identity import Principal
+from ...sql.settings import SettingNotAllowed, check_startup_settings
 from ..common import Runtime
 from . import messages as m
 from .auth import AuthError, ScramServer, ScramVerifier, check_md5
@@ -253,6 +254,13 @@ class PgSession:
         tls = self.listener.tls
         if tls is not None and tls.required and not self.tls_active:
             await self._fatal("28000", "dbfw: this listener requires TLS", hint="connect with sslmode=require")
+            return None
+        try:
+            check_startup_settings(params, frozenset(n.lower() for n in self.listener.allowed_startup_settings))
+        except SettingNotAllowed as e:
+            log.warning("session.startup_setting_refused", user=user, client=self.client_addr, setting=e.name)
+            await self._fatal("42501", f'dbfw: the start-up setting "{e.name}" is not allowed through dbfw',
+                              hint="connect without it; settings changed with SET are checked by the firewall")
             return None
         unsupported = [k for k in params if k.startswith("_pq_.")]
         if startup.protocol & 0xFFFF or unsupported:

@@ -1,0 +1,90 @@
+"""Session settings an agent may change on its own: at start-up (startup packet, libpq `options`).
+
+Everything else — role, session_authorization, session_replication_role (which silences triggers),
+superuser-only settings — is refused at start-up, because dbfw could not check it there. The list
+is deliberately short: it is what drivers and ORMs send, plus common per-session tuning.
+"""
+
+from __future__ import annotations
+
+HARMLESS_SETTINGS = frozenset(s.lower() for s in (
+    "application_name", "client_encoding", "DateStyle", "TimeZone", "IntervalStyle", "extra_float_digits",
+    "search_path", "statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout",
+    "idle_session_timeout", "transaction_timeout", "default_transaction_isolation", "default_transaction_read_only",
+    "default_transaction_deferrable", "bytea_output", "standard_conforming_strings", "client_min_messages",
+    "jit", "work_mem", "maintenance_work_mem", "temp_buffers", "synchronous_commit", "geqo",
+    "random_page_cost", "seq_page_cost", "effective_cache_size", "cursor_tuple_fraction", "plan_cache_mode",
+    "max_parallel_workers_per_gather", "enable_seqscan", "enable_indexscan", "enable_bitmapscan",
+    "enable_hashjoin", "enable_mergejoin", "enable_nestloop", "enable_partitionwise_join",
+    "enable_partitionwise_aggregate", "default_statistics_target", "gin_fuzzy_search_limit",
+    "array_nulls", "xmlbinary", "xmloption", "lc_monetary", "lc_numeric", "lc_time", "default_text_search_config",
+    "timezone_abbreviations", "quote_all_identifiers", "escape_string_warning", "backslash_quote",
+))
+
+
+class SettingNotAllowed(ValueError):
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.name = name
+
+
+def parse_libpq_options(options: str) -> list[tuple[str, str]]:
+    """Split libpq's `options` ("-c a=b --c=d", backslash escapes a space) into (name, value) pairs.
+
+    Raises ValueError for anything that is not a setting (other postgres command-line switches).
+    """
+    words: list[str] = []
+    current: list[str] = []
+    escaped = False
+    for ch in options:
+        if escaped:
+            current.append(ch)
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch.isspace():
+            if current:
+                words.append("".join(current))
+                current = []
+        else:
+            current.append(ch)
+    if current:
+        words.append("".join(current))
+    out: list[tuple[str, str]] = []
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word == "-c" and i + 1 < len(words):
+            assignment = words[i + 1]
+            i += 2
+        elif word.startswith("-c") and len(word) > 2:
+            assignment = word[2:]
+            i += 1
+        elif word.startswith("--"):
+            assignment = word[2:]
+            i += 1
+        else:
+            raise ValueError(f"unsupported option {word!r}")
+        name, sep, value = assignment.partition("=")
+        if not sep or not name:
+            raise ValueError(f"option {assignment!r} is not name=value")
+        out.append((name.replace("-", "_"), value))
+    return out
+
+
+def check_startup_settings(params: dict[str, str], extra_allowed: frozenset[str] = frozenset()) -> None:
+    """Raise SettingNotAllowed naming the first start-up setting an agent may not change."""
+    allowed = HARMLESS_SETTINGS | extra_allowed
+    for key, value in params.items():
+        if key in ("user", "database", "replication") or key.startswith("_pq_."):
+            continue
+        if key == "options":
+            try:
+                pairs = parse_libpq_options(value)
+            except ValueError:
+                raise SettingNotAllowed("options") from None
+            for name, _ in pairs:
+                if name.lower() not in allowed:
+                    raise SettingNotAllowed(name)
+        elif key.lower() not in allowed:
+            raise SettingNotAllowed(key)
