@@ -30,6 +30,8 @@ demo: $(STAMP)
 	$(BIN)/dbfw up
 
 bench: $(STAMP)
+	@command -v pgbouncer >/dev/null || test -x /usr/sbin/pgbouncer || \
+	  (apt-get install -y pgbouncer >/dev/null 2>&1 || echo "pgbouncer not installed: its column will read unavailable")
 	$(BIN)/python benchmarks/run.py
 
 clean:
