@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+import stringprep
 import unicodedata
 from dataclasses import dataclass
 
@@ -36,16 +37,42 @@ def _hmac(key: bytes, msg: bytes) -> bytes:
     return hmac.new(key, msg, hashlib.sha256).digest()
 
 
+def _prohibited(c: str) -> bool:
+    # RFC 4013 section 2.3 prohibited output, plus unassigned code points (RFC 3454 A.1), as PostgreSQL checks.
+    return (stringprep.in_table_c12(c) or stringprep.in_table_c21_c22(c) or stringprep.in_table_c3(c)
+            or stringprep.in_table_c4(c) or stringprep.in_table_c5(c) or stringprep.in_table_c6(c)
+            or stringprep.in_table_c7(c) or stringprep.in_table_c8(c) or stringprep.in_table_c9(c)
+            or stringprep.in_table_a1(c))
+
+
 def saslprep(password: str) -> str:
-    """A lenient SASLprep, as PostgreSQL does: normalise with NFKC, fall back to the raw string."""
-    try:
-        return unicodedata.normalize("NFKC", password)
-    except (TypeError, ValueError):
+    """SASLprep (RFC 4013) as PostgreSQL's pg_saslprep() and libpq apply it.
+
+    PostgreSQL is lenient: a password that is not valid UTF-8 or that SASLprep prohibits is used
+    unchanged. NFKC alone is not enough: it keeps the characters SASLprep maps to nothing (soft
+    hyphen, variation selectors, ...), so such passwords would fail against PostgreSQL's verifiers.
+    """
+    if password.isascii():
         return password
+    if any("\ud800" <= c <= "\udfff" for c in password):  # bytes that were not UTF-8 (surrogateescape)
+        return password
+    # Map: non-ASCII spaces (checked first, as U+200B is in both tables) to ' ', B.1 characters to nothing.
+    mapped = "".join(" " if stringprep.in_table_c12(c) else "" if stringprep.in_table_b1(c) else c for c in password)
+    if not mapped:
+        return password
+    # PostgreSQL runs the prohibited-output and bidi checks on the mapped string, not the normalised one.
+    if any(_prohibited(c) for c in mapped):
+        return password
+    if any(stringprep.in_table_d1(c) for c in mapped) and (
+            any(stringprep.in_table_d2(c) for c in mapped)
+            or not (stringprep.in_table_d1(mapped[0]) and stringprep.in_table_d1(mapped[-1]))):
+        return password
+    return unicodedata.normalize("NFKC", mapped)
 
 
 def _salted(password: str, salt: bytes, iterations: int) -> bytes:
-    return hashlib.pbkdf2_hmac("sha256", saslprep(password).encode("utf-8"), salt, iterations)
+    # surrogateescape: a password received as non-UTF-8 bytes is hashed as those bytes, like PostgreSQL does.
+    return hashlib.pbkdf2_hmac("sha256", saslprep(password).encode("utf-8", "surrogateescape"), salt, iterations)
 
 
 @dataclass(frozen=True)
@@ -101,6 +128,16 @@ def _parse_attrs(msg: str) -> dict[str, str]:
     return out
 
 
+_MOCK_SECRET = secrets.token_bytes(32)
+
+
+def _mock_verifier(user: str) -> ScramVerifier:
+    """A stand-in verifier for an unknown user whose salt is stable per user name (as PostgreSQL does),
+    so that repeated attempts cannot tell an unknown user from a known one by a changing salt."""
+    salt = hmac.new(_MOCK_SECRET, user.encode("utf-8", "surrogateescape"), hashlib.sha256).digest()[:16]
+    return ScramVerifier(DEFAULT_ITERATIONS, salt, secrets.token_bytes(32), secrets.token_bytes(32))
+
+
 class ScramServer:
     """Server side of one SCRAM-SHA-256 exchange.
 
@@ -108,9 +145,9 @@ class ScramServer:
     fails, so a client cannot tell an unknown user from a wrong password.
     """
 
-    def __init__(self, verifier: ScramVerifier | None):
+    def __init__(self, verifier: ScramVerifier | None, user: str = ""):
         self.known = verifier is not None
-        self.verifier = verifier or ScramVerifier.from_password(secrets.token_hex(16))
+        self.verifier = verifier or _mock_verifier(user)
         self._nonce = ""
         self._client_first_bare = ""
         self._server_first = ""
@@ -183,7 +220,10 @@ class ScramClient:
         text = server_first.decode("utf-8", "replace")
         attrs = _parse_attrs(text)
         nonce, salt, iterations = attrs.get("r", ""), attrs.get("s"), attrs.get("i", "")
-        if not nonce.startswith(self._nonce) or salt is None or not iterations.isdigit():
+        # isdigit() alone accepts '²' and numbers pbkdf2_hmac refuses; int() and pbkdf2 must not raise on this input.
+        if (not nonce.startswith(self._nonce) or salt is None
+                or not (iterations.isascii() and iterations.isdigit() and len(iterations) <= 10)
+                or not 1 <= int(iterations) <= 0x7FFFFFFF):
             raise AuthError("the database sent an invalid SCRAM message")
         self._salted = _salted(self.password, _unb64(salt), int(iterations))
         client_key = _hmac(self._salted, b"Client Key")
@@ -209,4 +249,6 @@ def md5_password(user: str, password: str, salt: bytes) -> str:
 
 
 def check_md5(user: str, password: str, salt: bytes, response: str) -> bool:
-    return hmac.compare_digest(md5_password(user, password, salt), response)
+    # compare bytes: compare_digest raises TypeError on a str with non-ASCII characters, which a client can send.
+    return hmac.compare_digest(md5_password(user, password, salt).encode(),
+                               response.encode("utf-8", "surrogateescape"))

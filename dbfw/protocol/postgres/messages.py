@@ -240,8 +240,10 @@ class _Reader:
         return self.bytes(n)
 
     def count(self, elem_size: int) -> int:
-        n = self.int16()
-        if n < 0 or n * elem_size > len(self.data) - self.pos:
+        # PostgreSQL reads every Int16 count unsigned (pq_getmsgint) and libpq sends up to 65535 parameters,
+        # so a signed read would refuse valid Parse/Bind messages with more than 32767 of them.
+        n = self.uint16()
+        if n * elem_size > len(self.data) - self.pos:
             raise ProtocolError(f"invalid element count {n}")
         return n
 
@@ -262,11 +264,11 @@ def _frame(tag: bytes, body: bytes) -> bytes:
 
 
 def _i16s(values: list[int]) -> bytes:
-    return _I16.pack(len(values)) + b"".join(_I16.pack(v) for v in values)
+    return _U16.pack(len(values)) + b"".join(_I16.pack(v) for v in values)
 
 
 def _values(values: list[bytes | None]) -> bytes:
-    out = [_I16.pack(len(values))]
+    out = [_U16.pack(len(values))]
     for v in values:
         out.append(_I32.pack(-1) if v is None else _I32.pack(len(v)) + v)
     return b"".join(out)
@@ -395,7 +397,7 @@ class Parse(Message):
         return cls(name, query, [r.uint32() for _ in range(n)])
 
     def body(self) -> bytes:
-        return (_cstr(self.name) + _cstr(self.query) + _I16.pack(len(self.param_types))
+        return (_cstr(self.name) + _cstr(self.query) + _U16.pack(len(self.param_types))
                 + b"".join(_U32.pack(t) for t in self.param_types))
 
 
@@ -777,19 +779,19 @@ class FunctionCallResponse(Message):
 @dataclass
 class NegotiateProtocolVersion(Message):
     TAG = b"v"
-    newest_minor: int
+    newest_version: int  # the whole version word, as PostgreSQL sends it (196608 for 3.0)
     unrecognized: list[str] = field(default_factory=list)
 
     @classmethod
     def _read(cls, r: _Reader) -> NegotiateProtocolVersion:
-        minor = r.int32()
+        version = r.int32()
         n = r.int32()
         if n < 0 or n > len(r.data):
             raise ProtocolError(f"invalid option count {n}")
-        return cls(minor, [r.cstr() for _ in range(n)])
+        return cls(version, [r.cstr() for _ in range(n)])
 
     def body(self) -> bytes:
-        return (_I32.pack(self.newest_minor) + _I32.pack(len(self.unrecognized))
+        return (_I32.pack(self.newest_version) + _I32.pack(len(self.unrecognized))
                 + b"".join(_cstr(o) for o in self.unrecognized))
 
 
@@ -886,7 +888,7 @@ class RowDescription(Message):
         return cls(out)
 
     def body(self) -> bytes:
-        return _I16.pack(len(self.fields)) + b"".join(
+        return _U16.pack(len(self.fields)) + b"".join(
             _cstr(f.name) + _FIELD.pack(f.table_oid, f.column, f.type_oid, f.type_size, f.type_modifier, f.format)
             for f in self.fields
         )
@@ -925,6 +927,6 @@ def decode_frame(frame: Frame, *, backend: bool) -> Message:
     """Decode a whole frame; a streamed piece cannot be decoded."""
     if frame.streamed:
         raise ProtocolError("a streamed message cannot be decoded")
-    if frame.tag == 0:
+    if frame.header_len == 4:  # untyped startup-phase frame; a typed frame with tag byte 0 is just invalid
         return decode_startup(frame.payload)
     return (decode_backend if backend else decode_frontend)(frame.tag, frame.payload)

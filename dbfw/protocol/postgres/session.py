@@ -264,7 +264,7 @@ class PgSession:
             return None
         unsupported = [k for k in params if k.startswith("_pq_.")]
         if startup.protocol & 0xFFFF or unsupported:
-            await self._send(m.NegotiateProtocolVersion(0, unsupported).encode())
+            await self._send(m.NegotiateProtocolVersion(m.PROTOCOL_3_0, unsupported).encode())
         principal = self.rt.identities.get(user)
         method = self._choose_method(principal)
         try:
@@ -299,7 +299,7 @@ class PgSession:
             initial = m.SASLInitialResponse.decode(await self._read_password_message())
             if initial.mechanism != "SCRAM-SHA-256" or initial.data is None:
                 raise AuthError(f"unsupported SASL mechanism {initial.mechanism!r}")
-            server = ScramServer(principal.scram if principal else None)
+            server = ScramServer(principal.scram if principal else None, user)
             first = server.first(initial.data)
             await self._send(m.Authentication(m.AUTH_SASL_CONTINUE, first).encode())
             final = server.final(await self._read_password_message())
@@ -317,7 +317,8 @@ class PgSession:
             if principal is None:
                 return False
             if principal.password is not None:
-                return hmac.compare_digest(principal.password.encode(), answer.encode())
+                return hmac.compare_digest(principal.password.encode("utf-8", "surrogateescape"),
+                                           answer.encode("utf-8", "surrogateescape"))
             v = principal.scram
             assert v is not None
             return hmac.compare_digest(ScramVerifier.from_password(answer, salt=v.salt,
