@@ -45,6 +45,11 @@ class Server:
     def settings(self) -> Settings:
         return self.rt.settings
 
+    @property
+    def admin_address(self) -> tuple[str, int] | None:
+        """Where the admin API listens (port 0 in the config resolved), once started."""
+        return self._admin.address if self._admin is not None else None
+
     async def start(self) -> None:
         for listener in self.settings.listeners:
             if listener.protocol != "postgres":
@@ -159,8 +164,15 @@ class _AdminServer:
         self.task: asyncio.Task[None] | None = None
         self.address = (host, port)
 
+    async def _serve(self) -> None:
+        try:
+            await self.uvicorn.serve()
+        except SystemExit:  # uvicorn exits the process when it cannot bind; dbfw reports it instead
+            raise RuntimeError(f"cannot start the admin API on {self.address[0]}:{self.address[1]} "
+                               "(is the port taken?)") from None
+
     async def start(self) -> None:
-        self.task = asyncio.get_running_loop().create_task(self.uvicorn.serve())
+        self.task = asyncio.get_running_loop().create_task(self._serve())
         while not self.uvicorn.started:
             if self.task.done():
                 self.task.result()

@@ -34,9 +34,10 @@ class Runtime:
     def new_session_id(self) -> str:
         return secrets.token_hex(8)
 
-    def issue_cancel_key(self, session: Session) -> tuple[int, bytes]:
+    def issue_cancel_key(self, session: Session, pid: int) -> tuple[int, bytes]:
+        """The client sees the upstream backend's real pid (pg_backend_pid(), NOTIFY senders and
+        pg_terminate_backend all use it) and a secret of dbfw's own: the upstream's secret never leaves dbfw."""
         while True:
-            pid = secrets.randbelow(2**31 - 1) + 1
             key = (pid, secrets.token_bytes(4))
             if key not in self.cancel_keys:
                 self.cancel_keys[key] = session

@@ -1,8 +1,10 @@
 """Session settings an agent may change on its own: at start-up (startup packet, libpq `options`).
 
 Everything else — role, session_authorization, session_replication_role (which silences triggers),
-superuser-only settings — is refused at start-up, because dbfw could not check it there. The list
-is deliberately short: it is what drivers and ORMs send, plus common per-session tuning.
+superuser-only settings — is refused at start-up, because dbfw could not check it there. Settings
+that change how the server reads SQL text (standard_conforming_strings, backslash_quote) are not
+harmless either: dbfw's parser must read statements exactly as the server will. The list is
+deliberately short: what drivers and ORMs send, plus common per-session tuning.
 """
 
 from __future__ import annotations
@@ -11,14 +13,14 @@ HARMLESS_SETTINGS = frozenset(s.lower() for s in (
     "application_name", "client_encoding", "DateStyle", "TimeZone", "IntervalStyle", "extra_float_digits",
     "search_path", "statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout",
     "idle_session_timeout", "transaction_timeout", "default_transaction_isolation", "default_transaction_read_only",
-    "default_transaction_deferrable", "bytea_output", "standard_conforming_strings", "client_min_messages",
+    "default_transaction_deferrable", "bytea_output", "client_min_messages",
     "jit", "work_mem", "maintenance_work_mem", "temp_buffers", "synchronous_commit", "geqo",
     "random_page_cost", "seq_page_cost", "effective_cache_size", "cursor_tuple_fraction", "plan_cache_mode",
     "max_parallel_workers_per_gather", "enable_seqscan", "enable_indexscan", "enable_bitmapscan",
     "enable_hashjoin", "enable_mergejoin", "enable_nestloop", "enable_partitionwise_join",
     "enable_partitionwise_aggregate", "default_statistics_target", "gin_fuzzy_search_limit",
     "array_nulls", "xmlbinary", "xmloption", "lc_monetary", "lc_numeric", "lc_time", "default_text_search_config",
-    "timezone_abbreviations", "quote_all_identifiers", "escape_string_warning", "backslash_quote",
+    "timezone_abbreviations", "quote_all_identifiers", "escape_string_warning",
 ))
 
 

@@ -349,7 +349,7 @@ class PgSession:
             return False
         up = self.upstream
         self.codec = _ENCODINGS.get(up.parameters.get("client_encoding", "UTF8").upper(), "utf-8")
-        self.cancel_key = self.rt.issue_cancel_key(self)
+        self.cancel_key = self.rt.issue_cancel_key(self, up.pid)
         self.ctx = StatementContext(identity=principal.name, roles=principal.roles, database=database,
                                     listener=self.listener.name, protocol="postgres",
                                     session_id=self.session_id, client_addr=self.client_addr)
