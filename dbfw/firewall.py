@@ -9,18 +9,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .context import StatementContext
+from .policy.engine import Decision, decide, decide_statement
+from .policy.rules import RuleSet
+from .sql.classify import Classification, SQLClassifier, Statement
 
-@dataclass(frozen=True, slots=True)
-class StatementContext:
-    """Who runs a statement, where. One per session; statements share it."""
+__all__ = ["ALLOW", "Firewall", "StatementContext", "Verdict"]
 
-    identity: str
-    roles: frozenset[str]
-    database: str
-    listener: str
-    protocol: str  # "postgres" | "mysql"
-    session_id: str
-    client_addr: str = ""
+# PostgreSQL's fast-path FunctionCall names a function by OID. libpq uses it for large objects;
+# these built-in OIDs are the same in every PostgreSQL release. Any other OID is not understood.
+FAST_PATH_FUNCTIONS: dict[int, tuple[str, str]] = {
+    952: ("lo_open", "read"), 953: ("lo_close", "read"), 954: ("loread", "read"), 956: ("lo_lseek", "read"),
+    958: ("lo_tell", "read"), 3170: ("lo_lseek64", "read"), 3171: ("lo_tell64", "read"), 3458: ("lo_get", "read"),
+    3459: ("lo_get", "read"), 955: ("lowrite", "write"), 957: ("lo_creat", "write"), 715: ("lo_create", "write"),
+    964: ("lo_unlink", "write"), 1004: ("lo_truncate", "write"), 3172: ("lo_truncate64", "write"),
+    3457: ("lo_from_bytea", "write"), 3460: ("lo_put", "write"), 764: ("lo_import", "admin"),
+    767: ("lo_import", "admin"), 765: ("lo_export", "admin"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +35,8 @@ class Verdict:
     message: str = ""
     detail: str | None = None
     hint: str | None = None
+    classification: Classification | None = None
+    decision: Decision | None = None
 
     @classmethod
     def refuse(cls, sqlstate: str, message: str, detail: str | None = None, hint: str | None = None) -> Verdict:
@@ -41,12 +48,57 @@ class Verdict:
 ALLOW = Verdict(True)
 
 
+def _describe(stmt: Statement | None) -> str | None:
+    if stmt is None:
+        return None
+    text = f"{stmt.command} is classified {stmt.cls}"
+    if stmt.tables:
+        text += f" (tables: {', '.join(stmt.tables[:5])}{', ...' if len(stmt.tables) > 5 else ''})"
+    if stmt.reason:
+        text += f": {stmt.reason}"
+    return text + "."
+
+
 class Firewall:
-    """Decides on statements. This base allows everything; classification and policy refine it."""
+    """Classifies with sqlglot, decides with the rules. Without rules it fails closed: everything waits
+    for approval."""
+
+    def __init__(self, rules: RuleSet | None = None):
+        self.rules = rules if rules is not None else RuleSet.fail_closed()
+        self.classifiers = {"postgres": SQLClassifier("postgres"), "mysql": SQLClassifier("mysql")}
+
+    def reload(self, rules: RuleSet) -> None:
+        self.rules = rules
+
+    def classify(self, ctx: StatementContext, sql: str) -> Classification:
+        return self.classifiers[ctx.protocol].classify(sql, ctx.database)
 
     async def check(self, ctx: StatementContext, sql: str) -> Verdict:
-        return ALLOW
+        classification = self.classify(ctx, sql)
+        decision = decide(self.rules, ctx, classification)
+        if decision.action == "allow":
+            return ALLOW
+        return self.refusal(decision, classification)
 
     async def check_function_call(self, ctx: StatementContext, function_oid: int) -> Verdict:
-        """The fast-path function call message names a function by OID, with no SQL text to parse."""
-        return ALLOW
+        name, cls = FAST_PATH_FUNCTIONS.get(function_oid, (f"function {function_oid}", "unknown"))
+        stmt = Statement(f"-- fast-path call of {name}", cls, "FUNCTION CALL", functions=(name,),
+                         reason="" if cls != "unknown" else "a fast-path call of a function dbfw does not know")
+        decision = decide_statement(self.rules, ctx, stmt)
+        if decision.action == "allow":
+            return ALLOW
+        return self.refusal(decision, None)
+
+    def refusal(self, decision: Decision, classification: Classification | None) -> Verdict:
+        detail = _describe(decision.statement)
+        if decision.action == "deny":
+            if decision.policy == "defaults.unknown":
+                return Verdict(False, "DBF05", "dbfw: the statement could not be understood, and the policy "
+                               "fails closed", detail, "rewrite it in plain SQL that dbfw can parse, or ask a "
+                               "dbfw admin for help", classification, decision)
+            return Verdict(False, "DBF02", f'dbfw: denied by policy "{decision.policy}"', detail,
+                           "this statement is not allowed here; if it must run, ask a dbfw admin to change the "
+                           "rules", classification, decision)
+        return Verdict(False, "DBF01", f'dbfw: approval required by policy "{decision.policy}"', detail,
+                       "a reviewer must approve it through the dbfw admin API; then run the same statement "
+                       "again", classification, decision)

@@ -17,6 +17,7 @@ from . import log
 from .config import ConfigError, Listener, Settings, load_settings
 from .firewall import Firewall
 from .identity import Identities
+from .policy.rules import RuleSet, load_rules
 from .protocol.common import Runtime
 from .protocol.postgres.session import PgSession
 from .protocol.postgres.upstream import open_stream
@@ -34,7 +35,12 @@ def server_tls_context(listener: Listener) -> ssl.SSLContext | None:
 class Server:
     def __init__(self, settings: Settings, config_path: Path | None = None, firewall: Firewall | None = None):
         self.config_path = config_path
-        self.rt = Runtime(settings, Identities.from_settings(settings), firewall or Firewall())
+        if firewall is None:
+            rules = load_rules(settings.rules) if settings.rules is not None else None
+            if rules is None:
+                log.warning("rules.none", note="no rules configured: every statement needs an approval")
+            firewall = Firewall(rules)
+        self.rt = Runtime(settings, Identities.from_settings(settings), firewall)
         self._servers: list[asyncio.base_events.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
@@ -94,17 +100,20 @@ class Server:
             return False
         try:
             settings = load_settings(self.config_path)
+            rules = load_rules(settings.rules) if settings.rules is not None else RuleSet.fail_closed()
         except ConfigError as e:
             for p in e.problems:
                 log.warning("reload.failed", problem=str(p))
+            log.warning("reload.kept_old", note="the running config and rules stay in force")
             return False
+        self.rt.firewall.reload(rules)
         if [(lst.name, lst.listen, lst.protocol) for lst in settings.listeners] != [
                 (lst.name, lst.listen, lst.protocol) for lst in self.settings.listeners]:
             log.warning("reload.listeners_unchanged", note="listener changes need a restart")
             settings = settings.model_copy(update={"listeners": self.settings.listeners})
         self.rt.identities = Identities.from_settings(settings, self.rt.identities)
         self.rt.settings = settings
-        log.event("reload.ok", identities=len(self.rt.identities))
+        log.event("reload.ok", identities=len(self.rt.identities), policies=len(rules.policies))
         return True
 
     def stop(self) -> None:

@@ -35,6 +35,15 @@ REVIEWER = "alice"
 REVIEWER_PASSWORD = "alice-secret"
 
 
+ALLOW_ALL_RULES = """\
+defaults: {action: allow, unknown: require_approval}
+policies:
+  - name: protocol-tests-allow-everything
+    match: {}
+    action: allow
+"""
+
+
 @dataclass
 class PgTarget:
     host: str
@@ -196,12 +205,15 @@ def write_config(directory: Path, pg: PgTarget, *, extra_listener: str = "", adm
             api_key: alice-api-key
             roles: [reviewer]
         shutdown_grace: 10s
+        rules: rules.yaml
         """)
     if admin:
         text += "admin:\n  listen: 127.0.0.1:0\n"
     text += extra
     path = directory / "dbfw.yaml"
     path.write_text(text)
+    # The protocol tests exercise every kind of statement; policy is tested on its own.
+    (directory / "rules.yaml").write_text(ALLOW_ALL_RULES)
     return path
 
 

@@ -530,7 +530,7 @@ def test_an_error_leaves_the_session_usable(dbfw: DbfwProcess, pg: PgTarget) -> 
     def scenario(conninfo: str) -> list[Any]:
         out: list[Any] = []
         with psycopg.connect(conninfo, autocommit=True) as conn:
-            for query in ("select 1/0", "select * from dbfw_no_such_table_xyz", "selec 1", "select 'a'::int"):
+            for query in ("select 1/0", "select * from dbfw_no_such_table_xyz", "select 1 +", "select 'a'::int"):
                 try:
                     conn.execute(query)
                 except psycopg.Error as e:
@@ -546,12 +546,16 @@ def test_an_error_leaves_the_session_usable(dbfw: DbfwProcess, pg: PgTarget) -> 
             out.append(conn.execute("select 'ok'").fetchone())
         return out
 
-    got = both(dbfw, pg, scenario)
-    assert got[0] == ("DivisionByZero", "22012", "ERROR", "division by zero", None)
-    assert got[1] == (2,)
-    assert got[2][:2] == ("UndefinedTable", "42P01")
-    assert got[4][:2] == ("SyntaxError", "42601")
-    assert got[-2:] == ["multi failed", ("ok",)]
+    direct = scenario(pg.conninfo())
+    through = scenario(dbfw.conninfo())
+    assert direct[0] == through[0] == ("DivisionByZero", "22012", "ERROR", "division by zero", None)
+    assert direct[1] == through[1] == (2,)
+    assert direct[2][:2] == through[2][:2] == ("UndefinedTable", "42P01")
+    # Text that does not parse never reaches PostgreSQL through dbfw: it fails closed with dbfw's error.
+    assert direct[4][:2] == ("SyntaxError", "42601")
+    assert through[4][1] == "DBF01" and through[4][3].startswith("dbfw: ")
+    assert direct[5:] == through[5:]
+    assert through[-2:] == ["multi failed", ("ok",)]
 
 
 def test_prepared_statements(dbfw: DbfwProcess, pg: PgTarget) -> None:

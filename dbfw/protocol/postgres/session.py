@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 from ... import log
 from ...config import Listener
-from ...firewall import StatementContext, Verdict
+from ...context import StatementContext
+from ...firewall import Verdict
 from ...identity import Principal
 from ...sql.settings import SettingNotAllowed, check_startup_settings
 from ..common import Runtime

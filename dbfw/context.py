@@ -1,0 +1,18 @@
+"""Who runs a statement, where: shared by protocol sessions, the firewall and the policy engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class StatementContext:
+    """One per session; every statement of the session shares it."""
+
+    identity: str
+    roles: frozenset[str]
+    database: str
+    listener: str
+    protocol: str  # "postgres" | "mysql"
+    session_id: str
+    client_addr: str = ""

@@ -1,0 +1,177 @@
+"""Rule files (rules/*.yaml): load, validate, merge. Errors name the file, the line and the rule."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+
+from ..config import ROLES, ConfigError, Duration, Problem, _Model, load_yaml, validation_problems
+from ..sql.classify import CLASSES
+
+Action = Literal["allow", "require_approval", "deny"]
+ACTION_RANK = {"allow": 0, "require_approval": 1, "deny": 2}
+ClassName = Literal["read", "session", "transaction", "write", "bulk_export", "bulk_import", "destructive_write",
+                    "ddl", "procedural", "privilege", "admin", "unknown"]
+assert set(ClassName.__args__) == set(CLASSES)  # type: ignore[attr-defined]
+
+
+class Match(_Model):
+    classes: list[ClassName] | None = None
+    commands: list[str] | None = None
+    identities: list[str] | None = None
+    roles: list[str] | None = None
+    databases: list[str] | None = None
+    tables: list[str] | None = None
+    listeners: list[str] | None = None
+
+    @field_validator("commands")
+    @classmethod
+    def _upper(cls, v: list[str] | None) -> list[str] | None:
+        return [c.upper() for c in v] if v is not None else None
+
+
+def _check_reviewers(v: list[str]) -> list[str]:
+    for r in v:
+        if r.startswith("role:") and r[5:] not in ROLES:
+            raise ValueError(f"unknown role in {r!r} (roles: {', '.join(ROLES)})")
+    return v
+
+
+class Policy(_Model):
+    name: str = Field(min_length=1)
+    match: Match = Match()
+    action: Action
+    approvals: int = Field(default=1, ge=1, le=10)
+    reviewers: list[str] = Field(default_factory=lambda: ["role:reviewer"], min_length=1)
+    ttl: Duration = 900.0
+    hold: Duration = 0.0
+    description: str | None = None
+
+    @field_validator("reviewers")
+    @classmethod
+    def _reviewers(cls, v: list[str]) -> list[str]:
+        return _check_reviewers(v)
+
+
+class Defaults(_Model):
+    action: Action = "require_approval"
+    unknown: Literal["require_approval", "deny"] = "require_approval"
+
+
+class MaskRule(_Model):
+    name: str = Field(min_length=1)
+    columns: list[str] = Field(min_length=1)
+    mask: Literal["redact", "partial", "email", "hash", "null"]
+    options: dict[str, str | int | bool] = Field(default_factory=dict)
+    unmasked_for: list[str] = Field(default_factory=list)
+
+
+class Limits(_Model):
+    max_result_rows: int | None = Field(default=None, ge=1)
+
+
+class RuleFile(_Model):
+    defaults: Defaults | None = None
+    policies: list[Policy] = Field(default_factory=list)
+    masking: list[MaskRule] = Field(default_factory=list)
+    limits: Limits | None = None
+
+
+@dataclass(frozen=True)
+class Located:
+    file: str
+    line: int | None
+
+
+@dataclass
+class RuleSet:
+    defaults: Defaults = field(default_factory=Defaults)
+    policies: list[Policy] = field(default_factory=list)
+    masking: list[MaskRule] = field(default_factory=list)
+    limits: Limits = field(default_factory=Limits)
+    sources: list[str] = field(default_factory=list)
+    where: dict[str, Located] = field(default_factory=dict)  # policy name -> file and line
+
+    @classmethod
+    def fail_closed(cls) -> RuleSet:
+        """What applies when no rules are configured: every statement waits for a reviewer."""
+        return cls(Defaults("require_approval", "require_approval"))  # type: ignore[call-arg]
+
+
+def rule_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        files = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
+        if not files:
+            raise ConfigError([Problem(str(path), None, "no rule files (*.yaml) in this folder")])
+        return files
+    return [path]
+
+
+def load_rules(path: str | Path) -> RuleSet:
+    """Load a rule file or a folder of them. Raises ConfigError listing every problem."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError([Problem(str(path), None, "rules path does not exist")])
+    rules = RuleSet()
+    problems: list[Problem] = []
+    defaults_from: Located | None = None
+    for f in rule_files(path):
+        name = str(f)
+        try:
+            data, located = load_yaml(f)
+        except ConfigError as e:
+            problems += e.problems
+            continue
+        if data is None:
+            continue
+        if not isinstance(data, dict):
+            problems.append(Problem(name, located.line_of(()), "a rule file must be a YAML mapping"))
+            continue
+        try:
+            parsed = RuleFile.model_validate(data)
+        except ValidationError as e:
+            for p in validation_problems(name, e, located):
+                problems.append(_with_rule_name(p, data))
+            continue
+        rules.sources.append(name)
+        if parsed.defaults is not None:
+            here = Located(name, located.line_of(("defaults",)))
+            if defaults_from is not None and parsed.defaults != rules.defaults:
+                problems.append(Problem(name, here.line, f"defaults are also set in {defaults_from.file}:"
+                                                         f"{defaults_from.line}; set them in one file"))
+            rules.defaults, defaults_from = parsed.defaults, here
+        for i, policy in enumerate(parsed.policies):
+            line = located.line_of(("policies", i))
+            if policy.name in rules.where:
+                first = rules.where[policy.name]
+                problems.append(Problem(name, line, f"policy {policy.name!r}: the name is already used at "
+                                                    f"{first.file}:{first.line}"))
+                continue
+            rules.where[policy.name] = Located(name, line)
+            rules.policies.append(policy)
+        rules.masking += parsed.masking
+        if parsed.limits is not None and parsed.limits.max_result_rows is not None:
+            current = rules.limits.max_result_rows
+            value = parsed.limits.max_result_rows
+            rules.limits = Limits(max_result_rows=value if current is None else min(current, value))
+    if problems:
+        raise ConfigError(problems)
+    return rules
+
+
+def _with_rule_name(p: Problem, data: dict) -> Problem:  # type: ignore[type-arg]
+    """'policies.2.action: ...' reads better as 'policy "drop-guard": action: ...'."""
+    parts = p.message.split(":", 1)
+    loc = parts[0].split(".")
+    if len(loc) >= 2 and loc[0] in ("policies", "masking") and loc[1].isdigit():
+        items = data.get(loc[0]) or []
+        idx = int(loc[1])
+        rule_name = items[idx].get("name") if idx < len(items) and isinstance(items[idx], dict) else None
+        if rule_name:
+            kind = "policy" if loc[0] == "policies" else "masking rule"
+            rest = ".".join(loc[2:]) or "(rule)"
+            return Problem(p.file, p.line, f"{kind} {rule_name!r}: {rest}:{parts[1] if len(parts) > 1 else ''}")
+    return p

@@ -1,0 +1,794 @@
+"""Statement classification: sqlglot's tokens and tree -> the contract's classes. Fails closed.
+
+How a statement is read:
+
+1. The text is tokenized with sqlglot's dialect tokenizer (MySQL's executable comments ``/*! */``
+   are expanded first: the server runs them). A tokenizer error makes the message ``unknown``.
+2. Tokens are split into statements at top-level semicolons. Each statement's first keyword says
+   what kind of statement it is — as it does in the servers' own grammars. Keywords whose statements
+   are harmless whatever follows (LISTEN, DISCARD, SAVEPOINT...) are classified by the keyword; the
+   rest must parse into a root type this module understands (SELECT, INSERT, UPDATE, DELETE,
+   MERGE, COPY, CREATE...), otherwise the statement is ``unknown``.
+3. The whole token stream is searched for risky function calls (server files and processes,
+   dblink, role changes via set_config...), wherever they appear.
+4. The parsed tree adds what only it knows: data-modifying CTEs, SELECT INTO, row locks, WHERE
+   clauses that do not restrict, and the tables touched.
+
+A message is as risky as its riskiest statement.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
+from sqlglot.errors import ParseError, TokenError
+from sqlglot.optimizer.simplify import simplify
+from sqlglot.tokens import Token, TokenType
+
+from .dialects import MYSQL_FUNCTIONS, MYSQL_HARMLESS_SETTINGS, POSTGRES_FUNCTIONS, setting_class
+
+CLASSES = ("read", "session", "transaction", "write", "bulk_export", "bulk_import", "destructive_write", "ddl",
+           "procedural", "privilege", "admin", "unknown")
+RANK = {c: i for i, c in enumerate(CLASSES)}
+
+
+def riskiest(classes: Sequence[str]) -> str:
+    return max(classes, key=RANK.__getitem__) if classes else "read"
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    sql: str
+    cls: str
+    command: str
+    tables: tuple[str, ...] = ()
+    tables_written: tuple[str, ...] = ()
+    functions: tuple[str, ...] = ()
+    fingerprint: str = ""
+    reason: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"sql": self.sql, "class": self.cls, "command": self.command, "tables": list(self.tables),
+                "tables_written": list(self.tables_written), "functions": list(self.functions),
+                "fingerprint": self.fingerprint, **({"reason": self.reason} if self.reason else {})}
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    dialect: str
+    statements: tuple[Statement, ...]
+    cls: str
+    fingerprint: str  # the whole message, literals kept: binds an approval to exactly this text
+    shape: str = ""  # the whole message, literals replaced: the classification cache key
+    cached: bool = False
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(t for s in self.statements for t in s.tables))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"dialect": self.dialect, "statements": [s.to_json() for s in self.statements], "class": self.cls,
+                "fingerprint": self.fingerprint}
+
+
+# --- tokens ---------------------------------------------------------------------------------------------
+
+_LITERALS = frozenset({TokenType.STRING, TokenType.NUMBER, TokenType.BIT_STRING, TokenType.HEX_STRING,
+                       TokenType.BYTE_STRING, TokenType.NATIONAL_STRING, TokenType.RAW_STRING,
+                       TokenType.HEREDOC_STRING, TokenType.UNICODE_STRING})
+_STRINGS = _LITERALS - {TokenType.NUMBER}
+
+
+def _word(tok: Token) -> str:
+    return tok.text.upper() if tok.token_type not in _STRINGS else ""
+
+
+def _words(tokens: Sequence[Token], n: int = 4) -> list[str]:
+    return [_word(t) for t in tokens[:n]] + [""] * max(0, n - len(tokens))
+
+
+def _token_key(tok: Token, keep_literals: bool) -> str:
+    tt = tok.token_type
+    if tt in _LITERALS:
+        return f"{tt.name}:{tok.text}" if keep_literals else "?"
+    if tt == TokenType.IDENTIFIER:  # quoted: case matters
+        return f'"{tok.text}"'
+    return tok.text.lower() if tt == TokenType.VAR else tok.text.upper()
+
+
+def _digest(tokens: Sequence[Token], keep_literals: bool) -> str:
+    h = hashlib.sha256()
+    for tok in tokens:
+        h.update(_token_key(tok, keep_literals).encode("utf-8", "surrogateescape"))
+        h.update(b"\x00")
+    return h.hexdigest()[:20]
+
+
+def expand_mysql_executable_comments(sql: str) -> str:
+    """Turn ``/*! code */``, ``/*!50100 code */`` and ``/*M! code */`` into ``code``: MySQL and MariaDB run it.
+
+    Quotes and ordinary comments are skipped exactly; an unterminated one raises TokenError.
+    """
+    out: list[str] = []
+    i, n = 0, len(sql)
+    while i < n:
+        c = sql[i]
+        if c in "'\"`":
+            j = i + 1
+            while j < n:
+                if sql[j] == "\\" and c != "`":
+                    j += 2
+                    continue
+                if sql[j] == c:
+                    if j + 1 < n and sql[j + 1] == c:
+                        j += 2
+                        continue
+                    break
+                j += 1
+            if j >= n:
+                raise TokenError("unterminated quoted text")
+            out.append(sql[i:j + 1])
+            i = j + 1
+        elif sql.startswith("/*", i):
+            end = sql.find("*/", i + 2)
+            if end < 0:
+                raise TokenError("unterminated comment")
+            body = sql[i + 2:end]
+            if body.startswith("!") or body.startswith("M!"):
+                body = body[1:] if body.startswith("!") else body[2:]
+                k = 0
+                while k < len(body) and k < 6 and body[k].isdigit():
+                    k += 1
+                out.append(" " + expand_mysql_executable_comments(body[k:]) + " ")
+            else:
+                out.append(" ")
+            i = end + 2
+        elif c == "#" or (sql.startswith("--", i) and (i + 2 >= n or sql[i + 2] in " \t\r\n")):
+            end = sql.find("\n", i)
+            out.append(" ")
+            i = n if end < 0 else end
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+# --- classification of one statement ----------------------------------------------------------------------
+
+
+class _Unknown(Exception):
+    """The statement is not one this module understands."""
+
+
+@dataclass
+class _Result:
+    cls: str
+    command: str
+    reason: str = ""
+    tables: list[str] = field(default_factory=list)
+    written: list[str] = field(default_factory=list)
+    functions: list[str] = field(default_factory=list)
+    literal_sensitive: bool = False
+
+    def raise_to(self, cls: str, reason: str) -> None:
+        if RANK[cls] > RANK[self.cls]:
+            self.cls, self.reason = cls, reason
+
+
+_TREE_KEYWORDS = frozenset({"SELECT", "WITH", "INSERT", "UPDATE", "DELETE", "MERGE", "VALUES", "TABLE",
+                            "REPLACE", "("})
+_STATEMENT_START = frozenset({"SELECT", "WITH", "INSERT", "UPDATE", "DELETE", "MERGE", "VALUES", "TABLE",
+                              "EXECUTE", "DECLARE", "CREATE", "REPLACE"})
+
+Handler = Callable[["_Classifier", list[Token], _Result], None]
+
+
+class _Classifier:
+    def __init__(self, dialect: str):
+        self.dialect = dialect
+        self.d = Dialect.get_or_raise(dialect)
+        # sqlglot's tokenizer swallows the rest of some statements (RESET, EXPLAIN, SHOW, EXECUTE...) into
+        # one string token; dbfw must see every token of every statement, so it tokenizes without that.
+        tokenizer_class = type("DbfwTokenizer", (self.d.tokenizer_class,), {"COMMANDS": set()})
+        self.tokenizer = tokenizer_class(dialect=self.d)
+        self.mysql = dialect == "mysql"
+        self.functions = MYSQL_FUNCTIONS if self.mysql else POSTGRES_FUNCTIONS
+        self.default_schema = None if self.mysql else "public"
+        self._sql = ""
+
+    # Entry point for one statement's tokens.
+    def classify(self, tokens: list[Token], sql: str | None, database: str | None) -> _Result:
+        if sql is None:  # a statement nested in another (EXPLAIN ANALYZE, DECLARE, PREPARE): same text
+            sql = self._sql
+        self._sql = sql
+        w = _words(tokens)
+        kw = w[0]
+        try:
+            if kw in _TREE_KEYWORDS:
+                res = self._from_tree(tokens, sql, kw, database)
+            else:
+                handler = self._handler(kw)
+                if handler is None:
+                    raise _Unknown(f"{kw or 'this statement'} is not a statement dbfw understands")
+                res = _Result("read", kw)
+                handler(self, tokens, res)
+        except _Unknown as e:
+            res = _Result("unknown", kw or "UNKNOWN", str(e))
+        except (ParseError, TokenError) as e:
+            res = _Result("unknown", kw or "UNKNOWN", f"cannot parse: {str(e).splitlines()[0][:200]}")
+        self._scan_functions(tokens, res)
+        return res
+
+    def _handler(self, kw: str) -> Handler | None:
+        if self.mysql:
+            return _MYSQL_KEYWORDS.get(kw) or _COMMON_KEYWORDS.get(kw)
+        return _PG_KEYWORDS.get(kw) or _COMMON_KEYWORDS.get(kw)
+
+    # --- functions anywhere -----------------------------------------------------------------------
+
+    def _scan_functions(self, tokens: list[Token], res: _Result) -> None:
+        for i, tok in enumerate(tokens[:-1]):
+            if tokens[i + 1].token_type != TokenType.L_PAREN or tok.token_type in _LITERALS:
+                continue
+            name = tok.text.lower()
+            if name == "set_config" and not self.mysql:
+                res.literal_sensitive = True
+                arg = tokens[i + 2] if i + 2 < len(tokens) else None
+                if arg is None or arg.token_type != TokenType.STRING:
+                    res.raise_to("admin", "set_config with a setting name dbfw cannot read")
+                else:
+                    res.raise_to(setting_class(arg.text), f"set_config('{arg.text}')")
+                continue
+            cls = self.functions.get(name)
+            if cls is not None:
+                res.raise_to(cls, f"calls {name}()")
+
+    # --- statements read from the tree ---------------------------------------------------------------
+
+    def _parse(self, tokens: list[Token], sql: str) -> exp.Expression:
+        parsed = self.d.parser().parse(_parser_friendly(tokens), sql)
+        if len(parsed) != 1 or parsed[0] is None:
+            raise _Unknown("not a single statement")
+        return parsed[0]
+
+    def _from_tree(self, tokens: list[Token], sql: str, kw: str, database: str | None) -> _Result:
+        if self.mysql and kw == "SELECT" and _has_into_outfile(tokens):
+            return _Result("bulk_export", "SELECT", "SELECT ... INTO OUTFILE/DUMPFILE writes a server file")
+        if kw == "REPLACE":  # MySQL's REPLACE is INSERT that deletes conflicting rows first
+            first = tokens[0]
+            tokens = [Token(TokenType.INSERT, "INSERT", first.line, first.col, first.start, first.end), *tokens[1:]]
+            kw = "INSERT"
+        root = self._parse(tokens, sql)
+        res = _Result("read", kw)
+        if isinstance(root, exp.Query | exp.Values) and kw in ("SELECT", "WITH", "VALUES", "TABLE", "("):
+            res.command = "SELECT" if kw in ("WITH", "(", "TABLE") else kw
+            into = root.args.get("into") if isinstance(root, exp.Select) else None
+            if into is not None and not self.mysql:  # MySQL's SELECT ... INTO @var only sets variables
+                res.raise_to("ddl", "SELECT INTO creates a table")
+            if any(True for _ in root.find_all(exp.Lock)):
+                res.raise_to("write", "locks rows (FOR UPDATE/SHARE)")
+        elif isinstance(root, exp.Insert) and kw in ("INSERT", "WITH"):
+            res.cls, res.command = "write", "INSERT"
+        elif isinstance(root, exp.Update | exp.Delete) and kw in ("UPDATE", "DELETE", "WITH"):
+            res.command = "UPDATE" if isinstance(root, exp.Update) else "DELETE"
+            res.cls = "write"
+        elif isinstance(root, exp.Merge) and kw in ("MERGE", "WITH"):
+            res.cls, res.command = "write", "MERGE"
+        else:
+            raise _Unknown(f"{kw} parsed as {type(root).__name__}, which dbfw does not understand")
+        # Every data-changing statement anywhere in the tree counts: CTEs, subqueries, INSERT ... SELECT.
+        for node in root.find_all(exp.Insert, exp.Update, exp.Delete, exp.Merge):
+            if isinstance(node, exp.Update | exp.Delete) and not self._restricted(node):
+                res.raise_to("destructive_write", f"{type(node).__name__.upper()} without a restricting WHERE")
+            else:
+                res.raise_to("write", f"{type(node).__name__.upper()} changes data")
+        self._tables(root, res, database)
+        res.functions = sorted({(f.name if isinstance(f, exp.Anonymous) else f.sql_name()).lower()
+                                for f in root.find_all(exp.Func)})
+        return res
+
+    def _restricted(self, node: exp.Expression) -> bool:
+        where = node.args.get("where")
+        if where is None:
+            return False
+        cond = where.this
+        try:
+            cond = simplify(cond.copy())
+        except Exception:  # simplify is an optimisation; keep the original condition
+            pass
+        if isinstance(cond, exp.Boolean) and not cond.this:
+            return True  # WHERE false touches nothing
+        return any(True for _ in cond.find_all(exp.Column)) and not isinstance(cond, exp.Boolean)
+
+    def _qualify(self, table: exp.Table, database: str | None) -> str:
+        schema = table.db or (database if self.mysql else self.default_schema)
+        parts = [p for p in (table.catalog, schema, table.name) if p]
+        return ".".join(parts)
+
+    def _tables(self, root: exp.Expression, res: _Result, database: str | None) -> None:
+        ctes = {c.alias_or_name for c in root.find_all(exp.CTE)}
+        seen: dict[str, None] = {}
+        for t in root.find_all(exp.Table):
+            if not t.name or (not t.db and t.name in ctes) or isinstance(t.this, exp.Func):
+                continue
+            if isinstance(t.parent, exp.Into) and self.mysql:
+                continue
+            seen[self._qualify(t, database)] = None
+        res.tables = list(seen)
+        written: dict[str, None] = dict.fromkeys(res.written)
+        for node in root.find_all(exp.Insert, exp.Update, exp.Delete, exp.Merge):
+            targets = [node.this, *(node.args.get("tables") or [])]
+            for target in targets:
+                table = target.this if isinstance(target, exp.Schema) else target
+                if isinstance(table, exp.Table) and table.name:
+                    written[self._qualify(table, database)] = None
+        into = root.args.get("into") if isinstance(root, exp.Select) else None
+        if into is not None:
+            for t in into.find_all(exp.Table):
+                if not self.mysql:
+                    written[self._qualify(t, database)] = None
+        res.written = list(written)
+
+
+_CAST_MARKERS = frozenset({TokenType.DCOLON, TokenType.ALIAS})
+
+
+def _parser_friendly(tokens: list[Token]) -> list[Token]:
+    """Work around sqlglot's parser where it cannot read valid SQL whose meaning dbfw does not need.
+
+    Array casts to types sqlglot does not know (``$1::oid[]``, ``x::regclass[]``, asyncpg's own
+    introspection query) do not parse; the cast's type never changes a classification, so such a type
+    is read as TEXT. Tokens are only replaced, never dropped, so nothing the classifier checks is lost.
+    """
+    out = tokens
+    n = len(tokens)
+    for i, tok in enumerate(tokens):
+        if tok.token_type not in _CAST_MARKERS:
+            continue
+        j = i + 1
+        while j + 1 < n and tokens[j].token_type == TokenType.VAR and tokens[j + 1].token_type == TokenType.DOT:
+            j += 2
+        if j + 2 < n and tokens[j].token_type not in _LITERALS and tokens[j + 1].token_type == TokenType.L_BRACKET \
+                and tokens[j + 2].token_type == TokenType.R_BRACKET:
+            if out is tokens:
+                out = list(tokens)
+            for k in range(i + 1, j + 1):
+                t = tokens[k]
+                out[k] = Token(TokenType.TEXT if k == j else TokenType.SPACE, "TEXT" if k == j else " ", t.line,
+                               t.col, t.start, t.end)
+    if out is not tokens:
+        out = [t for t in out if t.token_type != TokenType.SPACE]
+    return out
+
+
+def _has_into_outfile(tokens: list[Token]) -> bool:
+    for a, b in itertools.pairwise(tokens):
+        if _word(a) == "INTO" and _word(b) in ("OUTFILE", "DUMPFILE"):
+            return True
+    return False
+
+
+# --- keyword handlers -------------------------------------------------------------------------------------
+
+
+def _copy(c: _Classifier, tokens: list[Token], res: _Result) -> None:
+    """COPY target FROM|TO STDIN|STDOUT|'file'|PROGRAM 'cmd' [options], read from the tokens: sqlglot's tree
+    is lossy here (PROGRAM, options without WITH)."""
+    res.command = "COPY"
+    depth, direction, at = 0, "", -1
+    for i, tok in enumerate(tokens[1:], 1):
+        tt = tok.token_type
+        if tt == TokenType.L_PAREN:
+            depth += 1
+        elif tt == TokenType.R_PAREN:
+            depth -= 1
+        elif depth == 0 and _word(tok) in ("FROM", "TO"):
+            direction, at = _word(tok), i
+            break
+    if not direction or at + 1 >= len(tokens):
+        raise _Unknown("COPY without FROM or TO")
+    source = tokens[1:at]
+    if source and source[0].token_type == TokenType.L_PAREN:  # COPY (query) TO ...
+        inner = c.classify(source[1:-1], None, None)
+        if inner.cls == "unknown":
+            raise _Unknown(inner.reason)
+        res.tables, res.functions = inner.tables, inner.functions
+        res.raise_to(inner.cls, inner.reason)
+    elif source:
+        name_end = next((k for k, t in enumerate(source) if t.token_type == TokenType.L_PAREN), len(source))
+        parts = [t.text for t in source[:name_end] if t.token_type != TokenType.DOT]
+        if not parts:
+            raise _Unknown("COPY of nothing")
+        table = ".".join(parts if len(parts) > 1 else [c.default_schema or "", parts[0]]).lstrip(".")
+        res.tables = [table]
+        if direction == "FROM":
+            res.written = [table]
+    else:
+        raise _Unknown("COPY of nothing")
+    where = _word(tokens[at + 1])
+    if where == "PROGRAM":
+        res.raise_to("admin", "COPY ... PROGRAM runs a command on the database server")
+    elif where in ("STDIN", "STDOUT"):
+        res.raise_to("bulk_import" if direction == "FROM" else "bulk_export", "")
+    else:
+        res.raise_to("admin", "COPY to or from a file on the database server")
+
+
+def _fixed(cls: str, reason: str = "") -> Handler:
+    def handler(c: _Classifier, tokens: list[Token], res: _Result) -> None:
+        res.cls, res.reason = cls, reason
+
+    return handler
+
+
+_CREATE_SKIP = {"OR", "REPLACE", "TEMP", "TEMPORARY", "UNLOGGED", "GLOBAL", "LOCAL", "UNIQUE", "MATERIALIZED",
+                "RECURSIVE", "TRUSTED", "PROCEDURAL", "DEFAULT", "CONSTRAINT", "DEFINER", "=", "SQL", "SECURITY",
+                "ALGORITHM", "UNDEFINED", "MERGE", "TEMPTABLE", "INVOKER", "IF", "NOT", "EXISTS", "ONLINE",
+                "OFFLINE", "AGGREGATE"}
+_PRIVILEGE_OBJECTS = {"ROLE", "USER", "GROUP"}
+_PROCEDURAL_OBJECTS = {"FUNCTION", "PROCEDURE", "TRIGGER", "EVENT"}
+_ADMIN_OBJECTS = {"SERVER", "LANGUAGE", "SUBSCRIPTION", "PUBLICATION", "TABLESPACE", "FOREIGN", "LOGFILE"}
+
+
+def _object_word(tokens: list[Token]) -> tuple[str, int]:
+    i = 1
+    while i < len(tokens):
+        w = _word(tokens[i])
+        if w in _CREATE_SKIP or (w.startswith("`") and i > 1) or tokens[i].token_type == TokenType.PARAMETER:
+            i += 1
+            continue
+        if _word(tokens[i - 1]) == "DEFINER" or _word(tokens[i - 1]) == "=":
+            i += 1
+            continue
+        return w, i
+    return "", i
+
+
+def _create(c: _Classifier, tokens: list[Token], res: _Result) -> None:
+    obj, _ = _object_word(tokens)
+    res.command = "CREATE"
+    if obj in _PRIVILEGE_OBJECTS or (obj == "USER" and _word(tokens[min(len(tokens) - 1, 2)]) == "MAPPING"):
+        res.cls = "privilege"
+    elif obj in _PROCEDURAL_OBJECTS or obj == "RULE":
+        res.cls = "procedural"
+    elif obj in _ADMIN_OBJECTS:
+        res.cls = "admin"
+    elif obj:
+        res.cls = "ddl"
+    else:
+        raise _Unknown("CREATE of nothing dbfw recognises")
+
+
+def _alter(c: _Classifier, tokens: list[Token], res: _Result) -> None:
+    obj, i = _object_word(tokens)
+    res.command = "ALTER"
+    if obj == "SYSTEM" or obj == "INSTANCE":
+        res.cls, res.reason = "admin", "ALTER SYSTEM changes the server's configuration"
+    elif obj in _PRIVILEGE_OBJECTS or (obj == "DEFAULT" and i + 1 < len(tokens)
+                                         and _word(tokens[i + 1]) == "PRIVILEGES"):
+        res.cls = "privilege"
+    elif obj in _PROCEDURAL_OBJECTS:
+        res.cls = "procedural"
+    elif obj in _ADMIN_OBJECTS:
+        res.cls = "admin"
+    elif obj:
+        res.cls = "ddl"
+    else:
+        raise _Unknown("ALTER of nothing dbfw recognises")
+
+
+def _drop(c: _Classifier, tokens: list[Token], res: _Result) -> None:
+    obj, _ = _object_word(tokens)
+    res.command = "DROP"
+    if obj in _PRIVILEGE_OBJECTS or obj == "OWNED":
+        res.cls = "privilege"
+    elif obj:
+        res.cls = "ddl"
+    else:
+        raise _Unknown("DROP of nothing dbfw recognises")
+
+
+def _set(c: _Classifier, tokens: list[Token], res: _Result) -> None:
+    """SET in all its forms. Changing who the session is: privilege; harmless settings: session."""
+    w = _words(tokens, 6)
+    res.command = "SET"
+    i = 1
+    if w[1] in ("SESSION", "LOCAL", "GLOBAL", "PERSIST", "PERSIST_ONLY") and w[2] not in ("", "=", "TO"):
+        if w[1] in ("GLOBAL", "PERSIST", "PERSIST_ONLY"):
+            res.cls, res.reason = "admin", f"SET {w[1]} changes the server for everyone"
+            return
+        i = 2
+    head = _word(tokens[i]) if i < len(tokens) else ""
+    nxt = _word(tokens[i + 1]) if i + 1 < len(tokens) else ""
+    if head in ("ROLE", "PASSWORD") or (head == "SESSION" and nxt == "AUTHORIZATION") or head == "AUTHORIZATION" \
+            or (head == "DEFAULT" and nxt == "ROLE"):
+        res.cls, res.reason = "privilege", "changes the session's identity or credentials"
+        return
+    if head in ("TRANSACTION", "CONSTRAINTS") or (head == "SESSION" and nxt == "CHARACTERISTICS"):
+        res.cls = "transaction"
+        return
+    if head in ("NAMES", "CHARSET") or (head == "CHARACTER" and nxt == "SET") or (head == "TIME" and nxt == "ZONE"):
+        res.cls = "session"
+        return
+    if c.mysql:
+        _mysql_set_assignments(tokens[i:], res)
+        return
+    name_tokens = []
+    j = i
+    while j < len(tokens) and _word(tokens[j]) not in ("=", "TO"):
+        name_tokens.append(tokens[j].text)
+        j += 1
+    if j >= len(tokens) or not name_tokens:
+        raise _Unknown("SET without a value")
+    res.cls = setting_class("".join(name_tokens))
+    if res.cls != "session":
+        res.reason = f"SET {''.join(name_tokens)} is not a harmless setting"
+
+
+def _mysql_set_assignments(tokens: list[Token], res: _Result) -> None:
+    """SET a = 1, @@session.b = 2, @x = expr: every system variable assigned must be harmless."""
+    res.cls = "session"
+    for part in _split_top_level(tokens):
+        lhs: list[str] = []
+        for tok in part:
+            if tok.token_type in (TokenType.EQ, TokenType.COLON_EQ):
+                break
+            lhs.append(tok.text.lower())
+        if not lhs:
+            raise _Unknown("SET without a name")
+        if lhs[0] == "@" or (lhs[0].startswith("@") and not lhs[0].startswith("@@")):
+            continue  # a user variable; its value is checked like any expression
+        words = [w for w in lhs if w not in ("@@", ".")]
+        scope = words.pop(0) if words and words[0] in ("global", "persist", "persist_only", "session", "local") \
+            else "session"
+        if scope in ("global", "persist", "persist_only"):
+            res.raise_to("admin", f"SET {scope.upper()} changes the server for everyone")
+        elif ".".join(words) not in MYSQL_HARMLESS_SETTINGS:
+            res.raise_to("admin", f"SET {'.'.join(words)} is not a harmless setting")
+
+
+def _split_top_level(tokens: list[Token]) -> list[list[Token]]:
+    parts: list[list[Token]] = [[]]
+    depth = 0
+    for tok in tokens:
+        if tok.token_type == TokenType.L_PAREN:
+            depth += 1
+        elif tok.token_type == TokenType.R_PAREN:
+            depth -= 1
+        elif tok.token_type == TokenType.COMMA and depth == 0:
+            parts.append([])
+            continue
+        parts[-1].append(tok)
+    return [p for p in parts if p]
+
+
+def _reset(c: _Classifier, tokens: list[Token], res: _Result) -> None:
+    w = _words(tokens, 3)
+    res.command = "RESET"
+    if c.mysql:
+        res.cls = "admin"  # RESET MASTER / REPLICA / QUERY CACHE
+    elif w[1] == "ROLE" or (w[1] == "SESSION" and w[2] == "AUTHORIZATION"):
+        res.cls = "privilege"
+    elif w[1] == "ALL":
+        res.cls = "session"
+    elif w[1]:
+        res.cls = setting_class(tokens[1].text)
+    else:
+        raise _Unknown("RESET of nothing")
+
+
+def _explain(c: _Classifier, tokens: list[Token], res: _Result) -> None:
+    res.command = "EXPLAIN"
+    analyze = False
+    for i, tok in enumerate(tokens[1:], 1):
+        w = _word(tok)
+        if w in ("ANALYZE", "ANALYSE"):
+            analyze = True
+        if w in _STATEMENT_START:
+            if analyze:  # EXPLAIN ANALYZE runs the statement
+                inner = c.classify(tokens[i:], None, None)
+                res.cls, res.reason, res.command = inner.cls, inner.reason, inner.command
+            return
+    if c.mysql and len(tokens) > 1:  # EXPLAIN t is DESCRIBE t
+        return
+    raise _Unknown("EXPLAIN of nothing dbfw recognises")
+
+
+def _declare(c: _Classifier, tokens: list[Token], res: _Result) -> None:
+    res.command = "DECLARE"
+    for i, tok in enumerate(tokens):
+        if _word(tok) == "FOR" and i + 1 < len(tokens):
+            inner = c.classify(tokens[i + 1:], None, None)
+            res.cls, res.reason = inner.cls, inner.reason
+            if res.cls == "unknown":
+                raise _Unknown(inner.reason)
+            return
+    raise _Unknown("DECLARE without FOR")
+
+
+def _prepare(c: _Classifier, tokens: list[Token], res: _Result) -> None:
+    if _word(tokens[1]) == "TRANSACTION" if len(tokens) > 1 else False:
+        res.cls, res.command = "transaction", "PREPARE TRANSACTION"
+        return
+    res.cls, res.command, res.reason = "procedural", "PREPARE", "PREPARE stores SQL text to run later"
+    # The statement being prepared counts too (PostgreSQL: PREPARE name AS stmt).
+    for i, tok in enumerate(tokens):
+        if _word(tok) == "AS" and i + 1 < len(tokens) and _word(tokens[i + 1]) in _STATEMENT_START:
+            inner = c.classify(tokens[i + 1:], None, None)
+            res.raise_to(inner.cls, inner.reason)
+            return
+
+
+def _start(c: _Classifier, tokens: list[Token], res: _Result) -> None:
+    w = _words(tokens, 2)
+    if w[1] == "TRANSACTION":
+        res.cls, res.command = "transaction", "START TRANSACTION"
+    elif c.mysql and w[1] in ("SLAVE", "REPLICA", "GROUP_REPLICATION"):
+        res.cls, res.command = "admin", "START"
+    else:
+        raise _Unknown("START of nothing dbfw recognises")
+
+
+def _commit_like(c: _Classifier, tokens: list[Token], res: _Result) -> None:
+    res.cls, res.command = "transaction", _word(tokens[0])
+
+
+def _show(c: _Classifier, tokens: list[Token], res: _Result) -> None:
+    res.cls, res.command = ("read" if c.mysql else "session"), "SHOW"
+
+
+def _lock(c: _Classifier, tokens: list[Token], res: _Result) -> None:
+    res.cls, res.command = "write", "LOCK"
+
+
+def _load(c: _Classifier, tokens: list[Token], res: _Result) -> None:
+    w = _words(tokens, 2)
+    if w[1] in ("DATA", "XML"):
+        res.cls, res.command = "bulk_import", "LOAD DATA"
+    else:
+        res.cls, res.command, res.reason = "admin", "LOAD", "LOAD brings code into the server"
+
+
+def _mysql_do(c: _Classifier, tokens: list[Token], res: _Result) -> None:
+    # MySQL's DO evaluates expressions: read, unless a function it calls is risky.
+    res.cls, res.command = "read", "DO"
+
+
+def _handler_statement(c: _Classifier, tokens: list[Token], res: _Result) -> None:
+    res.cls, res.command = "read", "HANDLER"
+
+
+def _flush(c: _Classifier, tokens: list[Token], res: _Result) -> None:
+    res.cls, res.command = "admin", _word(tokens[0])
+
+
+_COMMON_KEYWORDS: dict[str, Handler] = {
+    "CREATE": _create, "ALTER": _alter, "DROP": _drop, "SET": _set, "EXPLAIN": _explain, "PREPARE": _prepare,
+    "START": _start, "BEGIN": _commit_like, "COMMIT": _commit_like, "ROLLBACK": _commit_like,
+    "SAVEPOINT": _commit_like, "RELEASE": _commit_like, "GRANT": _fixed("privilege"), "REVOKE": _fixed("privilege"),
+    "TRUNCATE": _fixed("destructive_write", "TRUNCATE empties the table"), "CALL": _fixed("procedural"),
+    "EXECUTE": _fixed("procedural", "EXECUTE runs stored SQL text"), "DEALLOCATE": _fixed("session"),
+    "SHOW": _show, "LOCK": _lock, "ANALYZE": _fixed("admin"), "LOAD": _load,
+}
+_PG_KEYWORDS: dict[str, Handler] = {
+    "COPY": _copy,
+    "DO": _fixed("procedural", "DO runs a procedural block"), "END": _commit_like, "ABORT": _commit_like,
+    "VACUUM": _fixed("admin"), "ANALYSE": _fixed("admin"), "CHECKPOINT": _fixed("admin"), "REINDEX": _fixed("admin"),
+    "CLUSTER": _fixed("admin"), "LISTEN": _fixed("session"), "UNLISTEN": _fixed("session"),
+    "NOTIFY": _fixed("session"), "DISCARD": _fixed("session"), "RESET": _reset, "DECLARE": _declare,
+    "FETCH": _fixed("read"), "MOVE": _fixed("read"), "CLOSE": _fixed("read"), "COMMENT": _fixed("ddl"),
+    "SECURITY": _fixed("ddl"), "REFRESH": _fixed("write"), "REASSIGN": _fixed("privilege"), "IMPORT": _fixed("ddl"),
+}
+_MYSQL_KEYWORDS: dict[str, Handler] = {
+    "USE": _fixed("session"), "DESCRIBE": _fixed("read"), "DESC": _fixed("read"), "KILL": _fixed("admin"),
+    "FLUSH": _flush, "SHUTDOWN": _fixed("admin"), "RESTART": _fixed("admin"), "INSTALL": _fixed("admin"),
+    "UNINSTALL": _fixed("admin"), "OPTIMIZE": _fixed("admin"), "REPAIR": _fixed("admin"), "CHECK": _fixed("admin"),
+    "CHECKSUM": _fixed("admin"), "PURGE": _fixed("admin"), "RESET": _reset, "CHANGE": _fixed("admin"),
+    "STOP": _fixed("admin"), "RENAME": _fixed("ddl"), "UNLOCK": _fixed("session"), "HANDLER": _handler_statement,
+    "DO": _mysql_do, "XA": _fixed("transaction"), "CACHE": _fixed("admin"), "BINLOG": _fixed("admin"),
+    "HELP": _fixed("read"),
+}
+
+
+# --- messages -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _ShapeEntry:
+    results: tuple[_Result, ...]
+
+
+class SQLClassifier:
+    """Classifies whole messages for one dialect, with two caches: by exact text, and by shape (literals
+    replaced) so that the same statement with other values is classified without parsing again."""
+
+    def __init__(self, dialect: str = "postgres", cache_size: int = 10_000):
+        if dialect not in ("postgres", "mysql"):
+            raise ValueError(f"unsupported dialect {dialect!r}")
+        self.dialect = dialect
+        self._c = _Classifier(dialect)
+        self._exact: OrderedDict[tuple[str, str | None], Classification] = OrderedDict()
+        self._shapes: OrderedDict[tuple[str, str | None], _ShapeEntry] = OrderedDict()
+        self.cache_size = cache_size
+        self.hits = 0
+        self.shape_hits = 0
+        self.misses = 0
+
+    def classify(self, sql: str, database: str | None = None) -> Classification:
+        key = (sql, database if self.dialect == "mysql" else None)
+        found = self._exact.get(key)
+        if found is not None:
+            self._exact.move_to_end(key)
+            self.hits += 1
+            return found
+        result = self._classify(sql, key[1])
+        self._exact[key] = result
+        if len(self._exact) > self.cache_size:
+            self._exact.popitem(last=False)
+        return result
+
+    def _classify(self, sql: str, database: str | None) -> Classification:
+        try:
+            text = expand_mysql_executable_comments(sql) if self.dialect == "mysql" else sql
+            tokens = self._c.tokenizer.tokenize(text)
+        except (TokenError, ValueError, IndexError) as e:
+            self.misses += 1
+            fp = hashlib.sha256(sql.encode("utf-8", "surrogateescape")).hexdigest()[:20]
+            reason = f"cannot tokenize: {str(e).splitlines()[0][:200] if str(e) else type(e).__name__}"
+            stmt = Statement(sql, "unknown", "UNKNOWN", fingerprint=fp, reason=reason)
+            return Classification(self.dialect, (stmt,), "unknown", fp, fp)
+        chunks = _split(tokens)
+        shape = _digest(tokens, keep_literals=False)
+        fingerprint = _digest(tokens, keep_literals=True)
+        shape_key = (shape, database)
+        entry = self._shapes.get(shape_key)
+        if entry is not None and len(entry.results) == len(chunks):
+            self._shapes.move_to_end(shape_key)
+            self.shape_hits += 1
+            results = entry.results
+            cached = True
+        else:
+            self.misses += 1
+            results = tuple(self._c.classify(chunk, text, database) for chunk in chunks)
+            cached = False
+            if not any(r.literal_sensitive for r in results):
+                self._shapes[shape_key] = _ShapeEntry(results)
+                if len(self._shapes) > self.cache_size:
+                    self._shapes.popitem(last=False)
+        statements = tuple(
+            Statement(text[chunk[0].start:chunk[-1].end + 1], r.cls, r.command, tuple(r.tables), tuple(r.written),
+                      tuple(r.functions), _digest(chunk, keep_literals=True), r.reason)
+            for chunk, r in zip(chunks, results, strict=True))
+        cls = riskiest([s.cls for s in statements])
+        return Classification(self.dialect, statements, cls, fingerprint, shape, cached)
+
+
+def _split(tokens: list[Token]) -> list[list[Token]]:
+    chunks: list[list[Token]] = []
+    current: list[Token] = []
+    for tok in tokens:
+        if tok.token_type == TokenType.SEMICOLON:
+            if current:
+                chunks.append(current)
+            current = []
+        else:
+            current.append(tok)
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def classify(sql: str, dialect: str = "postgres", database: str | None = None) -> Classification:
+    """Classify without a long-lived cache (the CLI, tests)."""
+    return SQLClassifier(dialect).classify(sql, database)
+
+
+__all__ = ["CLASSES", "RANK", "Classification", "SQLClassifier", "Statement", "classify", "riskiest", "sqlglot"]

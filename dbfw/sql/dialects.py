@@ -1,0 +1,78 @@
+"""What each dialect's risky functions and statement keywords are: data, not code.
+
+Function names are matched case-insensitively wherever they are called in a statement (select list,
+WHERE, ORDER BY, CTEs, subqueries, SET values, PREPAREd text...). A function listed here raises the
+statement's class to at least the one given.
+"""
+
+from __future__ import annotations
+
+from .settings import HARMLESS_SETTINGS
+
+POSTGRES_FUNCTIONS: dict[str, str] = {
+    # server files
+    **dict.fromkeys((
+        "pg_read_file", "pg_read_binary_file", "pg_ls_dir", "pg_stat_file", "pg_ls_logdir", "pg_ls_waldir",
+        "pg_ls_tmpdir", "pg_ls_archive_statusdir", "pg_ls_logicalsnapdir", "pg_ls_logicalmapdir",
+        "pg_ls_replslotdir", "pg_file_write", "pg_file_rename", "pg_file_unlink", "pg_file_sync", "pg_logdir_ls",
+        "lo_import", "lo_export", "pg_file_settings",
+    ), "admin"),
+    # server processes and state
+    **dict.fromkeys((
+        "pg_terminate_backend", "pg_cancel_backend", "pg_reload_conf", "pg_rotate_logfile", "pg_promote",
+        "pg_switch_wal", "pg_switch_xlog", "pg_create_restore_point", "pg_start_backup", "pg_stop_backup",
+        "pg_backup_start", "pg_backup_stop", "pg_create_physical_replication_slot",
+        "pg_create_logical_replication_slot", "pg_drop_replication_slot", "pg_copy_physical_replication_slot",
+        "pg_copy_logical_replication_slot", "pg_replication_slot_advance", "pg_replication_origin_create",
+        "pg_replication_origin_drop", "pg_replication_origin_session_setup", "pg_wal_replay_pause",
+        "pg_wal_replay_resume", "pg_log_backend_memory_contexts", "pg_stat_reset", "pg_stat_reset_shared",
+        "pg_stat_reset_single_table_counters", "pg_stat_reset_single_function_counters", "pg_stat_reset_slru",
+        "pg_stat_reset_replication_slot", "pg_stat_statements_reset", "pg_import_system_collations",
+        "pg_logical_emit_message",
+    ), "admin"),
+    # other servers
+    **dict.fromkeys((
+        "dblink", "dblink_exec", "dblink_connect", "dblink_connect_u", "dblink_send_query", "dblink_open",
+        "dblink_fetch", "dblink_get_result", "dblink_disconnect", "dblink_build_sql_insert",
+        "dblink_build_sql_delete", "dblink_build_sql_update",
+    ), "admin"),
+    # functions that run SQL text given to them
+    **dict.fromkeys(("query_to_xml", "query_to_xml_and_xmlschema", "query_to_xmlschema"), "procedural"),
+    # functions that change data
+    **dict.fromkeys((
+        "nextval", "setval", "lo_create", "lo_creat", "lo_unlink", "lo_put", "lo_from_bytea", "lowrite",
+        "lo_truncate", "lo_truncate64",
+    ), "write"),
+}
+
+MYSQL_FUNCTIONS: dict[str, str] = {
+    **dict.fromkeys(("load_file", "sys_exec", "sys_eval", "sys_get", "sys_set", "lib_mysqludf_sys_info"), "admin"),
+}
+
+# Settings that change who the session is.
+PRIVILEGE_SETTINGS = frozenset({"role", "session_authorization"})
+
+
+def setting_class(name: str) -> str:
+    """The class of changing one setting: identity changes are privilege, the harmless list is session,
+    anything else (superuser settings, replication role, string parsing) is admin."""
+    name = name.lower().strip('"')
+    if name in PRIVILEGE_SETTINGS:
+        return "privilege"
+    if name in HARMLESS_SETTINGS:
+        return "session"
+    return "admin"
+
+
+MYSQL_HARMLESS_SETTINGS = frozenset(s.lower() for s in (
+    "autocommit", "names", "character_set_client", "character_set_results", "character_set_connection",
+    "collation_connection", "time_zone", "sql_select_limit", "max_execution_time", "wait_timeout",
+    "interactive_timeout", "net_read_timeout", "net_write_timeout", "lock_wait_timeout",
+    "innodb_lock_wait_timeout", "transaction_isolation", "tx_isolation", "transaction_read_only",
+    "tx_read_only", "group_concat_max_len", "sql_auto_is_null", "unique_checks",
+    "div_precision_increment", "lc_time_names", "sql_notes", "sql_warnings", "profiling", "optimizer_search_depth",
+    "max_join_size", "sql_big_selects", "sort_buffer_size", "join_buffer_size", "tmp_table_size",
+    "max_heap_table_size", "long_query_time", "character_set_database", "default_storage_engine",
+    "session_track_schema", "session_track_state_change", "session_track_system_variables",
+    "session_track_transaction_info", "last_insert_id", "insert_id", "timestamp",
+))
