@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import getpass
+import json
 import sys
 from pathlib import Path
 
 import click
 
 from . import __version__, log
-from .config import ConfigError, Settings, default_config_path, load_settings
+from .config import ConfigError, Problem, Settings, default_config_path, load_settings
+from .policy.rules import RuleSet
 
 
 def _config_option(f):  # type: ignore[no-untyped-def]
@@ -27,6 +29,25 @@ def _load(config: Path | None) -> tuple[Settings, Path]:
         sys.exit(1)
 
 
+def _load_rules(settings: Settings) -> RuleSet:
+    """The configured rules, checked against the config (reviewers must be identities or roles)."""
+    from .policy.rules import load_rules
+
+    if settings.rules is None:
+        return RuleSet.fail_closed()
+    rules = load_rules(settings.rules)
+    problems = []
+    for policy in rules.policies:
+        for reviewer in policy.reviewers:
+            if not reviewer.startswith("role:") and reviewer not in settings.identities:
+                where = rules.where[policy.name]
+                problems.append(Problem(where.file, where.line, f"policy {policy.name!r}: reviewer {reviewer!r} "
+                                                                "is not an identity in the config"))
+    if problems:
+        raise ConfigError(problems)
+    return rules
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="dbfw")
 def main() -> None:
@@ -38,8 +59,19 @@ def main() -> None:
 def check(config: Path | None) -> None:
     """Validate the config (and rules); print file:line: message for each error."""
     settings, path = _load(config)
+    try:
+        rules = _load_rules(settings)
+    except ConfigError as e:
+        for problem in e.problems:
+            click.echo(str(problem), err=True)
+        sys.exit(1)
     click.echo(f"{path}: ok ({len(settings.listeners)} listeners, {len(settings.upstreams)} upstreams, "
                f"{len(settings.identities)} identities)")
+    if settings.rules is None:
+        click.echo("warning: no rules configured: every statement will wait for an approval", err=True)
+    else:
+        click.echo(f"{settings.rules}: ok ({len(rules.policies)} policies, {len(rules.masking)} masking rules, "
+                   f"defaults: {rules.defaults.action}, unknown: {rules.defaults.unknown})")
 
 
 @main.command()
@@ -64,6 +96,41 @@ def _run_loop(coro) -> None:  # type: ignore[no-untyped-def]
     import uvloop
 
     uvloop.run(coro)
+
+
+@main.command()
+@click.option("--dialect", type=click.Choice(["postgres", "mysql"]), default="postgres", show_default=True)
+@_config_option
+@click.option("--identity", default=None, help="decide as this identity (its roles come from the config)")
+@click.option("--database", default=None, help="decide for this database")
+@click.argument("sql")
+def classify(dialect: str, config: Path | None, identity: str | None, database: str | None, sql: str) -> None:
+    """Print the classification of SQL and the policy decision as JSON; changes nothing. SQL '-' reads stdin."""
+    from .context import StatementContext
+    from .policy.engine import decide
+    from .sql.classify import SQLClassifier
+
+    if sql == "-":
+        sql = sys.stdin.read()
+    path = config or default_config_path()
+    if config is not None or path.exists():
+        settings, _ = _load(path)
+        try:
+            rules = _load_rules(settings)
+        except ConfigError as e:
+            for problem in e.problems:
+                click.echo(str(problem), err=True)
+            sys.exit(1)
+        roles = frozenset(settings.identities[identity].roles) if identity in settings.identities else frozenset()
+        listener = next((lst.name for lst in settings.listeners if lst.protocol == dialect), "")
+    else:
+        rules, roles, listener = RuleSet.fail_closed(), frozenset(), ""
+    ctx = StatementContext(identity=identity or "", roles=roles, database=database or "", listener=listener,
+                           protocol=dialect, session_id="classify")
+    classification = SQLClassifier(dialect).classify(sql, database)
+    out = classification.to_json()
+    out["decision"] = decide(rules, ctx, classification).to_json()
+    click.echo(json.dumps(out, indent=2, ensure_ascii=False))
 
 
 @main.command("hash-password")

@@ -34,7 +34,7 @@ def _table_matches(patterns: list[str], tables: tuple[str, ...]) -> bool:
     return False
 
 
-def matches(m: Match, ctx: StatementContext, stmt: Statement) -> bool:
+def matches(m: Match, ctx: StatementContext, stmt: Statement, action: str = "allow") -> bool:
     if m.classes is not None and stmt.cls not in m.classes:
         return False
     if m.commands is not None and stmt.command.upper() not in m.commands:
@@ -46,7 +46,9 @@ def matches(m: Match, ctx: StatementContext, stmt: Statement) -> bool:
     if m.databases is not None and not _glob_any(m.databases, ctx.database):
         return False
     if m.tables is not None and not _table_matches(m.tables, stmt.tables):
-        return False
+        # Tables dbfw could not name might be the ones a restrictive policy protects: fail closed.
+        if stmt.tables_complete or action == "allow":
+            return False
     return m.listeners is None or ctx.listener in m.listeners
 
 
@@ -56,7 +58,7 @@ def decide_statement(rules: RuleSet, ctx: StatementContext, stmt: Statement) -> 
         # Fail closed: no policy can let through a statement dbfw does not understand.
         best = Decision(rules.defaults.unknown, "defaults.unknown", stmt)
     for policy in rules.policies:
-        if matches(policy.match, ctx, stmt) and (
+        if matches(policy.match, ctx, stmt, policy.action) and (
                 best is None or ACTION_RANK[policy.action] > ACTION_RANK[best.action]):
             best = Decision(policy.action, policy.name, stmt, policy)
     return best or Decision(rules.defaults.action, "defaults", stmt)

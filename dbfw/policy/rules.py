@@ -98,7 +98,7 @@ class RuleSet:
     @classmethod
     def fail_closed(cls) -> RuleSet:
         """What applies when no rules are configured: every statement waits for a reviewer."""
-        return cls(Defaults("require_approval", "require_approval"))  # type: ignore[call-arg]
+        return cls(Defaults(action="require_approval", unknown="require_approval"))
 
 
 def rule_files(path: Path) -> list[Path]:
@@ -111,7 +111,11 @@ def rule_files(path: Path) -> list[Path]:
 
 
 def load_rules(path: str | Path) -> RuleSet:
-    """Load a rule file or a folder of them. Raises ConfigError listing every problem."""
+    """Load a rule file or a folder of them. Raises ConfigError listing every problem.
+
+    Several files add up: all their policies apply, and the most restrictive defaults and the
+    smallest limits win.
+    """
     path = Path(path)
     if not path.exists():
         raise ConfigError([Problem(str(path), None, "rules path does not exist")])
@@ -138,11 +142,14 @@ def load_rules(path: str | Path) -> RuleSet:
             continue
         rules.sources.append(name)
         if parsed.defaults is not None:
-            here = Located(name, located.line_of(("defaults",)))
-            if defaults_from is not None and parsed.defaults != rules.defaults:
-                problems.append(Problem(name, here.line, f"defaults are also set in {defaults_from.file}:"
-                                                         f"{defaults_from.line}; set them in one file"))
-            rules.defaults, defaults_from = parsed.defaults, here
+            # Several files: the most restrictive defaults win, as policies do.
+            if defaults_from is None:
+                rules.defaults = parsed.defaults
+            else:
+                rules.defaults = Defaults(
+                    action=max(rules.defaults.action, parsed.defaults.action, key=ACTION_RANK.__getitem__),
+                    unknown=max(rules.defaults.unknown, parsed.defaults.unknown, key=ACTION_RANK.__getitem__))
+            defaults_from = Located(name, located.line_of(("defaults",)))
         for i, policy in enumerate(parsed.policies):
             line = located.line_of(("policies", i))
             if policy.name in rules.where:

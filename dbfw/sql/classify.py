@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import logging
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,9 @@ from sqlglot.optimizer.simplify import simplify
 from sqlglot.tokens import Token, TokenType
 
 from .dialects import MYSQL_FUNCTIONS, MYSQL_HARMLESS_SETTINGS, POSTGRES_FUNCTIONS, setting_class
+
+# sqlglot warns about statements it falls back on, quoting them; SQL text must never reach dbfw's logs.
+logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
 CLASSES = ("read", "session", "transaction", "write", "bulk_export", "bulk_import", "destructive_write", "ddl",
            "procedural", "privilege", "admin", "unknown")
@@ -54,11 +58,13 @@ class Statement:
     functions: tuple[str, ...] = ()
     fingerprint: str = ""
     reason: str = ""
+    tables_complete: bool = True  # False: the statement touches tables dbfw could not name
 
     def to_json(self) -> dict[str, Any]:
         return {"sql": self.sql, "class": self.cls, "command": self.command, "tables": list(self.tables),
                 "tables_written": list(self.tables_written), "functions": list(self.functions),
-                "fingerprint": self.fingerprint, **({"reason": self.reason} if self.reason else {})}
+                "fingerprint": self.fingerprint, **({"reason": self.reason} if self.reason else {}),
+                **({} if self.tables_complete else {"tables_complete": False})}
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,12 +183,15 @@ class _Result:
     written: list[str] = field(default_factory=list)
     functions: list[str] = field(default_factory=list)
     literal_sensitive: bool = False
+    tables_complete: bool = True
 
     def raise_to(self, cls: str, reason: str) -> None:
         if RANK[cls] > RANK[self.cls]:
             self.cls, self.reason = cls, reason
 
 
+_TABLE_KEYWORDS = frozenset({"CREATE", "ALTER", "DROP", "TRUNCATE", "GRANT", "REVOKE", "LOCK", "COMMENT", "VACUUM",
+                             "ANALYZE", "REFRESH", "CLUSTER", "REINDEX", "RENAME"})
 _TREE_KEYWORDS = frozenset({"SELECT", "WITH", "INSERT", "UPDATE", "DELETE", "MERGE", "VALUES", "TABLE",
                             "REPLACE", "("})
 _STATEMENT_START = frozenset({"SELECT", "WITH", "INSERT", "UPDATE", "DELETE", "MERGE", "VALUES", "TABLE",
@@ -220,6 +229,8 @@ class _Classifier:
                     raise _Unknown(f"{kw or 'this statement'} is not a statement dbfw understands")
                 res = _Result("read", kw)
                 handler(self, tokens, res)
+                if kw in _TABLE_KEYWORDS and not res.tables:
+                    self._tables_of_command(tokens, sql, res, database)
         except _Unknown as e:
             res = _Result("unknown", kw or "UNKNOWN", str(e))
         except (ParseError, TokenError) as e:
@@ -231,6 +242,23 @@ class _Classifier:
         if self.mysql:
             return _MYSQL_KEYWORDS.get(kw) or _COMMON_KEYWORDS.get(kw)
         return _PG_KEYWORDS.get(kw) or _COMMON_KEYWORDS.get(kw)
+
+    def _tables_of_command(self, tokens: list[Token], sql: str, res: _Result, database: str | None) -> None:
+        """Best effort for statements classified by keyword (DROP TABLE t, TRUNCATE a, b...). When sqlglot
+        cannot name the tables, the statement says so, and policies that restrict by table still apply."""
+        try:
+            root = self._parse(tokens, sql)
+        except (ParseError, TokenError, _Unknown, ValueError, IndexError):
+            res.tables_complete = False
+            return
+        if isinstance(root, exp.Command):
+            res.tables_complete = False
+            return
+        self._tables(root, res, database)
+        if isinstance(root, exp.Drop | exp.TruncateTable | exp.Alter | exp.Create):
+            res.written = list(res.tables)
+        if not res.tables:
+            res.tables_complete = False
 
     # --- functions anywhere -----------------------------------------------------------------------
 
@@ -765,7 +793,7 @@ class SQLClassifier:
                     self._shapes.popitem(last=False)
         statements = tuple(
             Statement(text[chunk[0].start:chunk[-1].end + 1], r.cls, r.command, tuple(r.tables), tuple(r.written),
-                      tuple(r.functions), _digest(chunk, keep_literals=True), r.reason)
+                      tuple(r.functions), _digest(chunk, keep_literals=True), r.reason, r.tables_complete)
             for chunk, r in zip(chunks, results, strict=True))
         cls = riskiest([s.cls for s in statements])
         return Classification(self.dialect, statements, cls, fingerprint, shape, cached)
