@@ -22,7 +22,8 @@ def test_classify_prints_the_contract_json(tmp_path: Path) -> None:
     doc = json.loads(out.stdout)
     assert doc["dialect"] == "postgres" and doc["class"] == "ddl"
     stmt = doc["statements"][0]
-    assert (stmt["sql"], stmt["class"], stmt["command"], stmt["tables"]) == ("DROP TABLE t", "ddl", "DROP", ["public.t"])
+    assert (stmt["sql"], stmt["class"], stmt["command"]) == ("DROP TABLE t", "ddl", "DROP")
+    assert stmt["tables"] == ["public.t"]
     assert len(stmt["fingerprint"]) >= 16
     assert doc["decision"] == {"action": "require_approval", "policy": "defaults"}  # no config: fail closed
 
@@ -55,8 +56,9 @@ def test_classify_reads_stdin(tmp_path: Path) -> None:
 
 def test_check_reports_rule_errors_with_file_and_line(tmp_path: Path) -> None:
     (tmp_path / "rules").mkdir()
-    (tmp_path / "rules" / "r.yaml").write_text("policies:\n  - name: bad\n    action: allow\n    match: {classes: [x]}\n"
-                                               "  - name: who\n    action: require_approval\n    reviewers: [carol]\n")
+    (tmp_path / "rules" / "r.yaml").write_text(
+        "policies:\n  - name: bad\n    action: allow\n    match: {classes: [x]}\n"
+        "  - name: who\n    action: require_approval\n    reviewers: [carol]\n")
     (tmp_path / "dbfw.yaml").write_text(textwrap.dedent("""\
         listeners: [{name: pg, protocol: postgres, listen: "127.0.0.1:6432", upstream: main}]
         upstreams: {main: {user: postgres}}
