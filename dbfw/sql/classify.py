@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import logging
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,9 +55,15 @@ class Statement:
     tables: tuple[str, ...] = ()
     tables_written: tuple[str, ...] = ()
     functions: tuple[str, ...] = ()
-    fingerprint: str = ""
     reason: str = ""
     tables_complete: bool = True  # False: the statement touches tables dbfw could not name
+    dialect: str = "postgres"
+
+    @property
+    def fingerprint(self) -> str:
+        """The statement's identity up to whitespace, comments and keyword case, literals kept: what an
+        approval is bound to. Computed on demand: most statements never need it."""
+        return statement_fingerprint(self.sql, self.dialect)
 
     def to_json(self) -> dict[str, Any]:
         return {"sql": self.sql, "class": self.cls, "command": self.command, "tables": list(self.tables),
@@ -72,9 +77,15 @@ class Classification:
     dialect: str
     statements: tuple[Statement, ...]
     cls: str
-    fingerprint: str  # the whole message, literals kept: binds an approval to exactly this text
     shape: str = ""  # the whole message, literals replaced: the classification cache key
     cached: bool = False
+
+    @property
+    def fingerprint(self) -> str:
+        """The whole message's identity (see Statement.fingerprint)."""
+        if len(self.statements) == 1:
+            return self.statements[0].fingerprint
+        return _fingerprint([s.fingerprint for s in self.statements])
 
     @property
     def tables(self) -> tuple[str, ...]:
@@ -101,21 +112,77 @@ def _words(tokens: Sequence[Token], n: int = 4) -> list[str]:
     return [_word(t) for t in tokens[:n]] + [""] * max(0, n - len(tokens))
 
 
-def _token_key(tok: Token, keep_literals: bool) -> str:
-    tt = tok.token_type
-    if tt in _LITERALS:
-        return f"{tt.name}:{tok.text}" if keep_literals else "?"
-    if tt == TokenType.IDENTIFIER:  # quoted: case matters
-        return f'"{tok.text}"'
-    return tok.text.lower() if tt == TokenType.VAR else tok.text.upper()
+_LITERAL_MARK = {tt: f"?{tt.name}" for tt in _LITERALS}
+_SEP = "\x1f"
 
 
-def _digest(tokens: Sequence[Token], keep_literals: bool) -> str:
-    h = hashlib.sha256()
+def _fingerprint(parts: Sequence[str]) -> str:
+    return hashlib.sha256(_SEP.join(parts).encode("utf-8", "surrogateescape")).hexdigest()[:20]
+
+
+_MARK = {tt: f"\x00{i}\x00" for i, tt in enumerate(sorted(_LITERALS, key=lambda t: t.name))}
+
+
+def _shape_and_bounds(text: str, tokens: Sequence[Token]) -> tuple[str, list[tuple[int, int]]]:
+    """The message with every literal replaced by a marker of its kind, and where each statement's tokens
+    start and end. Two texts with the same shape have the same tokens but for literal values, so they
+    classify the same (statements whose class depends on a literal are never cached by shape). Markers
+    contain NUL, which cannot occur outside a literal, so no SQL text can imitate one."""
+    parts: list[str] = []
+    bounds: list[tuple[int, int]] = []
+    pos = start = 0
+    semicolon = TokenType.SEMICOLON
+    mark = _MARK.get
+    for i, tok in enumerate(tokens):
+        tt = tok.token_type
+        if tt is semicolon:
+            if i > start:
+                bounds.append((start, i))
+            start = i + 1
+            continue
+        m = mark(tt)
+        if m is not None:
+            parts.append(text[pos:tok.start])
+            parts.append(m)
+            pos = tok.end + 1
+    if len(tokens) > start:
+        bounds.append((start, len(tokens)))
+    parts.append(text[pos:])
+    return "".join(parts), bounds
+
+
+def _identity_keys(tokens: Sequence[Token], fold_case: bool) -> list[str]:
+    """Tokens as an approval sees them: whitespace and comments gone (they are not tokens), keyword case
+    folded, unquoted names folded where the server folds them (PostgreSQL, not MySQL), literals kept."""
+    out: list[str] = []
+    identifier, var = TokenType.IDENTIFIER, TokenType.VAR
     for tok in tokens:
-        h.update(_token_key(tok, keep_literals).encode("utf-8", "surrogateescape"))
-        h.update(b"\x00")
-    return h.hexdigest()[:20]
+        tt = tok.token_type
+        if tt in _LITERALS:
+            out.append(_MARK[tt] + tok.text)
+        elif tt is identifier:
+            out.append(f'"{tok.text}"')
+        elif tt is var and not fold_case:
+            out.append(tok.text)
+        else:
+            out.append(tok.text.upper())
+    return out
+
+
+_TOKENIZERS: dict[str, Any] = {}
+
+
+def statement_fingerprint(sql: str, dialect: str) -> str:
+    tokenizer = _TOKENIZERS.get(dialect)
+    if tokenizer is None:
+        tokenizer = _TOKENIZERS[dialect] = _Classifier(dialect).tokenizer
+    try:
+        text = expand_mysql_executable_comments(sql) if dialect == "mysql" else sql
+        tokens = tokenizer.tokenize(text)
+    except (TokenError, ValueError, IndexError):
+        return hashlib.sha256(sql.encode("utf-8", "surrogateescape")).hexdigest()[:20]
+    return _fingerprint(_identity_keys([t for t in tokens if t.token_type != TokenType.SEMICOLON],
+                                       dialect != "mysql"))
 
 
 def expand_mysql_executable_comments(sql: str) -> str:
@@ -290,6 +357,17 @@ class _Classifier:
     def _from_tree(self, tokens: list[Token], sql: str, kw: str, database: str | None) -> _Result:
         if self.mysql and kw == "SELECT" and _has_into_outfile(tokens):
             return _Result("bulk_export", "SELECT", "SELECT ... INTO OUTFILE/DUMPFILE writes a server file")
+        if kw in ("UPDATE", "DELETE") and _positioned(tokens):
+            # UPDATE/DELETE ... WHERE CURRENT OF cursor changes exactly the cursor's row.
+            res = _Result("write", kw)
+            target = next((t for t in tokens[1:] if t.token_type in (TokenType.VAR, TokenType.IDENTIFIER)
+                           and _word(t) not in ("FROM", "ONLY")), None)
+            if target is not None:
+                name = f"{self.default_schema}.{target.text}" if self.default_schema else target.text
+                res.tables, res.written = [name], [name]
+            return res
+        if self.mysql:
+            tokens = _mysql_parser_friendly(tokens)
         if kw == "REPLACE":  # MySQL's REPLACE is INSERT that deletes conflicting rows first
             first = tokens[0]
             tokens = [Token(TokenType.INSERT, "INSERT", first.line, first.col, first.start, first.end), *tokens[1:]]
@@ -314,7 +392,8 @@ class _Classifier:
             raise _Unknown(f"{kw} parsed as {type(root).__name__}, which dbfw does not understand")
         # Every data-changing statement anywhere in the tree counts: CTEs, subqueries, INSERT ... SELECT.
         for node in root.find_all(exp.Insert, exp.Update, exp.Delete, exp.Merge):
-            if isinstance(node, exp.Update | exp.Delete) and not self._restricted(node):
+            in_merge = node.find_ancestor(exp.Merge) is not None  # MERGE's actions are bounded by its ON join
+            if isinstance(node, exp.Update | exp.Delete) and not in_merge and not self._restricted(node):
                 res.raise_to("destructive_write", f"{type(node).__name__.upper()} without a restricting WHERE")
             else:
                 res.raise_to("write", f"{type(node).__name__.upper()} changes data")
@@ -328,9 +407,11 @@ class _Classifier:
         if where is None:
             return False
         cond = where.this
+        if all(_has_column(leaf) for leaf in _leaves(cond)):
+            return True  # every branch of the condition depends on a row: it restricts
         try:
             cond = simplify(cond.copy())
-        except Exception:  # simplify is an optimisation; keep the original condition
+        except Exception:  # sqlglot could not simplify: judge the condition as written
             pass
         if isinstance(cond, exp.Boolean) and not cond.this:
             return True  # WHERE false touches nothing
@@ -397,6 +478,121 @@ def _parser_friendly(tokens: list[Token]) -> list[Token]:
     return out
 
 
+def _leaves(cond: exp.Expression) -> list[exp.Expression]:
+    """The predicates an AND/OR/NOT tree combines."""
+    if isinstance(cond, exp.And | exp.Or):
+        return _leaves(cond.left) + _leaves(cond.right)
+    if isinstance(cond, exp.Not | exp.Paren):
+        return _leaves(cond.this)
+    return [cond]
+
+
+def _has_column(node: exp.Expression) -> bool:
+    return isinstance(node, exp.Column) or next(node.find_all(exp.Column), None) is not None
+
+
+def _positioned(tokens: list[Token]) -> bool:
+    return any(_word(a) == "WHERE" and _word(b) == "CURRENT" and _word(c) == "OF"
+               for a, b, c in zip(tokens, tokens[1:], tokens[2:], strict=False))
+
+
+_MYSQL_MODIFIERS = frozenset({"LOW_PRIORITY", "QUICK", "DELAYED", "HIGH_PRIORITY"})
+
+
+def _mysql_parser_friendly(tokens: list[Token]) -> list[Token]:
+    """MySQL syntax sqlglot's parser does not read, whose meaning the classification does not need:
+    statement modifiers (DELETE LOW_PRIORITY QUICK IGNORE) and SELECT ... INTO @a, @b (variables only)."""
+    out: list[Token] = []
+    i, n = 0, len(tokens)
+    first = _word(tokens[0]) if tokens else ""
+    while i < n:
+        tok = tokens[i]
+        w = _word(tok)
+        if i > 0 and len(out) <= 4 and w in _MYSQL_MODIFIERS:
+            i += 1
+            continue
+        if i > 0 and first in ("DELETE", "UPDATE") and w == "IGNORE" and len(out) <= 3:
+            i += 1
+            continue
+        if w == "INTO" and i + 1 < n and tokens[i + 1].token_type == TokenType.PARAMETER and first == "SELECT":
+            # skip INTO @a [, @b ...]
+            j = i + 1
+            while j + 1 < n and tokens[j].token_type == TokenType.PARAMETER:
+                j += 2
+                if j < n and tokens[j].token_type == TokenType.COMMA:
+                    j += 1
+                else:
+                    break
+            i = j
+            continue
+        out.append(tok)
+        i += 1
+    return out
+
+
+_COMPOUND_OBJECTS = frozenset({"PROCEDURE", "FUNCTION", "TRIGGER", "EVENT"})
+_BLOCK_WORDS = frozenset({"END", "IF", "LOOP", "WHILE", "REPEAT", "CASE", "ELSE", "ELSEIF", "THEN", "DO", "BEGIN",
+                          "UNTIL"})
+
+
+def _block_depth(tokens: Sequence[Token]) -> int:
+    """BEGIN and CASE open a block; END closes one (END IF/LOOP/WHILE/REPEAT close blocks not counted)."""
+    depth = 0
+    words = [_word(t) for t in tokens]
+    for k, w in enumerate(words):
+        if w in ("BEGIN", "CASE") and not (k > 0 and words[k - 1] == "END"):
+            depth += 1
+        elif w == "END":
+            nxt = words[k + 1] if k + 1 < len(words) else ""
+            if nxt not in ("IF", "LOOP", "WHILE", "REPEAT"):
+                depth -= 1
+    return depth
+
+
+def _mysql_compound_bounds(tokens: list[Token], bounds: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """MySQL runs CREATE PROCEDURE/FUNCTION/TRIGGER/EVENT ... BEGIN ... END as one statement, semicolons and
+    all: join the pieces a plain split made, up to the END that closes the body."""
+    out: list[tuple[int, int]] = []
+    i = 0
+    while i < len(bounds):
+        a, b = bounds[i]
+        words = [_word(t) for t in tokens[a:b]]
+        if words and words[0] == "CREATE" and "BEGIN" in words and _COMPOUND_OBJECTS & set(words[:12]):
+            depth = _block_depth(tokens[a:b])
+            j = i
+            while depth > 0 and j + 1 < len(bounds):
+                j += 1
+                depth += _block_depth(tokens[bounds[j][0]:bounds[j][1]])
+            out.append((a, bounds[j][1]))
+            i = j + 1
+        else:
+            out.append((a, b))
+            i += 1
+    return out
+
+
+def _split_semicolons(tokens: list[Token]) -> list[list[Token]]:
+    parts: list[list[Token]] = [[]]
+    for t in tokens:
+        if t.token_type == TokenType.SEMICOLON:
+            parts.append([])
+        else:
+            parts[-1].append(t)
+    return [p for p in parts if p]
+
+
+def _strip_block_words(tokens: list[Token]) -> list[Token]:
+    i = 0
+    while i < len(tokens):
+        if _word(tokens[i]) in _BLOCK_WORDS:
+            i += 1
+        elif i + 1 < len(tokens) and tokens[i + 1].token_type == TokenType.COLON:  # a label
+            i += 2
+        else:
+            break
+    return tokens[i:]
+
+
 def _has_into_outfile(tokens: list[Token]) -> bool:
     for a, b in itertools.pairwise(tokens):
         if _word(a) == "INTO" and _word(b) in ("OUTFILE", "DUMPFILE"):
@@ -460,7 +656,7 @@ def _fixed(cls: str, reason: str = "") -> Handler:
 _CREATE_SKIP = {"OR", "REPLACE", "TEMP", "TEMPORARY", "UNLOGGED", "GLOBAL", "LOCAL", "UNIQUE", "MATERIALIZED",
                 "RECURSIVE", "TRUSTED", "PROCEDURAL", "DEFAULT", "CONSTRAINT", "DEFINER", "=", "SQL", "SECURITY",
                 "ALGORITHM", "UNDEFINED", "MERGE", "TEMPTABLE", "INVOKER", "IF", "NOT", "EXISTS", "ONLINE",
-                "OFFLINE", "AGGREGATE"}
+                "OFFLINE", "AGGREGATE", "SQL SECURITY"}
 _PRIVILEGE_OBJECTS = {"ROLE", "USER", "GROUP"}
 _PROCEDURAL_OBJECTS = {"FUNCTION", "PROCEDURE", "TRIGGER", "EVENT"}
 _ADMIN_OBJECTS = {"SERVER", "LANGUAGE", "SUBSCRIPTION", "PUBLICATION", "TABLESPACE", "FOREIGN", "LOGFILE"}
@@ -473,7 +669,8 @@ def _object_word(tokens: list[Token]) -> tuple[str, int]:
         if w in _CREATE_SKIP or (w.startswith("`") and i > 1) or tokens[i].token_type == TokenType.PARAMETER:
             i += 1
             continue
-        if _word(tokens[i - 1]) == "DEFINER" or _word(tokens[i - 1]) == "=":
+        prev = tokens[i - 1]
+        if _word(prev) in ("DEFINER", "=") or prev.token_type == TokenType.PARAMETER:  # DEFINER = `u`@`host`
             i += 1
             continue
         return w, i
@@ -483,8 +680,15 @@ def _object_word(tokens: list[Token]) -> tuple[str, int]:
 def _create(c: _Classifier, tokens: list[Token], res: _Result) -> None:
     obj, _ = _object_word(tokens)
     res.command = "CREATE"
-    if obj in _PRIVILEGE_OBJECTS or (obj == "USER" and _word(tokens[min(len(tokens) - 1, 2)]) == "MAPPING"):
+    words = [_word(t) for t in tokens]
+    if obj in ("FUNCTION", "PROCEDURE") and (
+            "SONAME" in words or any(a == "LANGUAGE" and b.strip("'\"").upper() in ("C", "INTERNAL")
+                                     for a, b in zip(words, [t.text for t in tokens[1:]], strict=False))):
+        res.cls, res.reason = "admin", "the function loads a shared library into the server"
+    elif obj in _PRIVILEGE_OBJECTS or (obj == "USER" and _word(tokens[min(len(tokens) - 1, 2)]) == "MAPPING"):
         res.cls = "privilege"
+    elif obj == "TRIGGER" and not c.mysql:
+        res.cls = "ddl"  # a PostgreSQL trigger attaches an existing function; it holds no code itself
     elif obj in _PROCEDURAL_OBJECTS or obj == "RULE":
         res.cls = "procedural"
     elif obj in _ADMIN_OBJECTS:
@@ -496,12 +700,11 @@ def _create(c: _Classifier, tokens: list[Token], res: _Result) -> None:
 
 
 def _alter(c: _Classifier, tokens: list[Token], res: _Result) -> None:
-    obj, i = _object_word(tokens)
+    obj, _ = _object_word(tokens)
     res.command = "ALTER"
     if obj == "SYSTEM" or obj == "INSTANCE":
         res.cls, res.reason = "admin", "ALTER SYSTEM changes the server's configuration"
-    elif obj in _PRIVILEGE_OBJECTS or (obj == "DEFAULT" and i + 1 < len(tokens)
-                                         and _word(tokens[i + 1]) == "PRIVILEGES"):
+    elif obj in _PRIVILEGE_OBJECTS or obj == "PRIVILEGES":
         res.cls = "privilege"
     elif obj in _PROCEDURAL_OBJECTS:
         res.cls = "procedural"
@@ -540,10 +743,11 @@ def _set(c: _Classifier, tokens: list[Token], res: _Result) -> None:
             or (head == "DEFAULT" and nxt == "ROLE"):
         res.cls, res.reason = "privilege", "changes the session's identity or credentials"
         return
-    if head in ("TRANSACTION", "CONSTRAINTS") or (head == "SESSION" and nxt == "CHARACTERISTICS"):
+    if head in ("TRANSACTION", "CONSTRAINTS", "CHARACTERISTICS") or (head == "SESSION" and nxt == "CHARACTERISTICS"):
         res.cls = "transaction"
         return
-    if head in ("NAMES", "CHARSET") or (head == "CHARACTER" and nxt == "SET") or (head == "TIME" and nxt == "ZONE"):
+    if head in ("NAMES", "CHARSET") or (head == "CHARACTER" and nxt == "SET") or (head == "TIME" and nxt == "ZONE") \
+            or (head == "SCHEMA" and not c.mysql):
         res.cls = "session"
         return
     if c.mysql:
@@ -556,7 +760,11 @@ def _set(c: _Classifier, tokens: list[Token], res: _Result) -> None:
         j += 1
     if j >= len(tokens) or not name_tokens:
         raise _Unknown("SET without a value")
-    res.cls = setting_class("".join(name_tokens))
+    name = "".join(name_tokens)
+    value = [t.text.lower() for t in tokens[j + 1:]]
+    res.cls = setting_class(name)
+    if name.lower() == "standard_conforming_strings" and value in (["on"], ["true"], ["1"], ["yes"]):
+        res.cls = "session"  # the default; turning it off would make the server read strings differently
     if res.cls != "session":
         res.reason = f"SET {''.join(name_tokens)} is not a harmless setting"
 
@@ -694,6 +902,11 @@ def _handler_statement(c: _Classifier, tokens: list[Token], res: _Result) -> Non
     res.cls, res.command = "read", "HANDLER"
 
 
+def _rename(c: _Classifier, tokens: list[Token], res: _Result) -> None:
+    res.command = "RENAME"
+    res.cls = "privilege" if _words(tokens, 2)[1] == "USER" else "ddl"
+
+
 def _flush(c: _Classifier, tokens: list[Token], res: _Result) -> None:
     res.cls, res.command = "admin", _word(tokens[0])
 
@@ -720,7 +933,8 @@ _MYSQL_KEYWORDS: dict[str, Handler] = {
     "FLUSH": _flush, "SHUTDOWN": _fixed("admin"), "RESTART": _fixed("admin"), "INSTALL": _fixed("admin"),
     "UNINSTALL": _fixed("admin"), "OPTIMIZE": _fixed("admin"), "REPAIR": _fixed("admin"), "CHECK": _fixed("admin"),
     "CHECKSUM": _fixed("admin"), "PURGE": _fixed("admin"), "RESET": _reset, "CHANGE": _fixed("admin"),
-    "STOP": _fixed("admin"), "RENAME": _fixed("ddl"), "UNLOCK": _fixed("session"), "HANDLER": _handler_statement,
+    "STOP": _fixed("admin"), "RENAME": _rename, "UNLOCK": _fixed("session"), "HANDLER": _handler_statement,
+    "LOCK TABLES": _lock, "UNLOCK TABLES": _fixed("session"),
     "DO": _mysql_do, "XA": _fixed("transaction"), "CACHE": _fixed("admin"), "BINLOG": _fixed("admin"),
     "HELP": _fixed("read"),
 }
@@ -731,7 +945,15 @@ _MYSQL_KEYWORDS: dict[str, Handler] = {
 
 @dataclass(frozen=True, slots=True)
 class _ShapeEntry:
-    results: tuple[_Result, ...]
+    # Per statement: everything but its text and fingerprint, ready to build a Statement from.
+    statements: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...], tuple[str, ...], str, bool], ...]
+    cls: str
+
+    @classmethod
+    def of(cls, results: tuple[_Result, ...]) -> _ShapeEntry:
+        frozen = tuple((r.cls, r.command, tuple(r.tables), tuple(r.written), tuple(r.functions), r.reason,
+                        r.tables_complete) for r in results)
+        return cls(frozen, riskiest([r.cls for r in results]))
 
 
 class SQLClassifier:
@@ -743,8 +965,9 @@ class SQLClassifier:
             raise ValueError(f"unsupported dialect {dialect!r}")
         self.dialect = dialect
         self._c = _Classifier(dialect)
-        self._exact: OrderedDict[tuple[str, str | None], Classification] = OrderedDict()
-        self._shapes: OrderedDict[tuple[str, str | None], _ShapeEntry] = OrderedDict()
+        # Plain dicts evicting their oldest entry (insertion order): cheaper than LRU bookkeeping per hit.
+        self._exact: dict[tuple[str, str | None], Classification] = {}
+        self._shapes: dict[tuple[str, str | None], _ShapeEntry] = {}
         self.cache_size = cache_size
         self.hits = 0
         self.shape_hits = 0
@@ -754,14 +977,30 @@ class SQLClassifier:
         key = (sql, database if self.dialect == "mysql" else None)
         found = self._exact.get(key)
         if found is not None:
-            self._exact.move_to_end(key)
             self.hits += 1
             return found
         result = self._classify(sql, key[1])
-        self._exact[key] = result
-        if len(self._exact) > self.cache_size:
-            self._exact.popitem(last=False)
+        exact = self._exact
+        exact[key] = result
+        if len(exact) > self.cache_size:
+            del exact[next(iter(exact))]
         return result
+
+    def _classify_bounds(self, tokens: list[Token], a: int, b: int, text: str, database: str | None) -> _Result:
+        chunk = tokens[a:b]
+        res = self._c.classify(chunk, text, database)
+        if any(t.token_type == TokenType.SEMICOLON for t in chunk):
+            # A MySQL compound statement (CREATE PROCEDURE ... BEGIN ...; ...; END): its body runs only when
+            # called, but a body statement that changes privileges or the server still counts.
+            parts = _split_semicolons(chunk)
+            begin = next(k for k, t in enumerate(parts[0]) if _word(t) == "BEGIN")
+            for inner in [parts[0][begin + 1:], *parts[1:]]:
+                inner = _strip_block_words(inner)
+                if inner:
+                    inner_res = self._c.classify(inner, text, database)
+                    if inner_res.cls in ("privilege", "admin"):
+                        res.raise_to(inner_res.cls, f"the body {inner_res.reason or 'changes ' + inner_res.cls}")
+        return res
 
     def _classify(self, sql: str, database: str | None) -> Classification:
         try:
@@ -769,49 +1008,37 @@ class SQLClassifier:
             tokens = self._c.tokenizer.tokenize(text)
         except (TokenError, ValueError, IndexError) as e:
             self.misses += 1
-            fp = hashlib.sha256(sql.encode("utf-8", "surrogateescape")).hexdigest()[:20]
             reason = f"cannot tokenize: {str(e).splitlines()[0][:200] if str(e) else type(e).__name__}"
-            stmt = Statement(sql, "unknown", "UNKNOWN", fingerprint=fp, reason=reason)
-            return Classification(self.dialect, (stmt,), "unknown", fp, fp)
-        chunks = _split(tokens)
-        shape = _digest(tokens, keep_literals=False)
-        fingerprint = _digest(tokens, keep_literals=True)
+            stmt = Statement(sql, "unknown", "UNKNOWN", reason=reason, dialect=self.dialect)
+            return Classification(self.dialect, (stmt,), "unknown")
+        shape, bounds = _shape_and_bounds(text, tokens)
         shape_key = (shape, database)
         entry = self._shapes.get(shape_key)
-        if entry is not None and len(entry.results) == len(chunks):
-            self._shapes.move_to_end(shape_key)
+        if entry is not None:
             self.shape_hits += 1
-            results = entry.results
             cached = True
         else:
             self.misses += 1
-            results = tuple(self._c.classify(chunk, text, database) for chunk in chunks)
+            if self.dialect == "mysql":
+                bounds = _mysql_compound_bounds(tokens, bounds)
+            results = tuple(self._classify_bounds(tokens, a, b, text, database) for a, b in bounds)
+            entry = _ShapeEntry.of(results)
             cached = False
             if not any(r.literal_sensitive for r in results):
-                self._shapes[shape_key] = _ShapeEntry(results)
-                if len(self._shapes) > self.cache_size:
-                    self._shapes.popitem(last=False)
-        statements = tuple(
-            Statement(text[chunk[0].start:chunk[-1].end + 1], r.cls, r.command, tuple(r.tables), tuple(r.written),
-                      tuple(r.functions), _digest(chunk, keep_literals=True), r.reason, r.tables_complete)
-            for chunk, r in zip(chunks, results, strict=True))
-        cls = riskiest([s.cls for s in statements])
-        return Classification(self.dialect, statements, cls, fingerprint, shape, cached)
-
-
-def _split(tokens: list[Token]) -> list[list[Token]]:
-    chunks: list[list[Token]] = []
-    current: list[Token] = []
-    for tok in tokens:
-        if tok.token_type == TokenType.SEMICOLON:
-            if current:
-                chunks.append(current)
-            current = []
+                shapes = self._shapes
+                shapes[shape_key] = entry
+                if len(shapes) > self.cache_size:
+                    del shapes[next(iter(shapes))]
+        dialect = self.dialect
+        if len(bounds) == 1:
+            a, b = bounds[0]
+            statements: tuple[Statement, ...] = (
+                Statement(text[tokens[a].start:tokens[b - 1].end + 1], *entry.statements[0], dialect),)
         else:
-            current.append(tok)
-    if current:
-        chunks.append(current)
-    return chunks
+            statements = tuple(
+                Statement(text[tokens[a].start:tokens[b - 1].end + 1], *f, dialect)  # type: ignore[arg-type]
+                for (a, b), f in zip(bounds, entry.statements, strict=True))
+        return Classification(dialect, statements, entry.cls, shape, cached)
 
 
 def classify(sql: str, dialect: str = "postgres", database: str | None = None) -> Classification:

@@ -38,6 +38,8 @@ POSTGRES_FUNCTIONS: dict[str, str] = {
     ), "admin"),
     # functions that run SQL text given to them
     **dict.fromkeys(("query_to_xml", "query_to_xml_and_xmlschema", "query_to_xmlschema"), "procedural"),
+    # the function form of NOTIFY
+    "pg_notify": "session",
     # functions that change data
     **dict.fromkeys((
         "nextval", "setval", "lo_create", "lo_creat", "lo_unlink", "lo_put", "lo_from_bytea", "lowrite",

@@ -122,6 +122,7 @@ def test_durations_and_sizes() -> None:
 
 def test_check_command_exit_codes(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD)
+    (tmp_path / "rules" / "default.yaml").write_text("defaults: {action: require_approval}\n")
     env = {**ENV, "PATH": "/usr/bin:/bin"}
     ok = subprocess.run([sys.executable, "-m", "dbfw.cli", "check", "-c", str(path)], env=env,
                         capture_output=True, text=True)
