@@ -302,6 +302,8 @@ class _Classifier:
             res = _Result("unknown", kw or "UNKNOWN", str(e))
         except (ParseError, TokenError) as e:
             res = _Result("unknown", kw or "UNKNOWN", f"cannot parse: {str(e).splitlines()[0][:200]}")
+        except Exception as e:  # a parser failure of any kind (deep nesting, a sqlglot bug) fails closed
+            res = _Result("unknown", kw or "UNKNOWN", f"cannot parse ({type(e).__name__})")
         self._scan_functions(tokens, res)
         return res
 
@@ -1006,7 +1008,7 @@ class SQLClassifier:
         try:
             text = expand_mysql_executable_comments(sql) if self.dialect == "mysql" else sql
             tokens = self._c.tokenizer.tokenize(text)
-        except (TokenError, ValueError, IndexError) as e:
+        except Exception as e:  # TokenError, or anything else the tokenizer raises: fail closed
             self.misses += 1
             reason = f"cannot tokenize: {str(e).splitlines()[0][:200] if str(e) else type(e).__name__}"
             stmt = Statement(sql, "unknown", "UNKNOWN", reason=reason, dialect=self.dialect)

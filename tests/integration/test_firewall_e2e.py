@@ -180,3 +180,38 @@ def test_refusal_message_says_what_to_do_next(guarded: DbfwProcess, table: str) 
     assert diag.message_detail is not None and "DROP is classified ddl" in diag.message_detail
     assert diag.message_detail is not None and f"public.{table}" in diag.message_detail
     assert diag.message_hint is not None and "reviewer" in diag.message_hint
+
+
+def test_sighup_reloads_rules_and_keeps_the_old_ones_when_invalid(pg, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import signal
+    import time
+
+    config = write_config(tmp_path, pg, admin=False)
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("defaults: {action: allow}\npolicies: []\n")
+    proc = start_dbfw(config)
+
+    def outcome() -> str | None:
+        with psycopg.connect(proc.conninfo(), autocommit=True) as conn:
+            return _simple(conn, "SELECT 42")
+
+    def reload_and_wait(marker: str) -> None:
+        count = proc.log().count(marker)
+        proc.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while proc.log().count(marker) == count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.log().count(marker) > count
+
+    try:
+        assert outcome() is None
+        rules.write_text("defaults: {action: allow}\npolicies:\n  - {name: no-reads, match: {classes: [read]}, "
+                         "action: deny}\n")
+        reload_and_wait("reload.ok")
+        assert outcome() == "DBF02"
+        rules.write_text("policies:\n  - {name: broken, action: maybe}\n")
+        reload_and_wait("reload.kept_old")
+        assert outcome() == "DBF02"  # the last good rules stay in force
+        assert "policy 'broken'" in proc.log()
+    finally:
+        assert proc.stop() == 0

@@ -128,3 +128,19 @@ def test_cache_returns_the_same_class_for_the_same_shape() -> None:
     # set_config's first argument decides its class, so such a shape is never reused.
     assert c.classify("select set_config('search_path', 'x', false)").cls == "session"
     assert c.classify("select set_config('role', 'x', false)").cls == "privilege"
+
+
+@pytest.mark.parametrize("dialect", ["postgres", "mysql"])
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(alphabet=st.sampled_from(list("selct *fromwhedDROP;'\"$()/-#!\\\n`@:=,.0123456789")),
+                    max_size=80))
+def test_any_text_gets_a_class_and_nothing_escapes(dialect: str, text: str) -> None:
+    c = CLASSIFIERS[dialect].classify(text)
+    assert c.cls in RANK
+
+
+def test_deeply_nested_input_fails_closed() -> None:
+    c = SQLClassifier("postgres").classify("select " + "(" * 5000 + "1" + ")" * 5000)
+    assert c.cls in ("unknown", "read")
+    assert SQLClassifier("postgres").classify("select " + "(" * 5000 + "pg_read_file('x')" + ")" * 5000).cls in (
+        "unknown", "admin")

@@ -163,3 +163,17 @@ def test_unknown_reviewer_role_and_bad_mask_are_errors(tmp_path: Path) -> None:
 def test_no_rules_fails_closed() -> None:
     rules = RuleSet.fail_closed()
     assert action(rules, "select 1") == ("require_approval", "defaults")
+
+
+def test_fast_path_function_calls_are_classified_by_oid() -> None:
+    import asyncio
+
+    from dbfw.firewall import Firewall
+
+    fw = Firewall(load_rules(ROOT / "rules" / "default.yaml"))
+    lowrite, lo_export, unknown_oid = 955, 765, 123456
+    assert asyncio.run(fw.check_function_call(ctx(), lowrite)).allowed
+    refused = asyncio.run(fw.check_function_call(ctx(), lo_export))
+    assert not refused.allowed and refused.sqlstate == "DBF01"
+    unknown = asyncio.run(fw.check_function_call(ctx(), unknown_oid))
+    assert not unknown.allowed and unknown.decision is not None and unknown.decision.policy == "defaults.unknown"
