@@ -194,6 +194,15 @@ class Admin(_Model):
         return parse_hostport(self.listen)
 
 
+class Approvals(_Model):
+    pending_ttl: Duration = 3600.0  # how long a request waits for a decision before it expires
+    public_url: str | None = None  # the admin API as reviewers reach it, for links in notifications
+
+
+class Notify(_Model):
+    webhook_url: str | None = None  # each new request is POSTed here as JSON
+
+
 class Logging(_Model):
     format: Literal["text", "json"] = "text"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -206,6 +215,8 @@ class Settings(_Model):
     rules: Path | None = None
     storage: str = "sqlite:///var/lib/dbfw/dbfw.db"
     admin: Admin | None = None
+    approvals: Approvals = Approvals()
+    notify: Notify = Notify()
     logging: Logging = Logging()
     shutdown_grace: Duration = 30.0
 

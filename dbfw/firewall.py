@@ -7,12 +7,13 @@ protocol's error when the statement is refused.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from . import log
+from .approvals.service import ApprovalService
 from .context import StatementContext
 from .policy.engine import Decision, decide, decide_statement
 from .policy.rules import RuleSet
 from .sql.classify import Classification, SQLClassifier, Statement
+from .verdict import ALLOW, Verdict, describe_statement
 
 __all__ = ["ALLOW", "Firewall", "StatementContext", "Verdict"]
 
@@ -28,43 +29,13 @@ FAST_PATH_FUNCTIONS: dict[int, tuple[str, str]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    allowed: bool
-    sqlstate: str = ""
-    message: str = ""
-    detail: str | None = None
-    hint: str | None = None
-    classification: Classification | None = None
-    decision: Decision | None = None
-
-    @classmethod
-    def refuse(cls, sqlstate: str, message: str, detail: str | None = None, hint: str | None = None) -> Verdict:
-        if not message.startswith("dbfw:"):
-            message = f"dbfw: {message}"
-        return cls(False, sqlstate, message, detail, hint)
-
-
-ALLOW = Verdict(True)
-
-
-def _describe(stmt: Statement | None) -> str | None:
-    if stmt is None:
-        return None
-    text = f"{stmt.command} is classified {stmt.cls}"
-    if stmt.tables:
-        text += f" (tables: {', '.join(stmt.tables[:5])}{', ...' if len(stmt.tables) > 5 else ''})"
-    if stmt.reason:
-        text += f": {stmt.reason}"
-    return text + "."
-
-
 class Firewall:
     """Classifies with sqlglot, decides with the rules. Without rules it fails closed: everything waits
     for approval."""
 
-    def __init__(self, rules: RuleSet | None = None):
+    def __init__(self, rules: RuleSet | None = None, approvals: ApprovalService | None = None):
         self.rules = rules if rules is not None else RuleSet.fail_closed()
+        self.approvals = approvals
         self.classifiers = {"postgres": SQLClassifier("postgres"), "mysql": SQLClassifier("mysql")}
 
     def reload(self, rules: RuleSet) -> None:
@@ -78,6 +49,15 @@ class Firewall:
         decision = decide(self.rules, ctx, classification)
         if decision.action == "allow":
             return ALLOW
+        if decision.action == "require_approval" and self.approvals is not None:
+            try:
+                return await self.approvals.on_required(ctx, sql, classification, decision)
+            except Exception as e:  # the store is unreachable: the statement does not run
+                log.warning("approval.store_error", session=ctx.session_id, error=type(e).__name__)
+                return Verdict(False, "DBF01", f'dbfw: approval required by policy "{decision.policy}", and dbfw '
+                               "cannot record the request right now", describe_statement(decision.statement),
+                               "try again in a moment; if it persists, tell the dbfw operator", classification,
+                               decision)
         return self.refusal(decision, classification)
 
     async def check_function_call(self, ctx: StatementContext, function_oid: int) -> Verdict:
@@ -90,7 +70,7 @@ class Firewall:
         return self.refusal(decision, None)
 
     def refusal(self, decision: Decision, classification: Classification | None) -> Verdict:
-        detail = _describe(decision.statement)
+        detail = describe_statement(decision.statement)
         if decision.action == "deny":
             if decision.policy == "defaults.unknown":
                 return Verdict(False, "DBF05", "dbfw: the statement could not be understood, and the policy "

@@ -14,6 +14,8 @@ import uvicorn
 
 from . import __version__ as VERSION
 from . import log
+from .approvals.notify import Notifier
+from .approvals.service import ApprovalService, ApprovalSettings
 from .config import ConfigError, Listener, Settings, load_settings
 from .firewall import Firewall
 from .identity import Identities
@@ -21,6 +23,7 @@ from .policy.rules import RuleSet, load_rules
 from .protocol.common import Runtime
 from .protocol.postgres.session import PgSession
 from .protocol.postgres.upstream import open_stream
+from .store.base import Store, StoreError, open_store
 
 
 def server_tls_context(listener: Listener) -> ssl.SSLContext | None:
@@ -46,6 +49,8 @@ class Server:
         self._stop = asyncio.Event()
         self._admin: _AdminServer | None = None
         self.bound: dict[str, tuple[str, int]] = {}  # listener name -> actual address (port 0 resolved)
+        self.store: Store | None = None
+        self.approvals: ApprovalService | None = None
 
     @property
     def settings(self) -> Settings:
@@ -56,7 +61,25 @@ class Server:
         """Where the admin API listens (port 0 in the config resolved), once started."""
         return self._admin.address if self._admin is not None else None
 
+    async def _open_store(self) -> None:
+        base = self.config_path.resolve().parent if self.config_path else None
+        self.store = open_store(self.settings.storage, base)
+        try:
+            await self.store.open()
+        except StoreError as e:
+            raise RuntimeError(str(e)) from None
+        notify = self.settings.notify.webhook_url
+        admin = self.settings.admin
+        public = self.settings.approvals.public_url or (f"http://{admin.listen}" if admin else "")
+        self.approvals = ApprovalService(self.store, ApprovalSettings(self.settings.approvals.pending_ttl, public),
+                                         Notifier(notify) if notify else None)
+        self.approvals.start()
+        if getattr(self.rt.firewall, "approvals", "absent") is None:
+            self.rt.firewall.approvals = self.approvals  # type: ignore[attr-defined]
+        log.event("store.open", backend=self.settings.storage.split("://")[0])
+
     async def start(self) -> None:
+        await self._open_store()
         for listener in self.settings.listeners:
             if listener.protocol != "postgres":
                 raise RuntimeError(
@@ -95,9 +118,12 @@ class Server:
         loop.add_signal_handler(signal.SIGHUP, self.reload)
 
     def reload(self) -> bool:
-        """Re-read the config file: identities (and, later, rules) change; listeners do not."""
+        """Re-read the config file (SIGHUP): identities and rules change; listeners do not."""
+        return not self.reload_with_problems()
+
+    def reload_with_problems(self) -> list[str]:
         if self.config_path is None:
-            return False
+            return ["dbfw was started without a config file to reload from"]
         try:
             settings = load_settings(self.config_path)
             rules = load_rules(settings.rules) if settings.rules is not None else RuleSet.fail_closed()
@@ -105,7 +131,7 @@ class Server:
             for p in e.problems:
                 log.warning("reload.failed", problem=str(p))
             log.warning("reload.kept_old", note="the running config and rules stay in force")
-            return False
+            return [str(p) for p in e.problems]
         self.rt.firewall.reload(rules)
         if [(lst.name, lst.listen, lst.protocol) for lst in settings.listeners] != [
                 (lst.name, lst.listen, lst.protocol) for lst in self.settings.listeners]:
@@ -114,7 +140,7 @@ class Server:
         self.rt.identities = Identities.from_settings(settings, self.rt.identities)
         self.rt.settings = settings
         log.event("reload.ok", identities=len(self.rt.identities), policies=len(rules.policies))
-        return True
+        return []
 
     def stop(self) -> None:
         self._stop.set()
@@ -140,6 +166,10 @@ class Server:
                 await asyncio.wait(pending, timeout=5)
         if self._admin is not None:
             await self._admin.stop()
+        if self.approvals is not None:
+            await self.approvals.stop()
+        if self.store is not None:
+            await self.store.close()
         log.event("shutdown.done", seconds=round(time.monotonic() - started, 3))
 
 

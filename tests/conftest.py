@@ -206,6 +206,7 @@ def write_config(directory: Path, pg: PgTarget, *, extra_listener: str = "", adm
             roles: [reviewer]
         shutdown_grace: 10s
         rules: rules.yaml
+        storage: sqlite:///{directory}/dbfw.db
         """)
     if admin:
         text += "admin:\n  listen: 127.0.0.1:0\n"

@@ -1,28 +1,151 @@
-"""The admin HTTP API (starlette). Health endpoints for now; approvals and recordings build on it."""
+"""The admin HTTP API (FastAPI, in dbfw's own event loop). OpenAPI at /openapi.json.
+
+Every /api/ route needs ``Authorization: Bearer <api key>``: 401 without a valid key, 403 without the
+route's role. API keys are compared by SHA-256 digest in constant time. Errors are JSON
+(``{"error": "..."}``).
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
+from ..approvals.service import ApprovalError
+from ..identity import Principal
 
 if TYPE_CHECKING:
     from ..server import Server
 
 
-def build_app(server: Server) -> Starlette:
-    async def healthz(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok", "draining": server.rt.draining})
+class ApiError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
 
-    async def readyz(request: Request) -> JSONResponse:
+
+class ApproveBody(BaseModel):
+    comment: str | None = Field(default=None, max_length=2000)
+
+
+class DenyBody(BaseModel):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class ApproveResult(BaseModel):
+    status: str
+    token: str | None = None
+    expires_at: str | None = None
+    approvals: int
+    required_approvals: int
+
+
+StatusFilter = Literal["pending", "approved", "denied", "expired", "consumed"]
+
+
+def build_app(server: Server) -> FastAPI:
+    app = FastAPI(title="dbfw admin API", version=__version__, docs_url=None, redoc_url=None,
+                  description="Approvals, recordings and rules of the dbfw database firewall.")
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse({"error": str(exc)}, status_code=exc.status, headers=headers)
+
+    @app.exception_handler(ApprovalError)
+    async def _approval_error(request: Request, exc: ApprovalError) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        return JSONResponse({"error": "invalid request", "problems": problems}, status_code=422)
+
+    def principal(request: Request) -> Principal:
+        header = request.headers.get("authorization", "")
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise ApiError(401, "missing API key: send Authorization: Bearer <api key>")
+        found = server.rt.identities.by_api_key(key.strip())
+        if found is None:
+            raise ApiError(401, "invalid API key")
+        return found
+
+    def require(*roles: str) -> Any:
+        def check(who: Principal = Depends(principal)) -> Principal:
+            if not any(who.has_role(r) for r in roles):
+                raise ApiError(403, f"{who.name} needs the {' or '.join(roles)} role for this")
+            return who
+
+        return check
+
+    def service() -> Any:
+        if server.approvals is None:
+            raise ApiError(503, "approvals are not available: the store is not open")
+        return server.approvals
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "draining": server.rt.draining}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz() -> JSONResponse:
         from ..server import upstreams_reachable
 
         upstreams = await upstreams_reachable(server.settings)
-        ready = all(upstreams.values()) and not server.rt.draining
-        return JSONResponse({"ready": ready, "upstreams": upstreams, "draining": server.rt.draining},
-                            status_code=200 if ready else 503)
+        storage = await server.store.ping() if server.store is not None else False
+        ready = all(upstreams.values()) and storage and not server.rt.draining
+        return JSONResponse({"ready": ready, "storage": storage, "upstreams": upstreams,
+                             "draining": server.rt.draining}, status_code=200 if ready else 503)
 
-    return Starlette(routes=[Route("/healthz", healthz), Route("/readyz", readyz)])
+    @app.get("/api/v1/approvals", tags=["approvals"])
+    async def list_approvals(status: StatusFilter | None = None, limit: int = 200,
+                             who: Principal = Depends(require("reviewer"))) -> dict[str, Any]:
+        records = await service().store.list(status, max(1, min(limit, 1000)))
+        return {"approvals": [r.to_json() for r in records]}
+
+    @app.get("/api/v1/approvals/{request_id}", tags=["approvals"])
+    async def get_approval(request_id: str, who: Principal = Depends(principal)) -> dict[str, Any]:
+        record = await service().store.get(request_id)
+        if record is None:
+            raise ApiError(404, f"no approval request {request_id}")
+        if not who.has_role("reviewer") and who.name != record.requester:
+            raise ApiError(403, "only reviewers, admins and the requester may read a request")
+        return record.to_json()
+
+    @app.post("/api/v1/approvals/{request_id}/approve", tags=["approvals"], response_model=ApproveResult)
+    async def approve(request_id: str, body: ApproveBody | None = None,
+                      who: Principal = Depends(require("reviewer"))) -> ApproveResult:
+        record, token = await service().approve(who, request_id, body.comment if body else None)
+        data = record.to_json()
+        return ApproveResult(status=record.status, token=token,
+                             expires_at=data["expires_at"] if record.status == "approved" else None,
+                             approvals=len(record.votes), required_approvals=record.required_approvals)
+
+    @app.post("/api/v1/approvals/{request_id}/deny", tags=["approvals"])
+    async def deny(request_id: str, body: DenyBody, who: Principal = Depends(require("reviewer"))) -> dict[str, Any]:
+        record = await service().deny(who, request_id, body.reason)
+        return record.to_json()
+
+    @app.get("/api/v1/approvals/{request_id}/events", tags=["approvals"])
+    async def approval_events(request_id: str, who: Principal = Depends(require("reviewer", "auditor"))) -> Any:
+        return {"events": await service().store.audit_events(request_id)}
+
+    @app.post("/api/v1/rules/reload", tags=["rules"])
+    async def reload_rules(who: Principal = Depends(require("admin"))) -> Response:
+        problems = server.reload_with_problems()
+        if problems:
+            return JSONResponse({"error": "the rules do not validate; the old rules stay", "problems": problems},
+                                status_code=400)
+        return JSONResponse({"status": "reloaded", "policies": len(server.rt.firewall.rules.policies)})
+
+    return app

@@ -176,7 +176,8 @@ def test_refusal_message_says_what_to_do_next(guarded: DbfwProcess, table: str) 
             conn.execute(f"DROP TABLE {table}")
     diag = info.value.diag
     assert info.value.sqlstate == "DBF01"
-    assert diag.message_primary == 'dbfw: approval required by policy "schema-and-exports"'
+    assert diag.message_primary is not None and diag.message_primary.startswith(
+        'dbfw: approval required by policy "schema-and-exports": request req_')
     assert diag.message_detail is not None and "DROP is classified ddl" in diag.message_detail
     assert diag.message_detail is not None and f"public.{table}" in diag.message_detail
     assert diag.message_hint is not None and "reviewer" in diag.message_hint

@@ -1,0 +1,257 @@
+"""Approvals: request, review, single-use token, with segregation of duties.
+
+A statement that needs approval becomes a request bound to its requester, database and canonical
+statement hash (equal for texts that differ only in whitespace, comments and keyword case). Reviewers
+other than the requester approve or deny it; once enough distinct reviewers approved, the requester's
+retry of that statement consumes the approval atomically and runs, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import secrets
+import time
+from dataclasses import dataclass
+
+from .. import log
+from ..context import StatementContext
+from ..identity import Principal
+from ..policy.engine import Decision
+from ..sql.classify import Classification
+from ..store.base import ApprovalRecord, Store
+from ..verdict import ALLOW, Verdict, describe_statement
+from .notify import Notifier
+
+_TOKEN_COMMENT = re.compile(r"\A\s*/\*\s*dbfw:approval=([A-Za-z0-9_\-]{8,128})\s*\*/")
+HOLD_POLL = 0.2
+
+
+class ApprovalError(Exception):
+    """A reviewer's action that cannot be done; ``status`` is the HTTP status the admin API answers."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def explicit_token(sql: str) -> str | None:
+    """The token of a leading ``/* dbfw:approval=TOKEN */`` comment. Only dbfw's own marker is read here;
+    the statement itself is read by the classifier, for which this comment is just a comment."""
+    m = _TOKEN_COMMENT.match(sql)
+    return m.group(1) if m else None
+
+
+def may_review(principal: Principal, reviewers: tuple[str, ...]) -> bool:
+    if not principal.has_role("reviewer"):
+        return False
+    for r in reviewers:
+        if r.startswith("role:") and principal.has_role(r[5:]):
+            return True
+        if r == principal.name:
+            return True
+    return False
+
+
+@dataclass
+class ApprovalSettings:
+    pending_ttl: float = 3600.0  # how long a request waits for a decision
+    approve_url: str = ""  # the admin API's base URL, for notifications
+
+
+class ApprovalService:
+    def __init__(self, store: Store, settings: ApprovalSettings | None = None, notifier: Notifier | None = None):
+        self.store = store
+        self.settings = settings or ApprovalSettings()
+        self.notifier = notifier
+        self._expirer: asyncio.Task[None] | None = None
+
+    # --- the data path ------------------------------------------------------------------------------
+
+    async def on_required(self, ctx: StatementContext, sql: str, classification: Classification,
+                          decision: Decision) -> Verdict:
+        """A statement the policy says needs approval: run it if an approval is waiting, else refuse it with
+        the request to review."""
+        statement_hash = classification.fingerprint
+        now = time.time()
+        token = explicit_token(sql)
+        if token is not None:
+            return await self._consume_explicit(ctx, token, statement_hash, now, decision)
+        request_id = await self.store.consume(ctx.identity, ctx.database, statement_hash, now)
+        if request_id is not None:
+            await self._audit(ctx.identity, "approval.consumed", request_id, {"session": ctx.session_id})
+            return ALLOW
+        latest = await self.store.latest(ctx.identity, ctx.database, statement_hash)
+        if latest is not None and latest.status == "denied" and latest.decided_at is not None \
+                and now < latest.decided_at + self.settings.pending_ttl:
+            return _denied(latest)
+        if latest is not None and latest.effective_status(now) == "pending":
+            record = latest
+        else:
+            record = await self._request(ctx, sql, classification, decision, now)
+        policy = decision.rule
+        if policy is not None and policy.hold > 0:
+            return await self._hold(ctx, record, statement_hash, policy.hold, decision)
+        return _required(record, decision)
+
+    async def _request(self, ctx: StatementContext, sql: str, classification: Classification,
+                       decision: Decision, now: float) -> ApprovalRecord:
+        policy = decision.rule
+        record = ApprovalRecord(
+            id=f"req_{secrets.token_hex(8)}", status="pending", requester=ctx.identity, database=ctx.database,
+            listener=ctx.listener, sql=sql, statement_hash=classification.fingerprint, cls=classification.cls,
+            policy=decision.policy, required_approvals=policy.approvals if policy else 1,
+            reviewers=tuple(policy.reviewers) if policy else ("role:reviewer",),
+            token_ttl=policy.ttl if policy else 900.0, created_at=now, expires_at=now + self.settings.pending_ttl)
+        record, created = await self.store.create_request(record)
+        if created:
+            await self._audit(ctx.identity, "approval.requested", record.id,
+                              {"class": record.cls, "policy": record.policy, "database": record.database,
+                               "listener": record.listener, "statement_hash": record.statement_hash})
+            log.event("approval.requested", request=record.id, identity=ctx.identity, policy=record.policy,
+                      cls=record.cls)
+            if self.notifier is not None:
+                self.notifier.submit(record, self.settings.approve_url)
+        return record
+
+    async def _consume_explicit(self, ctx: StatementContext, token: str, statement_hash: str, now: float,
+                                decision: Decision) -> Verdict:
+        th = token_hash(token)
+        request_id = await self.store.consume_token(th, ctx.identity, ctx.database, statement_hash, now)
+        if request_id is not None:
+            await self._audit(ctx.identity, "approval.consumed", request_id,
+                              {"session": ctx.session_id, "explicit_token": True})
+            return ALLOW
+        record = await self.store.by_token(th)
+        if record is None:
+            why = "no approval has this token"
+        elif record.status == "consumed":
+            why = f"the approval of request {record.id} was already used"
+        elif record.effective_status(now) == "expired":
+            why = f"the approval of request {record.id} expired"
+        elif record.requester != ctx.identity or record.database != ctx.database:
+            why = f"the approval of request {record.id} is for another identity or database"
+        elif record.statement_hash != statement_hash:
+            why = f"the approval of request {record.id} is for another statement"
+        else:
+            why = f"request {record.id} is {record.status}"
+        await self._audit(ctx.identity, "approval.token_refused", record.id if record else None,
+                          {"session": ctx.session_id, "why": why})
+        return Verdict(False, "DBF04", "dbfw: the approval token is invalid, expired, already used, or for "
+                       "another statement", why, "run the statement without the token to request a new approval",
+                       None, decision)
+
+    async def _hold(self, ctx: StatementContext, record: ApprovalRecord, statement_hash: str, hold: float,
+                    decision: Decision) -> Verdict:
+        """Keep the statement waiting for the decision: the client sees a slow statement, not an error."""
+        deadline = time.monotonic() + hold
+        while time.monotonic() < deadline:
+            await asyncio.sleep(HOLD_POLL)
+            current = await self.store.get(record.id)
+            if current is None:
+                break
+            if current.status == "approved":
+                request_id = await self.store.consume(ctx.identity, ctx.database, statement_hash, time.time())
+                if request_id is not None:
+                    await self._audit(ctx.identity, "approval.consumed", request_id,
+                                      {"session": ctx.session_id, "held": True})
+                    return ALLOW
+                break
+            if current.status == "denied":
+                return _denied(current)
+            if current.status != "pending":
+                break
+        return _required(record, decision)
+
+    # --- reviewers ----------------------------------------------------------------------------------
+
+    async def approve(self, reviewer: Principal, request_id: str,
+                      comment: str | None) -> tuple[ApprovalRecord, str | None]:
+        record = await self._reviewable(reviewer, request_id)
+        token = secrets.token_urlsafe(24)
+        updated = await self.store.vote(request_id, reviewer.name, comment, time.time(), token_hash(token))
+        if updated is None:
+            raise ApprovalError(404, f"no approval request {request_id}")
+        if not any(v.reviewer == reviewer.name for v in updated.votes):
+            raise ApprovalError(409, f"request {request_id} is {updated.effective_status()}, not pending")
+        await self._audit(reviewer.name, "approval.approved" if updated.status == "approved" else "approval.vote",
+                          request_id, {"comment": comment, "votes": len(updated.votes),
+                                       "required": record.required_approvals})
+        log.event("approval.vote", request=request_id, reviewer=reviewer.name, status=updated.status)
+        if updated.status == "approved" and updated.token_hash == token_hash(token):
+            return updated, token
+        return updated, None
+
+    async def deny(self, reviewer: Principal, request_id: str, reason: str) -> ApprovalRecord:
+        await self._reviewable(reviewer, request_id)
+        updated = await self.store.deny(request_id, reviewer.name, reason, time.time())
+        if updated is None:
+            current = await self.store.get(request_id)
+            raise ApprovalError(409, f"request {request_id} is {current.effective_status() if current else 'gone'}, "
+                                "not pending")
+        await self._audit(reviewer.name, "approval.denied", request_id, {"reason": reason})
+        log.event("approval.denied", request=request_id, reviewer=reviewer.name)
+        return updated
+
+    async def _reviewable(self, reviewer: Principal, request_id: str) -> ApprovalRecord:
+        record = await self.store.get(request_id)
+        if record is None:
+            raise ApprovalError(404, f"no approval request {request_id}")
+        if reviewer.name == record.requester:
+            await self._audit(reviewer.name, "approval.self_review_refused", request_id, {})
+            raise ApprovalError(403, "the requester may not review their own request")
+        if not may_review(reviewer, record.reviewers):
+            raise ApprovalError(403, f"{reviewer.name} is not among this request's reviewers "
+                                     f"({', '.join(record.reviewers)})")
+        if record.effective_status() != "pending":
+            raise ApprovalError(409, f"request {request_id} is {record.effective_status()}, not pending")
+        return record
+
+    # --- housekeeping -------------------------------------------------------------------------------
+
+    async def _audit(self, actor: str, action: str, request_id: str | None, detail: dict[str, object]) -> None:
+        await self.store.audit(actor, action, request_id, detail)
+
+    def start(self) -> None:
+        self._expirer = asyncio.get_running_loop().create_task(self._expire_forever())
+
+    async def stop(self) -> None:
+        if self._expirer is not None:
+            self._expirer.cancel()
+        if self.notifier is not None:
+            await self.notifier.stop()
+
+    async def _expire_forever(self) -> None:
+        while True:
+            await asyncio.sleep(30)
+            try:
+                n = await self.store.expire(time.time())
+                if n:
+                    log.event("approval.expired", count=n)
+            except Exception as e:  # the store may be briefly unreachable; try again next round
+                log.warning("approval.expire_failed", error=type(e).__name__)
+
+
+def _required(record: ApprovalRecord, decision: Decision) -> Verdict:
+    what = describe_statement(decision.statement) or f"A {record.cls} statement."
+    return Verdict(
+        False, "DBF01", f'dbfw: approval required by policy "{record.policy}": request {record.id}',
+        f"{what} {record.required_approvals} approval(s) needed from {', '.join(record.reviewers)}; the request "
+        f"waits until {_clock(record.expires_at)}.",
+        f"a reviewer other than you approves it (dbfw approvals approve {record.id}); then run the same "
+        "statement again", None, decision)
+
+
+def _denied(record: ApprovalRecord) -> Verdict:
+    return Verdict(False, "DBF03", f"dbfw: request {record.id} was denied by {record.decided_by}",
+                   f"reason: {record.reason}", "change the statement or talk to the reviewer; a retry of the same "
+                   "statement is refused for a while", None, None)
+
+
+def _clock(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))

@@ -1,0 +1,313 @@
+"""Storage: one interface, two backends (SQLite embedded, PostgreSQL shared by several dbfw).
+
+Every state change is one transaction, durable before dbfw answers. The SQL is shared by both
+backends (written with ``?`` placeholders; the PostgreSQL backend numbers them), and so are the
+versioned migrations. Approval consumption is a single conditional UPDATE, so concurrent retries,
+in one dbfw or in several sharing a PostgreSQL store, let exactly one statement run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+STATUSES = ("pending", "approved", "denied", "expired", "consumed")
+
+# Each migration is a list of statements valid in both SQLite and PostgreSQL; ${ID} becomes the
+# backend's auto-increment key type.
+MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE approvals (
+            id TEXT PRIMARY KEY,
+            status TEXT NOT NULL,
+            requester TEXT NOT NULL,
+            database_name TEXT NOT NULL,
+            listener TEXT NOT NULL,
+            sql_text TEXT NOT NULL,
+            statement_hash TEXT NOT NULL,
+            class TEXT NOT NULL,
+            policy TEXT NOT NULL,
+            required_approvals INTEGER NOT NULL,
+            reviewers TEXT NOT NULL,
+            token_ttl DOUBLE PRECISION NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            expires_at DOUBLE PRECISION NOT NULL,
+            decided_at DOUBLE PRECISION,
+            decided_by TEXT,
+            reason TEXT,
+            token_hash TEXT,
+            token_expires_at DOUBLE PRECISION,
+            consumed_at DOUBLE PRECISION
+        )""",
+        "CREATE UNIQUE INDEX approvals_one_pending ON approvals (requester, database_name, statement_hash) "
+        "WHERE status = 'pending'",
+        "CREATE INDEX approvals_lookup ON approvals (requester, database_name, statement_hash, status)",
+        "CREATE UNIQUE INDEX approvals_token ON approvals (token_hash)",
+        """CREATE TABLE approval_votes (
+            request_id TEXT NOT NULL,
+            reviewer TEXT NOT NULL,
+            comment TEXT,
+            at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (request_id, reviewer)
+        )""",
+        """CREATE TABLE audit_events (
+            id ${ID},
+            at DOUBLE PRECISION NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            request_id TEXT,
+            detail TEXT NOT NULL
+        )""",
+    ],
+]
+
+
+class StoreError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Vote:
+    reviewer: str
+    comment: str | None
+    at: float
+
+
+@dataclass(frozen=True)
+class ApprovalRecord:
+    id: str
+    status: str
+    requester: str
+    database: str
+    listener: str
+    sql: str
+    statement_hash: str
+    cls: str
+    policy: str
+    required_approvals: int
+    reviewers: tuple[str, ...]
+    token_ttl: float
+    created_at: float
+    expires_at: float
+    decided_at: float | None = None
+    decided_by: str | None = None
+    reason: str | None = None
+    token_hash: str | None = None
+    token_expires_at: float | None = None
+    consumed_at: float | None = None
+    votes: tuple[Vote, ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "status": self.effective_status(), "requester": self.requester, "database": self.database,
+            "listener": self.listener, "sql": self.sql, "class": self.cls, "policy": self.policy,
+            "created_at": _iso(self.created_at),
+            "expires_at": _iso(self.token_expires_at if self.status == "approved" else self.expires_at),
+            "approvals": [{"reviewer": v.reviewer, "comment": v.comment, "at": _iso(v.at)} for v in self.votes],
+            "required_approvals": self.required_approvals, "reviewers": list(self.reviewers),
+            "decided_at": _iso(self.decided_at) if self.decided_at else None, "decided_by": self.decided_by,
+            "reason": self.reason,
+        }
+
+    def effective_status(self, now: float | None = None) -> str:
+        now = time.time() if now is None else now
+        if self.status == "pending" and now >= self.expires_at:
+            return "expired"
+        if self.status == "approved" and self.token_expires_at is not None and now >= self.token_expires_at:
+            return "expired"
+        return self.status
+
+
+def _iso(t: float | None) -> str | None:
+    if t is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int((t % 1) * 1000):03d}Z"
+
+
+_COLUMNS = ("id, status, requester, database_name, listener, sql_text, statement_hash, class, policy, "
+            "required_approvals, reviewers, token_ttl, created_at, expires_at, decided_at, decided_by, reason, "
+            "token_hash, token_expires_at, consumed_at")
+
+
+def record_from_row(row: Sequence[Any], votes: Sequence[Vote] = ()) -> ApprovalRecord:
+    (rid, status, requester, database, listener, sql, statement_hash, cls, policy, required, reviewers, ttl,
+     created_at, expires_at, decided_at, decided_by, reason, token_hash, token_expires_at, consumed_at) = row
+    return ApprovalRecord(rid, status, requester, database, listener, sql, statement_hash, cls, policy,
+                          int(required), tuple(json.loads(reviewers)), float(ttl), float(created_at),
+                          float(expires_at), decided_at, decided_by, reason, token_hash, token_expires_at,
+                          consumed_at, tuple(votes))
+
+
+class Store(ABC):
+    """The storage interface. Implementations run each method as one transaction."""
+
+    url: str
+
+    @abstractmethod
+    async def open(self) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+    @abstractmethod
+    async def _transaction(self, steps: list[tuple[str, Sequence[Any]]]) -> list[list[tuple[Any, ...]]]:
+        """Run statements in one transaction; the rows each returned."""
+
+    async def ping(self) -> bool:
+        try:
+            await self._fetch("SELECT 1")
+            return True
+        except Exception:
+            return False
+
+    # --- approvals ---------------------------------------------------------------------------------
+
+    async def _votes(self, request_id: str) -> list[Vote]:
+        rows = await self._fetch("SELECT reviewer, comment, at FROM approval_votes WHERE request_id = ? ORDER BY at",
+                                 (request_id,))
+        return [Vote(r[0], r[1], float(r[2])) for r in rows]
+
+    async def get(self, request_id: str) -> ApprovalRecord | None:
+        rows = await self._fetch(f"SELECT {_COLUMNS} FROM approvals WHERE id = ?", (request_id,))
+        return record_from_row(rows[0], await self._votes(request_id)) if rows else None
+
+    async def list(self, status: str | None = None, limit: int = 200) -> list[ApprovalRecord]:
+        now = time.time()
+        if status == "pending":
+            rows = await self._fetch(f"SELECT {_COLUMNS} FROM approvals WHERE status = 'pending' AND expires_at > ? "
+                                     "ORDER BY created_at DESC LIMIT ?", (now, limit))
+        elif status is not None:
+            rows = await self._fetch(f"SELECT {_COLUMNS} FROM approvals WHERE status = ? ORDER BY created_at DESC "
+                                     "LIMIT ?", (status, limit))
+        else:
+            rows = await self._fetch(f"SELECT {_COLUMNS} FROM approvals ORDER BY created_at DESC LIMIT ?", (limit,))
+        return [record_from_row(r) for r in rows]
+
+    async def create_request(self, rec: ApprovalRecord) -> tuple[ApprovalRecord, bool]:
+        """Insert a pending request, or return the pending one the same requester already has for the same
+        statement in the same database. The bool says whether this call created it."""
+        rows = await self._transaction([
+            ("UPDATE approvals SET status = 'expired' WHERE requester = ? AND database_name = ? AND "
+             "statement_hash = ? AND status = 'pending' AND expires_at <= ?",
+             (rec.requester, rec.database, rec.statement_hash, rec.created_at)),
+            (f"INSERT INTO approvals ({_COLUMNS}) VALUES ({', '.join('?' * 20)}) ON CONFLICT DO NOTHING RETURNING id",
+             (rec.id, "pending", rec.requester, rec.database, rec.listener, rec.sql, rec.statement_hash, rec.cls,
+              rec.policy, rec.required_approvals, json.dumps(list(rec.reviewers)), rec.token_ttl, rec.created_at,
+              rec.expires_at, None, None, None, None, None, None)),
+        ])
+        if rows[1]:
+            return rec, True
+        existing = await self._fetch(
+            f"SELECT {_COLUMNS} FROM approvals WHERE requester = ? AND database_name = ? AND statement_hash = ? "
+            "AND status = 'pending'", (rec.requester, rec.database, rec.statement_hash))
+        if not existing:
+            raise StoreError("the pending request vanished while it was being created")
+        return record_from_row(existing[0]), False
+
+    async def latest(self, requester: str, database: str, statement_hash: str) -> ApprovalRecord | None:
+        rows = await self._fetch(
+            f"SELECT {_COLUMNS} FROM approvals WHERE requester = ? AND database_name = ? AND statement_hash = ? "
+            "ORDER BY created_at DESC LIMIT 1", (requester, database, statement_hash))
+        return record_from_row(rows[0]) if rows else None
+
+    async def vote(self, request_id: str, reviewer: str, comment: str | None, now: float,
+                   token_hash: str) -> ApprovalRecord | None:
+        """Record one reviewer's approval of a pending request (the same reviewer twice counts once); when
+        enough distinct reviewers approved, the request becomes approved, bound to ``token_hash``."""
+        await self._transaction([
+            ("INSERT INTO approval_votes (request_id, reviewer, comment, at) SELECT CAST(? AS TEXT), "
+             "CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS DOUBLE PRECISION) WHERE EXISTS (SELECT 1 FROM approvals "
+             "WHERE id = ? AND status = 'pending' AND expires_at > ?) ON CONFLICT DO NOTHING",
+             (request_id, reviewer, comment, now, request_id, now)),
+            ("UPDATE approvals SET status = 'approved', decided_at = ?, decided_by = ?, token_hash = ?, "
+             "token_expires_at = ? + token_ttl WHERE id = ? AND status = 'pending' AND expires_at > ? AND "
+             "required_approvals <= (SELECT count(*) FROM approval_votes WHERE request_id = ?)",
+             (now, reviewer, token_hash, now, request_id, now, request_id)),
+        ])
+        return await self.get(request_id)
+
+    async def deny(self, request_id: str, reviewer: str, reason: str, now: float) -> ApprovalRecord | None:
+        rows = await self._transaction([
+            ("UPDATE approvals SET status = 'denied', decided_at = ?, decided_by = ?, reason = ? "
+             "WHERE id = ? AND status = 'pending' AND expires_at > ? RETURNING id",
+             (now, reviewer, reason, request_id, now)),
+        ])
+        return await self.get(request_id) if rows[0] else None
+
+    async def consume(self, requester: str, database: str, statement_hash: str, now: float) -> str | None:
+        """Use the approval for this requester, database and statement, if one is valid: exactly one
+        caller wins. One round trip. Returns the request id."""
+        rows = await self._transaction([
+            ("UPDATE approvals SET status = 'consumed', consumed_at = ? WHERE id = (SELECT id FROM approvals WHERE "
+             "requester = ? AND database_name = ? AND statement_hash = ? AND status = 'approved' AND "
+             "token_expires_at > ? ORDER BY decided_at LIMIT 1) AND status = 'approved' RETURNING id",
+             (now, requester, database, statement_hash, now)),
+        ])
+        return rows[0][0][0] if rows[0] else None
+
+    async def consume_token(self, token_hash: str, requester: str, database: str, statement_hash: str,
+                            now: float) -> str | None:
+        rows = await self._transaction([
+            ("UPDATE approvals SET status = 'consumed', consumed_at = ? WHERE token_hash = ? AND status = 'approved' "
+             "AND token_expires_at > ? AND requester = ? AND database_name = ? AND statement_hash = ? RETURNING id",
+             (now, token_hash, now, requester, database, statement_hash)),
+        ])
+        return rows[0][0][0] if rows[0] else None
+
+    async def by_token(self, token_hash: str) -> ApprovalRecord | None:
+        rows = await self._fetch(f"SELECT {_COLUMNS} FROM approvals WHERE token_hash = ?", (token_hash,))
+        return record_from_row(rows[0]) if rows else None
+
+    async def expire(self, now: float) -> int:
+        rows = await self._transaction([
+            ("UPDATE approvals SET status = 'expired' WHERE (status = 'pending' AND expires_at <= ?) OR "
+             "(status = 'approved' AND token_expires_at <= ?) RETURNING id", (now, now)),
+        ])
+        return len(rows[0])
+
+    # --- audit --------------------------------------------------------------------------------------
+
+    async def audit(self, actor: str, action: str, request_id: str | None, detail: dict[str, Any]) -> None:
+        await self._transaction([("INSERT INTO audit_events (at, actor, action, request_id, detail) "
+                                  "VALUES (?, ?, ?, ?, ?)",
+                                  (time.time(), actor, action, request_id, json.dumps(detail, sort_keys=True)))])
+
+    async def audit_events(self, request_id: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+        if request_id is None:
+            rows = await self._fetch("SELECT at, actor, action, request_id, detail FROM audit_events ORDER BY id "
+                                     "DESC LIMIT ?", (limit,))
+        else:
+            rows = await self._fetch("SELECT at, actor, action, request_id, detail FROM audit_events WHERE "
+                                     "request_id = ? ORDER BY id", (request_id,))
+        return [{"at": _iso(r[0]), "actor": r[1], "action": r[2], "request_id": r[3], "detail": json.loads(r[4])}
+                for r in rows]
+
+
+def open_store(url: str, base: Path | None = None) -> Store:
+    """``sqlite:///abs/path.db``, ``sqlite:////abs/path.db``, ``sqlite://relative.db`` (to the config's
+    folder), ``sqlite://:memory:``; or ``postgresql://user:pass@host/db``."""
+    if url.startswith("sqlite://"):
+        from .sqlite import SQLiteStore
+
+        path = url[len("sqlite://"):]
+        if path == ":memory:":
+            return SQLiteStore(":memory:", url)
+        if path.startswith("//"):
+            path = path[1:]
+        p = Path(path)
+        if not p.is_absolute():
+            p = (base or Path.cwd()) / p
+        return SQLiteStore(str(p), url)
+    if url.startswith(("postgresql://", "postgres://")):
+        from .postgres import PostgresStore
+
+        return PostgresStore(url)
+    raise StoreError(f"unsupported storage URL {url.split('://')[0]}:// (use sqlite:/// or postgresql://)")

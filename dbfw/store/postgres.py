@@ -1,0 +1,67 @@
+"""The shared store: PostgreSQL, so that several dbfw instances see the same requests and approvals."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from .base import MIGRATIONS, Store, StoreError
+
+_PLACEHOLDER = re.compile(r"\?")
+_MIGRATION_LOCK = 0x64626677  # "dbfw": serialises migrations of instances starting together
+
+
+def _numbered(sql: str) -> str:
+    counter = iter(range(1, 1000))
+    return _PLACEHOLDER.sub(lambda _: f"${next(counter)}", sql)
+
+
+class PostgresStore(Store):
+    def __init__(self, url: str):
+        self.url = url
+        self._pool: asyncpg.Pool | None = None
+        self._sql: dict[str, str] = {}
+
+    def _q(self, sql: str) -> str:
+        q = self._sql.get(sql)
+        if q is None:
+            q = self._sql[sql] = _numbered(sql)
+        return q
+
+    async def open(self) -> None:
+        try:
+            self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=8, command_timeout=30)
+        except (OSError, asyncpg.PostgresError) as e:
+            raise StoreError(f"cannot open the PostgreSQL store: {type(e).__name__}: {e}") from None
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            current = await conn.fetchval("SELECT max(version) FROM schema_version") or 0
+            for version, statements in enumerate(MIGRATIONS, 1):
+                if version <= current:
+                    continue
+                for stmt in statements:
+                    await conn.execute(stmt.replace("${ID}", "BIGSERIAL PRIMARY KEY"))
+                await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", version)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        assert self._pool is not None
+        rows = await self._pool.fetch(self._q(sql), *args)
+        return [tuple(r) for r in rows]
+
+    async def _transaction(self, steps: list[tuple[str, Sequence[Any]]]) -> list[list[tuple[Any, ...]]]:
+        assert self._pool is not None
+        async with self._pool.acquire() as conn:
+            if len(steps) == 1:  # one statement is its own transaction: one round trip
+                sql, args = steps[0]
+                return [[tuple(r) for r in await conn.fetch(self._q(sql), *args)]]
+            async with conn.transaction():
+                return [[tuple(r) for r in await conn.fetch(self._q(sql), *args)] for sql, args in steps]

@@ -1,0 +1,87 @@
+"""The embedded store: SQLite in WAL mode, fully synchronous, on a thread of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from .base import MIGRATIONS, Store, StoreError
+
+
+class SQLiteStore(Store):
+    def __init__(self, path: str, url: str):
+        self.path = path
+        self.url = url
+        self._conn: sqlite3.Connection | None = None
+        # One thread owns the connection: sqlite3 objects must stay on the thread that made them.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dbfw-sqlite")
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _open(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")  # durable before dbfw answers
+        conn.execute("PRAGMA busy_timeout=10000")  # another dbfw process on the same file
+        self._conn = conn
+        self._migrate()
+
+    def _migrate(self) -> None:
+        conn = self._conn
+        assert conn is not None
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+            current = row[0] or 0
+            for version, statements in enumerate(MIGRATIONS, 1):
+                if version <= current:
+                    continue
+                for stmt in statements:
+                    conn.execute(stmt.replace("${ID}", "INTEGER PRIMARY KEY AUTOINCREMENT"))
+                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    async def open(self) -> None:
+        try:
+            await self._run(self._open)
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot open the SQLite store {self.path}: {e}") from e
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._run(self._conn.close)
+            self._conn = None
+        self._executor.shutdown(wait=False)
+
+    def _fetch_sync(self, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
+        assert self._conn is not None
+        return [tuple(r) for r in self._conn.execute(sql, tuple(args)).fetchall()]
+
+    async def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return await self._run(self._fetch_sync, sql, args)
+
+    def _transaction_sync(self, steps: list[tuple[str, Sequence[Any]]]) -> list[list[tuple[Any, ...]]]:
+        conn = self._conn
+        assert conn is not None
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            out = [[tuple(r) for r in conn.execute(sql, tuple(args)).fetchall()] for sql, args in steps]
+            conn.execute("COMMIT")
+            return out
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    async def _transaction(self, steps: list[tuple[str, Sequence[Any]]]) -> list[list[tuple[Any, ...]]]:
+        return await self._run(self._transaction_sync, steps)

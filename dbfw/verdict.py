@@ -1,0 +1,41 @@
+"""What the firewall answers a protocol session: allowed, or refused with the contract's SQLSTATE."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .policy.engine import Decision
+    from .sql.classify import Classification, Statement
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    allowed: bool
+    sqlstate: str = ""
+    message: str = ""
+    detail: str | None = None
+    hint: str | None = None
+    classification: Classification | None = None
+    decision: Decision | None = None
+
+    @classmethod
+    def refuse(cls, sqlstate: str, message: str, detail: str | None = None, hint: str | None = None) -> Verdict:
+        if not message.startswith("dbfw:"):
+            message = f"dbfw: {message}"
+        return cls(False, sqlstate, message, detail, hint)
+
+
+ALLOW = Verdict(True)
+
+
+def describe_statement(stmt: Statement | None) -> str | None:
+    if stmt is None:
+        return None
+    text = f"{stmt.command} is classified {stmt.cls}"
+    if stmt.tables:
+        text += f" (tables: {', '.join(stmt.tables[:5])}{', ...' if len(stmt.tables) > 5 else ''})"
+    if stmt.reason:
+        text += f": {stmt.reason}"
+    return text + "."
