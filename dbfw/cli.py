@@ -6,6 +6,7 @@ import getpass
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -131,6 +132,86 @@ def classify(dialect: str, config: Path | None, identity: str | None, database: 
     out = classification.to_json()
     out["decision"] = decide(rules, ctx, classification).to_json()
     click.echo(json.dumps(out, indent=2, ensure_ascii=False))
+
+
+def _admin_client(url: str | None, config: Path | None) -> Any:
+    import os
+
+    from .admin.client import AdminClient
+
+    key = os.environ.get("DBFW_API_KEY")
+    if not key:
+        click.echo("dbfw: set DBFW_API_KEY to your API key", err=True)
+        sys.exit(2)
+    if url is None:
+        path = config or default_config_path()
+        if path.exists():
+            settings, _ = _load(path)
+            if settings.admin is not None:
+                url = settings.approvals.public_url or f"http://{settings.admin.listen}"
+    return AdminClient(url or "http://127.0.0.1:8080", key)
+
+
+def _client_call(fn: Any, *args: Any) -> Any:
+    from .admin.client import ClientError
+
+    try:
+        return fn(*args)
+    except ClientError as e:
+        click.echo(f"dbfw: {e} (HTTP {e.status})" if e.status else f"dbfw: {e}", err=True)
+        sys.exit(1)
+
+
+@main.group()
+def approvals() -> None:
+    """List, show, approve and deny approval requests (the admin API; key from $DBFW_API_KEY)."""
+
+
+def _url_option(f: Any) -> Any:
+    return click.option("--url", default=None, help="admin API URL (default: from the config, else "
+                                                    "http://127.0.0.1:8080)")(_config_option(f))
+
+
+@approvals.command("list")
+@_url_option
+@click.option("--status", type=click.Choice(["pending", "approved", "denied", "expired", "consumed"]),
+              default="pending", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def approvals_list(url: str | None, config: Path | None, status: str, as_json: bool) -> None:
+    items = _client_call(_admin_client(url, config).list, status)
+    if as_json:
+        click.echo(json.dumps(items, indent=2))
+        return
+    if not items:
+        click.echo(f"no {status} requests")
+        return
+    for r in items:
+        sql = " ".join(r["sql"].split())
+        click.echo(f"{r['id']}  {r['status']:<9} {r['requester']:<16} {r['database']:<12} {r['class']:<17} "
+                   f"{sql[:60]}")
+
+
+@approvals.command("show")
+@_url_option
+@click.argument("request_id")
+def approvals_show(url: str | None, config: Path | None, request_id: str) -> None:
+    click.echo(json.dumps(_client_call(_admin_client(url, config).show, request_id), indent=2))
+
+
+@approvals.command("approve")
+@_url_option
+@click.argument("request_id")
+@click.option("--comment", default=None)
+def approvals_approve(url: str | None, config: Path | None, request_id: str, comment: str | None) -> None:
+    click.echo(json.dumps(_client_call(_admin_client(url, config).approve, request_id, comment), indent=2))
+
+
+@approvals.command("deny")
+@_url_option
+@click.argument("request_id")
+@click.option("--reason", required=True)
+def approvals_deny(url: str | None, config: Path | None, request_id: str, reason: str) -> None:
+    click.echo(json.dumps(_client_call(_admin_client(url, config).deny, request_id, reason), indent=2))
 
 
 @main.command("hash-password")

@@ -204,6 +204,23 @@ def write_config(directory: Path, pg: PgTarget, *, extra_listener: str = "", adm
             password: {REVIEWER_PASSWORD}
             api_key: alice-api-key
             roles: [reviewer]
+          bob:
+            api_key: bob-api-key
+            roles: [reviewer]
+          carol:
+            api_key: carol-api-key
+            roles: [auditor]
+          agent-2:
+            password: agent-2-secret
+            roles: [agent]
+          agent-reviewer:
+            password: agent-reviewer-secret
+            api_key: agent-reviewer-api-key
+            roles: [agent, reviewer]
+          root-admin:
+            password: root-admin-secret
+            api_key: root-admin-api-key
+            roles: [agent, admin]
         shutdown_grace: 10s
         rules: rules.yaml
         storage: sqlite:///{directory}/dbfw.db

@@ -48,14 +48,15 @@ def explicit_token(sql: str) -> str | None:
 
 
 def may_review(principal: Principal, reviewers: tuple[str, ...]) -> bool:
+    """``reviewers`` holds one clause per policy that asked for the approval; each clause lists its allowed
+    reviewers separated by '|'. The reviewer must be allowed by every clause."""
     if not principal.has_role("reviewer"):
         return False
-    for r in reviewers:
-        if r.startswith("role:") and principal.has_role(r[5:]):
-            return True
-        if r == principal.name:
-            return True
-    return False
+
+    def allowed(entry: str) -> bool:
+        return principal.has_role(entry[5:]) if entry.startswith("role:") else entry == principal.name
+
+    return all(any(allowed(e) for e in clause.split("|")) for clause in reviewers)
 
 
 @dataclass
@@ -94,20 +95,22 @@ class ApprovalService:
             record = latest
         else:
             record = await self._request(ctx, sql, classification, decision, now)
-        policy = decision.rule
-        if policy is not None and policy.hold > 0:
-            return await self._hold(ctx, record, statement_hash, policy.hold, decision)
+        hold = max((p.hold for p in decision.rules), default=0.0)
+        if hold > 0:
+            return await self._hold(ctx, record, statement_hash, hold, decision)
         return _required(record, decision)
 
     async def _request(self, ctx: StatementContext, sql: str, classification: Classification,
                        decision: Decision, now: float) -> ApprovalRecord:
-        policy = decision.rule
+        policies = decision.rules
         record = ApprovalRecord(
             id=f"req_{secrets.token_hex(8)}", status="pending", requester=ctx.identity, database=ctx.database,
             listener=ctx.listener, sql=sql, statement_hash=classification.fingerprint, cls=classification.cls,
-            policy=decision.policy, required_approvals=policy.approvals if policy else 1,
-            reviewers=tuple(policy.reviewers) if policy else ("role:reviewer",),
-            token_ttl=policy.ttl if policy else 900.0, created_at=now, expires_at=now + self.settings.pending_ttl)
+            policy=" + ".join(p.name for p in policies) if policies else decision.policy,
+            required_approvals=max((p.approvals for p in policies), default=1),
+            reviewers=tuple(dict.fromkeys("|".join(p.reviewers) for p in policies)) or ("role:reviewer",),
+            token_ttl=min((p.ttl for p in policies), default=900.0), created_at=now,
+            expires_at=now + self.settings.pending_ttl)
         record, created = await self.store.create_request(record)
         if created:
             await self._audit(ctx.identity, "approval.requested", record.id,
@@ -207,7 +210,7 @@ class ApprovalService:
             raise ApprovalError(403, "the requester may not review their own request")
         if not may_review(reviewer, record.reviewers):
             raise ApprovalError(403, f"{reviewer.name} is not among this request's reviewers "
-                                     f"({', '.join(record.reviewers)})")
+                                     f"({_reviewers_text(record.reviewers)})")
         if record.effective_status() != "pending":
             raise ApprovalError(409, f"request {request_id} is {record.effective_status()}, not pending")
         return record
@@ -241,7 +244,7 @@ def _required(record: ApprovalRecord, decision: Decision) -> Verdict:
     what = describe_statement(decision.statement) or f"A {record.cls} statement."
     return Verdict(
         False, "DBF01", f'dbfw: approval required by policy "{record.policy}": request {record.id}',
-        f"{what} {record.required_approvals} approval(s) needed from {', '.join(record.reviewers)}; the request "
+        f"{what} {record.required_approvals} approval(s) needed from {_reviewers_text(record.reviewers)}; the request "
         f"waits until {_clock(record.expires_at)}.",
         f"a reviewer other than you approves it (dbfw approvals approve {record.id}); then run the same "
         "statement again", None, decision)
@@ -251,6 +254,10 @@ def _denied(record: ApprovalRecord) -> Verdict:
     return Verdict(False, "DBF03", f"dbfw: request {record.id} was denied by {record.decided_by}",
                    f"reason: {record.reason}", "change the statement or talk to the reviewer; a retry of the same "
                    "statement is refused for a while", None, None)
+
+
+def _reviewers_text(reviewers: tuple[str, ...]) -> str:
+    return " and ".join(" or ".join(clause.split("|")) for clause in reviewers)
 
 
 def _clock(t: float) -> str:

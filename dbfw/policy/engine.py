@@ -16,6 +16,9 @@ class Decision:
     policy: str  # the deciding policy's name, "defaults" or "defaults.unknown"
     statement: Statement | None = None
     rule: Policy | None = None
+    # Every policy that matched with the deciding action: when several ask for approval, all their
+    # requirements hold (most approvals, shortest ttl, longest hold, reviewers allowed by each).
+    rules: tuple[Policy, ...] = ()
 
     def to_json(self) -> dict[str, str]:
         return {"action": self.action, "policy": self.policy}
@@ -58,9 +61,12 @@ def decide_statement(rules: RuleSet, ctx: StatementContext, stmt: Statement) -> 
         # Fail closed: no policy can let through a statement dbfw does not understand.
         best = Decision(rules.defaults.unknown, "defaults.unknown", stmt)
     for policy in rules.policies:
-        if matches(policy.match, ctx, stmt, policy.action) and (
-                best is None or ACTION_RANK[policy.action] > ACTION_RANK[best.action]):
-            best = Decision(policy.action, policy.name, stmt, policy)
+        if not matches(policy.match, ctx, stmt, policy.action):
+            continue
+        if best is None or ACTION_RANK[policy.action] > ACTION_RANK[best.action]:
+            best = Decision(policy.action, policy.name, stmt, policy, (policy,))
+        elif policy.action == best.action and best.rule is not None:
+            best = Decision(best.action, best.policy, stmt, best.rule, (*best.rules, policy))
     return best or Decision(rules.defaults.action, "defaults", stmt)
 
 

@@ -1,0 +1,127 @@
+"""The store contract, run on both backends: SQLite (embedded) and PostgreSQL (shared)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+from uuid import uuid4
+
+import psycopg
+import pytest
+
+from dbfw.store.base import ApprovalRecord, Store, open_store
+from tests.conftest import PgTarget
+
+
+def pg_url(pg: PgTarget, dbname: str) -> str:
+    auth = quote(pg.user) + (f":{quote(pg.password)}" if pg.password else "")
+    if pg.host.startswith("/"):
+        return f"postgresql://{auth}@/{dbname}?host={quote(pg.host)}&port={pg.port}"
+    return f"postgresql://{auth}@{pg.host}:{pg.port}/{dbname}"
+
+
+@pytest.fixture
+def store_url(request: pytest.FixtureRequest, pg: PgTarget, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/store.db"
+        return
+    name = f"dbfw_store_{uuid4().hex[:8]}"
+    with psycopg.connect(pg.conninfo(), autocommit=True) as conn:
+        conn.execute(f"create database {name}")
+    yield pg_url(pg, name)
+    with psycopg.connect(pg.conninfo(), autocommit=True) as conn:
+        conn.execute(f"drop database {name} with (force)")
+
+
+def record(**over: object) -> ApprovalRecord:
+    now = time.time()
+    base = dict(id=f"req_{uuid4().hex[:12]}", status="pending", requester="agent-ci", database="app", listener="pg",
+                sql="DROP TABLE t", statement_hash="h1", cls="ddl", policy="p", required_approvals=1,
+                reviewers=("role:reviewer",), token_ttl=60.0, created_at=now, expires_at=now + 3600)
+    base.update(over)
+    return ApprovalRecord(**base)  # type: ignore[arg-type]
+
+
+async def _opened(url: str) -> Store:
+    store = open_store(url)
+    await store.open()
+    return store
+
+
+BACKENDS = pytest.mark.parametrize("store_url", ["sqlite", "postgres"], indirect=True)
+
+
+@BACKENDS
+def test_request_dedupe_vote_and_consume_once(store_url: str) -> None:
+    async def scenario() -> None:
+        store = await _opened(store_url)
+        try:
+            first, created = await store.create_request(record(required_approvals=2))
+            assert created
+            same, created_again = await store.create_request(record(required_approvals=2))
+            assert not created_again and same.id == first.id  # one pending request per requester+db+statement
+            now = time.time()
+            r = await store.vote(first.id, "alice", "ok", now, "tok-a")
+            assert r is not None and r.status == "pending" and len(r.votes) == 1
+            r = await store.vote(first.id, "alice", "again", now, "tok-b")
+            assert r is not None and r.status == "pending" and len(r.votes) == 1  # same reviewer counts once
+            r = await store.vote(first.id, "bob", None, now, "tok-c")
+            assert r is not None and r.status == "approved" and r.token_hash == "tok-c" and r.decided_by == "bob"
+            assert r.token_expires_at == pytest.approx(now + 60)
+            # Ten concurrent retries: exactly one consumes.
+            results = await asyncio.gather(*(store.consume("agent-ci", "app", "h1", time.time()) for _ in range(10)))
+            assert [x for x in results if x] == [first.id]
+            assert (await store.get(first.id)).status == "consumed"  # type: ignore[union-attr]
+            assert await store.consume("agent-ci", "app", "h1", time.time()) is None
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
+
+
+@BACKENDS
+def test_token_binding_deny_expiry_and_persistence(store_url: str) -> None:
+    async def scenario() -> None:
+        store = await _opened(store_url)
+        try:
+            rec, _ = await store.create_request(record(statement_hash="h2", token_ttl=0.2))
+            await store.vote(rec.id, "alice", None, time.time(), "tok-2")
+            assert await store.consume_token("tok-2", "agent-ci", "app", "other-statement", time.time()) is None
+            assert await store.consume_token("tok-2", "mallory", "app", "h2", time.time()) is None
+            assert (await store.by_token("tok-2")).id == rec.id  # type: ignore[union-attr]
+            await asyncio.sleep(0.3)
+            assert await store.consume_token("tok-2", "agent-ci", "app", "h2", time.time()) is None  # expired
+            assert await store.expire(time.time()) >= 1
+            denied, _ = await store.create_request(record(statement_hash="h3"))
+            d = await store.deny(denied.id, "bob", "no", time.time())
+            assert d is not None and d.status == "denied" and d.reason == "no"
+            assert await store.deny(denied.id, "bob", "twice", time.time()) is None  # no longer pending
+            stale, _ = await store.create_request(record(statement_hash="h4", expires_at=time.time() - 1))
+            fresh, created = await store.create_request(record(statement_hash="h4"))
+            assert created and fresh.id != stale.id  # an expired pending request does not block a new one
+            await store.audit("alice", "approval.denied", denied.id, {"reason": "no"})
+        finally:
+            await store.close()
+        # Everything is there after reopening (and migrations run again harmlessly).
+        store = await _opened(store_url)
+        try:
+            again = await store.get(denied.id)
+            assert again is not None and again.status == "denied"
+            events = await store.audit_events(denied.id)
+            assert events and events[0]["actor"] == "alice" and events[0]["detail"] == {"reason": "no"}
+            pending = await store.list("pending")
+            assert fresh.id in [r.id for r in pending] and stale.id not in [r.id for r in pending]
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_unsupported_storage_url_is_a_clear_error() -> None:
+    from dbfw.store.base import StoreError
+
+    with pytest.raises(StoreError, match="unsupported storage URL"):
+        open_store("mongodb://x")
