@@ -83,9 +83,10 @@ class ApprovalService:
         token = explicit_token(sql)
         if token is not None:
             return await self._consume_explicit(ctx, token, statement_hash, now, decision)
-        request_id = await self.store.consume(ctx.identity, ctx.database, statement_hash, now)
+        # The one storage round trip an approved statement costs: consume, audit included.
+        request_id = await self.store.consume(ctx.identity, ctx.database, statement_hash, now,
+                                              {"session": ctx.session_id})
         if request_id is not None:
-            await self._audit(ctx.identity, "approval.consumed", request_id, {"session": ctx.session_id})
             return ALLOW
         latest = await self.store.latest(ctx.identity, ctx.database, statement_hash)
         if latest is not None and latest.status == "denied" and latest.decided_at is not None \
@@ -125,10 +126,9 @@ class ApprovalService:
     async def _consume_explicit(self, ctx: StatementContext, token: str, statement_hash: str, now: float,
                                 decision: Decision) -> Verdict:
         th = token_hash(token)
-        request_id = await self.store.consume_token(th, ctx.identity, ctx.database, statement_hash, now)
+        request_id = await self.store.consume_token(th, ctx.identity, ctx.database, statement_hash, now,
+                                                    {"session": ctx.session_id})
         if request_id is not None:
-            await self._audit(ctx.identity, "approval.consumed", request_id,
-                              {"session": ctx.session_id, "explicit_token": True})
             return ALLOW
         record = await self.store.by_token(th)
         if record is None:
@@ -159,10 +159,9 @@ class ApprovalService:
             if current is None:
                 break
             if current.status == "approved":
-                request_id = await self.store.consume(ctx.identity, ctx.database, statement_hash, time.time())
+                request_id = await self.store.consume(ctx.identity, ctx.database, statement_hash, time.time(),
+                                                      {"session": ctx.session_id, "held": True})
                 if request_id is not None:
-                    await self._audit(ctx.identity, "approval.consumed", request_id,
-                                      {"session": ctx.session_id, "held": True})
                     return ALLOW
                 break
             if current.status == "denied":

@@ -242,25 +242,36 @@ class Store(ABC):
         ])
         return await self.get(request_id) if rows[0] else None
 
-    async def consume(self, requester: str, database: str, statement_hash: str, now: float) -> str | None:
-        """Use the approval for this requester, database and statement, if one is valid: exactly one
-        caller wins. One round trip. Returns the request id."""
-        rows = await self._transaction([
-            ("UPDATE approvals SET status = 'consumed', consumed_at = ? WHERE id = (SELECT id FROM approvals WHERE "
-             "requester = ? AND database_name = ? AND statement_hash = ? AND status = 'approved' AND "
-             "token_expires_at > ? ORDER BY decided_at LIMIT 1) AND status = 'approved' RETURNING id",
-             (now, requester, database, statement_hash, now)),
-        ])
-        return rows[0][0][0] if rows[0] else None
+    _CONSUME = ("UPDATE approvals SET status = 'consumed', consumed_at = ? WHERE id = (SELECT id FROM approvals WHERE "
+                "requester = ? AND database_name = ? AND statement_hash = ? AND status = 'approved' AND "
+                "token_expires_at > ? ORDER BY decided_at LIMIT 1) AND status = 'approved' RETURNING id")
+    _CONSUME_TOKEN = ("UPDATE approvals SET status = 'consumed', consumed_at = ? WHERE token_hash = ? AND "
+                      "status = 'approved' AND token_expires_at > ? AND requester = ? AND database_name = ? AND "
+                      "statement_hash = ? RETURNING id")
+    _AUDIT = "INSERT INTO audit_events (at, actor, action, request_id, detail) VALUES (?, ?, ?, ?, ?)"
+
+    async def consume(self, requester: str, database: str, statement_hash: str, now: float,
+                      detail: dict[str, Any] | None = None) -> str | None:
+        """Use the approval for this requester, database and statement, if one is valid, and record that in
+        the audit trail: exactly one caller wins. One round trip. Returns the request id."""
+        return await self._consume(self._CONSUME, (now, requester, database, statement_hash, now), requester,
+                                   now, detail or {})
 
     async def consume_token(self, token_hash: str, requester: str, database: str, statement_hash: str,
-                            now: float) -> str | None:
-        rows = await self._transaction([
-            ("UPDATE approvals SET status = 'consumed', consumed_at = ? WHERE token_hash = ? AND status = 'approved' "
-             "AND token_expires_at > ? AND requester = ? AND database_name = ? AND statement_hash = ? RETURNING id",
-             (now, token_hash, now, requester, database, statement_hash)),
-        ])
-        return rows[0][0][0] if rows[0] else None
+                            now: float, detail: dict[str, Any] | None = None) -> str | None:
+        return await self._consume(self._CONSUME_TOKEN, (now, token_hash, now, requester, database, statement_hash),
+                                   requester, now, {**(detail or {}), "explicit_token": True})
+
+    async def _consume(self, update: str, args: Sequence[Any], actor: str, now: float,
+                       detail: dict[str, Any]) -> str | None:
+        # Backends override this to do both in one round trip; this generic form takes two.
+        rows = await self._transaction([(update, args)])
+        if not rows[0]:
+            return None
+        request_id = rows[0][0][0]
+        await self._transaction([(self._AUDIT, (now, actor, "approval.consumed", request_id,
+                                                json.dumps(detail, sort_keys=True)))])
+        return request_id
 
     async def by_token(self, token_hash: str) -> ApprovalRecord | None:
         rows = await self._fetch(f"SELECT {_COLUMNS} FROM approvals WHERE token_hash = ?", (token_hash,))

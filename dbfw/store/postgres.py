@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -46,6 +47,17 @@ class PostgresStore(Store):
                 for stmt in statements:
                     await conn.execute(stmt.replace("${ID}", "BIGSERIAL PRIMARY KEY"))
                 await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", version)
+
+    async def _consume(self, update: str, args: Sequence[Any], actor: str, now: float,
+                       detail: dict[str, Any]) -> str | None:
+        """The consuming UPDATE and its audit record in one statement: one round trip, one transaction."""
+        n = len(args)
+        sql = (f"WITH used AS ({_numbered(update)}) INSERT INTO audit_events (at, actor, action, request_id, detail) "
+               f"SELECT ${n + 1}::double precision, ${n + 2}::text, 'approval.consumed', used.id, ${n + 3}::text "
+               "FROM used RETURNING request_id")
+        assert self._pool is not None
+        rows = await self._pool.fetch(sql, *args, now, actor, json.dumps(detail, sort_keys=True))
+        return rows[0][0] if rows else None
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -82,6 +83,25 @@ class SQLiteStore(Store):
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+    def _consume_sync(self, update: str, args: Sequence[Any], actor: str, now: float, detail: str) -> str | None:
+        conn = self._conn
+        assert conn is not None
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute(update, tuple(args)).fetchone()
+            if row is not None:
+                conn.execute(self._AUDIT, (now, actor, "approval.consumed", row[0], detail))
+            conn.execute("COMMIT")
+            return row[0] if row is not None else None
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    async def _consume(self, update: str, args: Sequence[Any], actor: str, now: float,
+                       detail: dict[str, Any]) -> str | None:
+        """The consuming UPDATE and its audit record: one transaction, one hop to the store's thread."""
+        return await self._run(self._consume_sync, update, args, actor, now, json.dumps(detail, sort_keys=True))
 
     async def _transaction(self, steps: list[tuple[str, Sequence[Any]]]) -> list[list[tuple[Any, ...]]]:
         return await self._run(self._transaction_sync, steps)
