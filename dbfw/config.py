@@ -217,6 +217,7 @@ class Settings(_Model):
     admin: Admin | None = None
     approvals: Approvals = Approvals()
     notify: Notify = Notify()
+    masking_key: str | None = Field(default=None, repr=False)  # key of the hash mask; else $DBFW_MASKING_KEY
     logging: Logging = Logging()
     shutdown_grace: Duration = 30.0
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from . import log
 from .approvals.service import ApprovalService
 from .context import StatementContext
+from .masking.service import Masking
 from .policy.engine import Decision, decide, decide_statement
 from .policy.rules import RuleSet
 from .sql.classify import Classification, SQLClassifier, Statement
@@ -33,13 +34,16 @@ class Firewall:
     """Classifies with sqlglot, decides with the rules. Without rules it fails closed: everything waits
     for approval."""
 
-    def __init__(self, rules: RuleSet | None = None, approvals: ApprovalService | None = None):
+    def __init__(self, rules: RuleSet | None = None, approvals: ApprovalService | None = None,
+                 masking: Masking | None = None):
         self.rules = rules if rules is not None else RuleSet.fail_closed()
         self.approvals = approvals
+        self.masking = masking
         self.classifiers = {"postgres": SQLClassifier("postgres"), "mysql": SQLClassifier("mysql")}
 
-    def reload(self, rules: RuleSet) -> None:
+    def reload(self, rules: RuleSet, masking: Masking | None = None) -> None:
         self.rules = rules
+        self.masking = masking
 
     def classify(self, ctx: StatementContext, sql: str) -> Classification:
         return self.classifiers[ctx.protocol].classify(sql, ctx.database)
@@ -47,18 +51,39 @@ class Firewall:
     async def check(self, ctx: StatementContext, sql: str) -> Verdict:
         classification = self.classify(ctx, sql)
         decision = decide(self.rules, ctx, classification)
-        if decision.action == "allow":
-            return ALLOW
-        if decision.action == "require_approval" and self.approvals is not None:
+        if decision.action != "allow":
+            if decision.action != "require_approval" or self.approvals is None:
+                return self.refusal(decision, classification)
             try:
-                return await self.approvals.on_required(ctx, sql, classification, decision)
+                verdict = await self.approvals.on_required(ctx, sql, classification, decision)
             except Exception as e:  # the store is unreachable: the statement does not run
                 log.warning("approval.store_error", session=ctx.session_id, error=type(e).__name__)
                 return Verdict(False, "DBF01", f'dbfw: approval required by policy "{decision.policy}", and dbfw '
                                "cannot record the request right now", describe_statement(decision.statement),
                                "try again in a moment; if it persists, tell the dbfw operator", classification,
                                decision)
-        return self.refusal(decision, classification)
+            if not verdict.allowed:
+                return verdict
+        masking = self.masking
+        if masking is None or not masking.enabled:
+            return ALLOW
+        if any(s.cls == "ddl" for s in classification.statements):
+            masking.invalidate_soon(ctx.database)  # the schema changes: masking plans must be made again
+        try:
+            masks = await masking.masks_for(ctx, classification)
+        except Exception as e:  # no catalog, no lineage: the result cannot be masked, so it is not sent
+            log.warning("masking.unavailable", session=ctx.session_id, error=type(e).__name__)
+            return Verdict(False, "DBF02", "dbfw: the result cannot be masked right now, so the statement does not "
+                           "run", None, "try again in a moment; if it persists, tell the dbfw operator",
+                           classification, decision)
+        for mask in masks:
+            if mask is not None and mask.refuse:
+                return Verdict(False, "DBF02", f"dbfw: {mask.refuse}", None,
+                               "export this table in text or CSV format, where dbfw can mask it", classification,
+                               decision)
+        if not any(masks):
+            return ALLOW
+        return Verdict(True, masks=masks)
 
     async def check_function_call(self, ctx: StatementContext, function_oid: int) -> Verdict:
         name, cls = FAST_PATH_FUNCTIONS.get(function_oid, (f"function {function_oid}", "unknown"))

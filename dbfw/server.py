@@ -17,8 +17,11 @@ from . import log
 from .approvals.notify import Notifier
 from .approvals.service import ApprovalService, ApprovalSettings
 from .config import ConfigError, Listener, Settings, load_settings
+from .context import StatementContext
 from .firewall import Firewall
 from .identity import Identities
+from .masking.catalog import Catalog, CatalogCache
+from .masking.service import Masking, masking_key
 from .policy.rules import RuleSet, load_rules
 from .protocol.common import Runtime
 from .protocol.postgres.session import PgSession
@@ -43,6 +46,10 @@ class Server:
             if rules is None:
                 log.warning("rules.none", note="no rules configured: every statement needs an approval")
             firewall = Firewall(rules)
+        self.catalogs = CatalogCache()
+        self._masking_key = masking_key(settings.masking_key)
+        if getattr(firewall, "masking", "absent") is None:
+            firewall.masking = self._new_masking(firewall.rules)
         self.rt = Runtime(settings, Identities.from_settings(settings), firewall)
         self._servers: list[asyncio.base_events.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -51,6 +58,17 @@ class Server:
         self.bound: dict[str, tuple[str, int]] = {}  # listener name -> actual address (port 0 resolved)
         self.store: Store | None = None
         self.approvals: ApprovalService | None = None
+
+    def _new_masking(self, rules: RuleSet) -> Masking | None:
+        if not rules.masking:
+            return None
+        masking = Masking(rules.masking, self._masking_key, self._catalog_for)
+        masking.on_invalidate = lambda database: self.catalogs.invalidate(database)
+        return masking
+
+    async def _catalog_for(self, ctx: StatementContext) -> Catalog:
+        listener = next(lst for lst in self.settings.listeners if lst.name == ctx.listener)
+        return await self.catalogs.get(listener.upstream, self.settings.upstreams[listener.upstream], ctx.database)
 
     @property
     def settings(self) -> Settings:
@@ -132,7 +150,7 @@ class Server:
                 log.warning("reload.failed", problem=str(p))
             log.warning("reload.kept_old", note="the running config and rules stay in force")
             return [str(p) for p in e.problems]
-        self.rt.firewall.reload(rules)
+        self.rt.firewall.reload(rules, self._new_masking(rules))
         if [(lst.name, lst.listen, lst.protocol) for lst in settings.listeners] != [
                 (lst.name, lst.listen, lst.protocol) for lst in self.settings.listeners]:
             log.warning("reload.listeners_unchanged", note="listener changes need a restart")

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from .masking.service import StatementMask
     from .policy.engine import Decision
     from .sql.classify import Classification, Statement
 
@@ -19,6 +20,7 @@ class Verdict:
     hint: str | None = None
     classification: Classification | None = None
     decision: Decision | None = None
+    masks: list[StatementMask | None] | None = None  # allowed: how to mask each statement's result
 
     @classmethod
     def refuse(cls, sqlstate: str, message: str, detail: str | None = None, hint: str | None = None) -> Verdict:

@@ -67,6 +67,8 @@ class MaskRule(_Model):
     mask: Literal["redact", "partial", "email", "hash", "null"]
     options: dict[str, str | int | bool] = Field(default_factory=dict)
     unmasked_for: list[str] = Field(default_factory=list)
+    # Content detectors applied to result values whose origin dbfw cannot trace (a function's result...).
+    detect: list[Literal["email", "credit_card", "ssn", "iban", "phone"]] = Field(default_factory=list)
 
 
 class Limits(_Model):

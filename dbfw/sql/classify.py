@@ -1043,6 +1043,16 @@ class SQLClassifier:
         return Classification(dialect, statements, entry.cls, shape, cached)
 
 
+def parse_statement(sql: str, dialect: str = "postgres") -> exp.Expression:
+    """One statement as a sqlglot tree, read the way the classifier reads it (same tokenizer, same
+    workarounds for syntax sqlglot's parser misses). Raises on anything that is not one statement."""
+    c = _TOKENIZERS.get(f"classifier:{dialect}")
+    if c is None:
+        c = _TOKENIZERS[f"classifier:{dialect}"] = _Classifier(dialect)
+    tokens = [t for t in c.tokenizer.tokenize(sql) if t.token_type != TokenType.SEMICOLON]
+    return c._parse(tokens, sql)
+
+
 def classify(sql: str, dialect: str = "postgres", database: str | None = None) -> Classification:
     """Classify without a long-lived cache (the CLI, tests)."""
     return SQLClassifier(dialect).classify(sql, database)

@@ -32,6 +32,7 @@ from ...sql.settings import SettingNotAllowed, check_startup_settings
 from ..common import Runtime
 from . import messages as m
 from .auth import AuthError, ScramServer, ScramVerifier, check_md5
+from .results import ResultTracker, mask_copy_line, mask_data_row
 from .upstream import UpstreamConnection, UpstreamError, connect, send_cancel
 
 STREAMABLE_FRONTEND = frozenset(b"Bd")  # Bind, CopyData: relayed, never held whole
@@ -42,6 +43,11 @@ READ_SIZE = 256 * 1024
 _Q, _P, _S, _X, _F = (ord(c) for c in "QPSXF")
 _RELAYED = frozenset(b"BEDCHdcf")  # Bind Execute Describe Close Flush CopyData CopyDone CopyFail
 _Z, _E, _PS = ord("Z"), ord("E"), ord("S")
+_BIND, _DESCRIBE, _EXECUTE, _CLOSE = ord("B"), ord("D"), ord("E"), ord("C")  # frontend
+_TRACKED = frozenset((_BIND, _DESCRIBE, _EXECUTE, _CLOSE))
+_DATA_ROW, _ROW_DESCRIPTION, _NO_DATA, _COPY_OUT, _COPY_DATA = ord("D"), ord("T"), ord("n"), ord("H"), ord("d")
+_DONE = frozenset(b"CIs")  # CommandComplete, EmptyQueryResponse, PortalSuspended
+_RESULT_TAGS = frozenset(b"DTnCIsEZHd")
 
 # PostgreSQL encoding names -> Python codecs, for reading SQL text in the client's encoding.
 _ENCODINGS = {"UTF8": "utf-8", "UNICODE": "utf-8", "SQL_ASCII": "latin-1", "LATIN1": "latin-1",
@@ -98,6 +104,7 @@ class PgSession:
         self._drain_now = asyncio.Event()
         self._upstream_fatal_sent = False
         self.statements = 0
+        self.tracker: ResultTracker | None = None
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -354,6 +361,13 @@ class PgSession:
         self.ctx = StatementContext(identity=principal.name, roles=principal.roles, database=database,
                                     listener=self.listener.name, protocol="postgres",
                                     session_id=self.session_id, client_addr=self.client_addr)
+        masking = getattr(self.rt.firewall, "masking", None)
+        if masking is not None and masking.enabled:
+            # Results may need masking: follow every result, and hold rows whole so they can be rebuilt.
+            self.tracker = ResultTracker(masking)
+            up.frames.streamable = frozenset()
+            up.frames.max_size = m.ABSOLUTE_MAX_MESSAGE
+            self.frames.streamable = frozenset(b"d")
         pid, secret = self.cancel_key
         await self._send(b"".join(up.startup_messages) + m.BackendKeyData(pid, secret).encode()
                          + m.ReadyForQuery(up.status).encode())
@@ -426,9 +440,12 @@ class PgSession:
                 return "client_gone"
             frames.feed(data)
             out: list[bytes | memoryview] = []
+            tracker = self.tracker
             for frame in frames.frames():
                 tag = frame.tag
                 if tag in _RELAYED or frame.streamed:
+                    if tracker is not None and tag in _TRACKED and not frame.streamed:
+                        self._track_frontend(tracker, tag, frame)
                     out.append(frame.raw)
                 elif tag == _Q:
                     self.inflight += 1
@@ -439,6 +456,8 @@ class PgSession:
                         out = []
                     verdict = await fw.check(ctx, self._sql_text(query.query))
                     self.statements += 1
+                    if tracker is not None:
+                        tracker.query(verdict.masks or [])
                     if verdict.allowed:
                         out.append(frame.raw)
                     else:
@@ -450,6 +469,8 @@ class PgSession:
                         out = []
                     verdict = await fw.check(ctx, self._sql_text(parse.query))
                     self.statements += 1
+                    if tracker is not None:
+                        tracker.parse(parse.name, verdict.masks[0] if verdict.masks else None)
                     if verdict.allowed:
                         out.append(frame.raw)
                     else:
@@ -458,8 +479,12 @@ class PgSession:
                 elif tag == _S:
                     self.inflight += 1
                     self.sent_sync_points += 1
+                    if tracker is not None:
+                        tracker.sync()
                     out.append(frame.raw)
                 elif tag == _F:
+                    if tracker is not None:
+                        tracker.sync()  # answered by FunctionCallResponse and ReadyForQuery
                     call = m.FunctionCall.decode(frame.payload)
                     self.inflight += 1
                     self.sent_sync_points += 1
@@ -495,8 +520,14 @@ class PgSession:
                 return "upstream_gone"
             frames.feed(data)
             out: list[bytes | memoryview] = []
+            tracker = self.tracker
             for frame in frames.frames():
                 tag = frame.tag
+                if tracker is not None and not frame.streamed and tag in _RESULT_TAGS:
+                    rebuilt = self._track_backend(tracker, tag, frame)
+                    if rebuilt is not None:
+                        out.append(rebuilt)
+                        continue
                 if frame.streamed:
                     pass
                 elif tag == _Z:
@@ -523,6 +554,42 @@ class PgSession:
                     return "client_gone"
             if self.draining and self.inflight == 0:
                 self._drain_now.set()
+
+    def _track_frontend(self, tracker: ResultTracker, tag: int, frame: m.Frame) -> None:
+        if tag == _BIND:
+            bind = m.Bind.decode(frame.payload)
+            tracker.bind(bind.portal, bind.statement, bind.result_formats)
+        elif tag == _DESCRIBE:
+            d = m.Describe.decode(frame.payload)
+            tracker.describe(d.kind, d.name)
+        elif tag == _EXECUTE:
+            tracker.execute(m.Execute.decode(frame.payload).portal)
+        elif tag == _CLOSE:
+            c = m.Close.decode(frame.payload)
+            tracker.close(c.kind, c.name)
+
+    def _track_backend(self, tracker: ResultTracker, tag: int, frame: m.Frame) -> bytes | None:
+        """Follow which result the message belongs to; return a rebuilt message when it must be masked."""
+        masking = self.rt.firewall.masking  # type: ignore[attr-defined]
+        if tag == _DATA_ROW:
+            found = tracker.data_row_mask()
+            if found is not None and masking is not None:
+                return mask_data_row(frame.raw, found[0], found[1], masking)
+        elif tag == _ROW_DESCRIPTION:
+            tracker.row_description(frame.payload)
+        elif tag in _DONE:
+            tracker.statement_done()
+        elif tag == _NO_DATA:
+            tracker.no_data()
+        elif tag == _E:
+            tracker.error()
+        elif tag == _Z:
+            tracker.ready()
+        elif tag == _COPY_OUT:
+            tracker.copy_out()
+        elif tag == _COPY_DATA and tracker.copying and tracker.active is not None and masking is not None:
+            return m.CopyData(mask_copy_line(bytes(frame.payload), tracker.active, masking)).encode()
+        return None
 
     def _replace_error(self, frame: m.Frame) -> bytes | None:
         """Swap the upstream's error for a refused statement's stand-in back to dbfw's own refusal."""

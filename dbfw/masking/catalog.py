@@ -1,0 +1,106 @@
+"""What the upstream database holds: tables, columns, views, built-in functions. Read over a side
+connection with dbfw's own credential, cached per database, invalidated after DDL."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from ..config import Upstream
+from ..protocol.postgres.upstream import UpstreamError
+
+CATALOG_TTL = 300.0
+
+_COLUMNS_SQL = """
+SELECT n.nspname, c.relname, c.relkind, a.attname, a.attnum, a.atttypid, c.oid
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+ORDER BY n.nspname, c.relname, a.attnum
+"""
+_VIEWS_SQL = """
+SELECT n.nspname, c.relname, pg_catalog.pg_get_viewdef(c.oid, true)
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('v', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+"""
+_BUILTINS_SQL = "SELECT DISTINCT proname FROM pg_catalog.pg_proc WHERE pronamespace = 'pg_catalog'::regnamespace"
+
+
+@dataclass
+class Catalog:
+    # schema -> table -> column -> type name (for sqlglot), in column order
+    schema: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
+    column_types: dict[tuple[str, str, str], int] = field(default_factory=dict)  # -> type OID
+    by_oid: dict[tuple[int, int], tuple[str, str, str]] = field(default_factory=dict)  # (relid, attnum)
+    views: dict[tuple[str, str], str] = field(default_factory=dict)  # (schema, view) -> definition
+    builtins: frozenset[str] = frozenset()
+    loaded_at: float = 0.0
+
+
+async def load_catalog(up: Upstream, database: str) -> Catalog:
+    import asyncpg
+
+    kwargs: dict[str, object] = {"user": up.user, "database": database, "port": up.port, "timeout": up.connect_timeout}
+    if up.password:
+        kwargs["password"] = up.password
+    kwargs["host"] = up.host
+    if not up.host.startswith("/"):
+        kwargs["ssl"] = {"disable": False, "prefer": "prefer", "require": "require",
+                         "verify-full": "verify-full"}.get(up.tls.mode, "prefer")
+    try:
+        conn = await asyncpg.connect(**kwargs)  # type: ignore[arg-type]
+    except (TimeoutError, OSError, asyncpg.PostgresError) as e:
+        raise UpstreamError(f"cannot read the catalog: {type(e).__name__}") from None
+    try:
+        cat = Catalog(loaded_at=time.monotonic())
+        for nsp, rel, _kind, att, attnum, typid, reloid in await conn.fetch(_COLUMNS_SQL):
+            cat.schema.setdefault(nsp, {}).setdefault(rel, {})[att] = "text" if typid in (25, 1043) else "unknown"
+            cat.column_types[(nsp, rel, att)] = typid
+            cat.by_oid[(reloid, attnum)] = (nsp, rel, att)
+        for nsp, rel, definition in await conn.fetch(_VIEWS_SQL):
+            cat.views[(nsp, rel)] = definition
+        cat.builtins = frozenset(r[0] for r in await conn.fetch(_BUILTINS_SQL))
+        return cat
+    finally:
+        await conn.close()
+
+
+class CatalogCache:
+    """One catalog per (upstream, database), loaded once and shared by all sessions."""
+
+    def __init__(self) -> None:
+        self._catalogs: dict[tuple[str, str], Catalog] = {}
+        self._loading: dict[tuple[str, str], asyncio.Future[Catalog]] = {}
+        self.generation = 0  # bumps on every invalidation: masking plans built before are stale
+
+    async def get(self, upstream_name: str, up: Upstream, database: str) -> Catalog:
+        key = (upstream_name, database)
+        cat = self._catalogs.get(key)
+        if cat is not None and time.monotonic() - cat.loaded_at < CATALOG_TTL:
+            return cat
+        pending = self._loading.get(key)
+        if pending is not None:
+            return await pending
+        fut: asyncio.Future[Catalog] = asyncio.get_running_loop().create_future()
+        self._loading[key] = fut
+        try:
+            cat = await load_catalog(up, database)
+            self._catalogs[key] = cat
+            fut.set_result(cat)
+            return cat
+        except BaseException as e:
+            fut.set_exception(e)
+            fut.exception()  # retrieved: waiters get it via await
+            raise
+        finally:
+            self._loading.pop(key, None)
+
+    def invalidate(self, database: str | None = None) -> None:
+        """After DDL the catalog may be stale (a new view, a renamed column): read it again next time."""
+        for key in list(self._catalogs):
+            if database is None or key[1] == database:
+                del self._catalogs[key]
+        self.generation += 1

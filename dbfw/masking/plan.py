@@ -1,0 +1,314 @@
+"""Which result columns to mask, and how: sqlglot lineage against the upstream's catalog.
+
+For each output column of a statement, lineage finds the table columns it comes from — through
+aliases, expressions, CTEs, subqueries, UNION branches, LATERAL, CASE, window functions and (expanded)
+views. A column that comes from a sensitive column is masked: with the rule's own mask when it is the
+column itself, with a full redaction when it is computed from it (a partial mask of base64(card)
+would leak). Where lineage cannot be established — a whole-row reference, a row-to-JSON conversion,
+a function whose body dbfw cannot see — the column is masked whole when any sensitive column is in
+reach, and otherwise checked by the rules' content detectors. Plans are cached per statement shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.lineage import lineage
+from sqlglot.optimizer.qualify import qualify
+from sqlglot.optimizer.scope import build_scope
+
+from ..context import StatementContext
+from ..policy.rules import MaskRule
+from .catalog import Catalog
+from .maskers import Masker, make_masker
+
+MAX_VIEW_DEPTH = 8
+# Aggregates whose result reveals nothing of the values they read.
+_HARMLESS_AGGREGATES = (exp.Count,)
+_JSON_OR_ROW = ("row_to_json", "to_json", "to_jsonb", "json_agg", "jsonb_agg", "json_object_agg",
+                "jsonb_object_agg", "array_agg", "string_agg", "row", "hstore", "json_build_object",
+                "jsonb_build_object", "format", "concat_ws", "xmlforest", "xmlelement", "table_to_xml",
+                "query_to_xml", "to_tsvector")
+
+
+@dataclass(frozen=True)
+class ColumnMask:
+    rule: str
+    masker: Masker | None  # None: NULL whatever the type
+    detect: tuple[str, ...] = ()  # detector-only: mask with ``masker`` when a detector matches the value
+
+    def apply(self, value: bytes, is_text: bool) -> bytes | None:
+        if self.detect:
+            from .maskers import detect
+
+            if not detect(value, self.detect):
+                return value
+        if self.masker is None or not is_text:
+            return None
+        return self.masker(value)
+
+
+@dataclass(frozen=True)
+class MaskPlan:
+    """Per output column, its mask or None. ``every`` masks every column (lineage failed near secrets)."""
+
+    columns: tuple[ColumnMask | None, ...] = ()
+    every: ColumnMask | None = None
+    reason: str = ""
+
+    def for_column(self, i: int) -> ColumnMask | None:
+        if self.every is not None:
+            return self.every
+        return self.columns[i] if i < len(self.columns) else None
+
+    @property
+    def active(self) -> bool:
+        return self.every is not None or any(c is not None for c in self.columns)
+
+
+def _redact(_: bytes) -> bytes:
+    return b"****"
+
+
+class MaskPlanner:
+    def __init__(self, rules: list[MaskRule], key: bytes):
+        self.rules = rules
+        self.maskers: dict[str, Masker] = {r.name: make_masker(r, key) for r in rules}
+
+    def applicable(self, ctx: StatementContext) -> list[MaskRule]:
+        out = []
+        for r in self.rules:
+            exempt = any((e.startswith("role:") and e[5:] in ctx.roles) or e == ctx.identity for e in r.unmasked_for)
+            if not exempt:
+                out.append(r)
+        return out
+
+    @staticmethod
+    def rule_for(rules: list[MaskRule], schema: str, table: str, column: str) -> MaskRule | None:
+        full = f"{schema}.{table}.{column}"
+        for r in rules:
+            for pattern in r.columns:
+                if fnmatchcase(full, pattern) or fnmatchcase(f"{table}.{column}", pattern):
+                    return r
+        return None
+
+    def plan(self, query: exp.Expression, catalog: Catalog, rules: list[MaskRule]) -> MaskPlan:
+        """Lineage of every output column of ``query`` (a SELECT or set operation)."""
+        if not rules:
+            return MaskPlan()
+        detectors = tuple(dict.fromkeys(d for r in rules for d in r.detect))
+        try:
+            query = _expand_views(query.copy(), catalog)
+        except Exception:  # a view definition sqlglot cannot read: treat as untraceable
+            return self._untraceable(query, catalog, rules, detectors, "a view could not be expanded")
+        sensitive_in_reach = self._sensitive_tables(query, catalog, rules)
+        try:
+            qualified = qualify(query, schema=catalog.schema, dialect="postgres", validate_qualify_columns=True,
+                                identify=False)
+        except Exception:
+            return self._untraceable(query, catalog, rules, detectors, "the columns could not be traced")
+        outer = qualified
+        while isinstance(outer, exp.SetOperation):
+            outer = outer.this
+        if not isinstance(outer, exp.Select):
+            return self._untraceable(query, catalog, rules, detectors, "not a plain query")
+        _unique_names(qualified)
+        try:
+            scope = build_scope(qualified)
+        except Exception:
+            return self._untraceable(query, catalog, rules, detectors, "the query's scopes could not be built")
+        columns: list[ColumnMask | None] = []
+        for projection in outer.selects:
+            columns.append(self._column(projection, qualified, scope, catalog, rules, detectors, sensitive_in_reach))
+        return MaskPlan(tuple(columns))
+
+    def _column(self, projection: exp.Expression, qualified: exp.Expression, scope: object, catalog: Catalog,
+                rules: list[MaskRule], detectors: tuple[str, ...], sensitive_in_reach: MaskRule | None
+                ) -> ColumnMask | None:
+        inner = projection.this if isinstance(projection, exp.Alias) else projection
+        if isinstance(inner, _HARMLESS_AGGREGATES):
+            return None
+        untraceable = _untraceable_expression(inner, catalog)
+        try:
+            node = lineage(projection.alias_or_name, qualified, catalog.schema, dialect="postgres", scope=scope,
+                           copy=False)
+        except Exception:
+            untraceable = True
+            node = None
+        sources: list[tuple[str, str, str]] = []
+        if node is not None:
+            tables = {t.alias_or_name: t for t in qualified.find_all(exp.Table)}
+            for n in node.walk():
+                if n.downstream:
+                    continue
+                parts = [p.strip('"') for p in n.name.split(".")]
+                column = parts[-1]
+                src = n.source
+                if not (isinstance(src, exp.Table) and src.name) and len(parts) >= 2:
+                    src = tables.get(parts[-2])  # a column of a LATERAL or other placeholder scope
+                if isinstance(src, exp.Table) and src.name:
+                    if column == "*":
+                        untraceable = True
+                    else:
+                        sources.append((src.db or "public", src.name, column))
+                elif any(True for _ in n.expression.find_all(exp.Column, exp.TableColumn, exp.Star)):
+                    untraceable = True  # a leaf that reads something lineage could not name
+        hits = [r for s in sources if (r := self.rule_for(rules, *s)) is not None]
+        if hits:
+            rule = hits[0]
+            direct = _is_direct(inner) and len(sources) == 1
+            masker = self.maskers[rule.name] if direct else (None if rule.mask == "null" else
+                                                              (self.maskers[rule.name] if rule.mask == "hash"
+                                                               else _redact))
+            return ColumnMask(rule.name, masker)
+        if untraceable:
+            if sensitive_in_reach is not None:
+                return ColumnMask(sensitive_in_reach.name, None if sensitive_in_reach.mask == "null" else _redact)
+            if detectors:
+                return ColumnMask("detected", _redact, detectors)
+        return None
+
+    def _sensitive_tables(self, query: exp.Expression, catalog: Catalog, rules: list[MaskRule]) -> MaskRule | None:
+        """The first rule covering any column of any table the query reads (after view expansion)."""
+        for t in query.find_all(exp.Table):
+            schema = t.db or "public"
+            cols = catalog.schema.get(schema, {}).get(t.name)
+            if cols is None:
+                # unknown table (a function in FROM, a temp table): search every schema for the name
+                for sch, tables in catalog.schema.items():
+                    if t.name in tables:
+                        for c in tables[t.name]:
+                            if (r := self.rule_for(rules, sch, t.name, c)) is not None:
+                                return r
+                continue
+            for c in cols:
+                if (r := self.rule_for(rules, schema, t.name, c)) is not None:
+                    return r
+        return None
+
+    def _untraceable_everything(self, rules: list[MaskRule], catalog: Catalog) -> MaskPlan:
+        """A row-returning statement dbfw cannot read at all (EXECUTE of a prepared statement, CALL)."""
+        detectors = tuple(dict.fromkeys(d for r in rules for d in r.detect))
+        for sch, tables in catalog.schema.items():
+            for table, cols in tables.items():
+                for c in cols:
+                    if (r := self.rule_for(rules, sch, table, c)) is not None:
+                        return MaskPlan(every=ColumnMask(r.name, None if r.mask == "null" else _redact),
+                                        reason="the statement's result cannot be traced")
+        if detectors:
+            return MaskPlan(every=ColumnMask("detected", _redact, detectors), reason="untraceable")
+        return MaskPlan()
+
+    def _untraceable(self, query: exp.Expression, catalog: Catalog, rules: list[MaskRule],
+                     detectors: tuple[str, ...], reason: str) -> MaskPlan:
+        rule = self._sensitive_tables(query, catalog, rules)
+        if rule is not None:
+            return MaskPlan(every=ColumnMask(rule.name, None if rule.mask == "null" else _redact), reason=reason)
+        if detectors:
+            return MaskPlan(every=ColumnMask("detected", _redact, detectors), reason=reason)
+        return MaskPlan(reason=reason)
+
+
+def _is_direct(e: exp.Expression) -> bool:
+    while isinstance(e, exp.Cast | exp.Paren) and not (isinstance(e, exp.Cast) and e.to.this in (
+            exp.DataType.Type.VARBINARY, exp.DataType.Type.BINARY)):
+        e = e.this
+    return isinstance(e, exp.Column)
+
+
+def _untraceable_expression(e: exp.Expression, catalog: Catalog) -> bool:
+    """Whole-row references, row/JSON conversions and functions whose body dbfw cannot see."""
+    for node in e.walk():
+        if isinstance(node, exp.Star) and node.parent is not None and not isinstance(node.parent, exp.Count):
+            return True
+        if (isinstance(node, exp.Column) and isinstance(node.this, exp.Star)) or isinstance(node, exp.TableColumn):
+            return True  # a whole row: t.* inside an expression, or the bare table name
+        if isinstance(node, exp.Anonymous):
+            name = node.name.lower()
+            if name in _JSON_OR_ROW or name not in catalog.builtins:
+                return True
+        elif isinstance(node, exp.Func) and node.sql_name().lower() in _JSON_OR_ROW:
+            return True
+        if isinstance(node, exp.Column) and not node.table and node.name and _is_table_alias(node):
+            return True
+    return False
+
+
+def _is_table_alias(col: exp.Column) -> bool:
+    """`c` alone where `c` names a table in scope: PostgreSQL reads it as the whole row."""
+    select = col.find_ancestor(exp.Select)
+    if select is None:
+        return False
+    names = {t.alias_or_name for t in select.find_all(exp.Table)}
+    return col.name in names
+
+
+def _unique_names(query: exp.Expression) -> None:
+    """Give every output column a distinct name so lineage can address each (SELECT a.id, b.id)."""
+    selects = [query] if isinstance(query, exp.Select) else [s for s in query.find_all(exp.Select)
+                                                            if s.parent_select is None or s is query]
+    branches: list[exp.Select] = []
+
+    def collect(q: exp.Expression) -> None:
+        if isinstance(q, exp.SetOperation):
+            collect(q.this)
+            collect(q.expression)
+        elif isinstance(q, exp.Select):
+            branches.append(q)
+        elif isinstance(q, exp.Subquery):
+            collect(q.this)
+
+    collect(query)
+    if not branches:
+        branches = selects  # type: ignore[assignment]
+    for branch in branches:
+        new = []
+        for i, projection in enumerate(branch.selects):
+            inner = projection.this if isinstance(projection, exp.Alias) else projection
+            new.append(exp.alias_(inner, f"_dbfw_{i}", quoted=False))
+        branch.set("expressions", new)
+
+
+def _expand_views(query: exp.Expression, catalog: Catalog) -> exp.Expression:
+    if not catalog.views:
+        return query
+    for _ in range(MAX_VIEW_DEPTH):
+        replaced = False
+        for table in list(query.find_all(exp.Table)):
+            definition = catalog.views.get((table.db or "public", table.name))
+            if definition is None:
+                continue
+            sub = sqlglot.parse_one(definition.rstrip().rstrip(";"), read="postgres")
+            alias = table.alias or table.name
+            table.replace(exp.Subquery(this=sub, alias=exp.TableAlias(this=exp.to_identifier(alias))))
+            replaced = True
+        if not replaced:
+            return query
+    raise ValueError("views nest too deeply")
+
+
+def query_of(statement_sql: str, command: str) -> exp.Expression | None:
+    """The row-returning query inside a statement: SELECT itself; RETURNING of DML; COPY's source."""
+    from ..sql.classify import parse_statement
+
+    try:
+        parsed = parse_statement(statement_sql)
+    except Exception:
+        return None
+    if isinstance(parsed, exp.Query):
+        return parsed
+    if isinstance(parsed, exp.Insert | exp.Update | exp.Delete):
+        returning = parsed.args.get("returning")
+        if returning is None:
+            return None
+        target = parsed.this.this if isinstance(parsed.this, exp.Schema) else parsed.this
+        select = exp.select(*[e.copy() for e in returning.expressions]).from_(target.copy())
+        return select
+    return None
+
+
+PlanFn = Callable[[exp.Expression], MaskPlan]

@@ -1,0 +1,163 @@
+"""Masking plans per statement, for the protocol sessions: computed once per statement shape."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from .. import log
+from ..context import StatementContext
+from ..policy.rules import MaskRule
+from ..sql.classify import Classification, Statement
+from .catalog import Catalog
+from .plan import ColumnMask, MaskPlan, MaskPlanner, query_of
+
+CatalogProvider = Callable[[StatementContext], Awaitable[Catalog]]
+PLAN_CACHE = 5000
+_ROW_COMMANDS = frozenset({"SELECT", "VALUES", "TABLE", "INSERT", "UPDATE", "DELETE", "MERGE", "COPY"})
+
+
+@dataclass
+class StatementMask:
+    """What a session needs to mask one statement's result. ``types`` is filled from RowDescription."""
+
+    plan: MaskPlan | None = None
+    declare_cursor: str | None = None  # DECLARE name CURSOR FOR ...: remember the plan under this name
+    fetch_cursor: str | None = None  # FETCH ... FROM name: use the plan remembered for it
+    copy_csv: bool = False
+    types: list[int] = field(default_factory=list)
+    refuse: str | None = None  # mask impossible (binary COPY of a masked column): refuse the statement
+
+
+def masking_key(configured: str | None) -> bytes:
+    key = configured or os.environ.get("DBFW_MASKING_KEY")
+    if key:
+        return hashlib.sha256(key.encode()).digest()
+    log.warning("masking.ephemeral_key", note="no masking key configured: hash masks change at every restart")
+    return secrets.token_bytes(32)
+
+
+class Masking:
+    def __init__(self, rules: list[MaskRule], key: bytes, catalogs: CatalogProvider | None):
+        self.planner = MaskPlanner(rules, key)
+        self.catalogs = catalogs
+        self._plans: dict[tuple[str, int, frozenset[str], str], MaskPlan] = {}
+        self.generation = 0
+        self.counts: dict[str, int] = {}
+        self.on_invalidate: Callable[[str | None], None] | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.planner.rules) and self.catalogs is not None
+
+    def invalidate(self) -> None:
+        self._plans.clear()
+        self.generation += 1
+        if self.on_invalidate is not None:
+            self.on_invalidate(None)
+
+    def invalidate_soon(self, database: str) -> None:
+        """DDL is about to run: plans and catalog are stale now and again right after it ran."""
+        import asyncio
+
+        self.invalidate()
+        asyncio.get_running_loop().call_later(1.0, self.invalidate)
+
+    async def masks_for(self, ctx: StatementContext, classification: Classification) -> list[StatementMask | None]:
+        rules = self.planner.applicable(ctx)
+        if not rules or self.catalogs is None:
+            return [None] * len(classification.statements)
+        out: list[StatementMask | None] = []
+        for i, stmt in enumerate(classification.statements):
+            out.append(await self._mask(ctx, classification, i, stmt, rules))
+        return out
+
+    async def _mask(self, ctx: StatementContext, classification: Classification, i: int, stmt: Statement,
+                    rules: list[MaskRule]) -> StatementMask | None:
+        words = stmt.sql.split(None, 4)
+        command = stmt.command.upper()
+        if command == "FETCH" or command == "MOVE":
+            name = words[-1].strip('";').lower() if words else ""
+            return StatementMask(fetch_cursor=name)
+        if command == "DECLARE":
+            upper = stmt.sql.upper()
+            at = upper.find(" FOR ")
+            inner_sql = stmt.sql[at + 5:] if at >= 0 else ""
+            plan = await self._plan(ctx, classification.shape + f"#decl{i}", inner_sql, "SELECT", rules)
+            return StatementMask(plan=plan, declare_cursor=words[1].strip('"').lower() if len(words) > 1 else "")
+        if command not in _ROW_COMMANDS and stmt.cls not in ("procedural", "unknown"):
+            return None
+        sql = stmt.sql
+        copy_csv = False
+        if command == "COPY":
+            sql, copy_csv, binary = _copy_query(stmt.sql)
+            if sql is None:
+                return None
+        plan = await self._plan(ctx, f"{classification.shape}#{i}", sql, command, rules)
+        if plan is None or not plan.active:
+            return None
+        if command == "COPY" and binary:
+            return StatementMask(plan=plan, refuse="a binary COPY of a masked column cannot be masked")
+        return StatementMask(plan=plan, copy_csv=copy_csv)
+
+    async def _plan(self, ctx: StatementContext, shape: str, sql: str, command: str,
+                    rules: list[MaskRule]) -> MaskPlan | None:
+        key = (shape, self.generation, frozenset(r.name for r in rules), ctx.database)
+        plan = self._plans.get(key)
+        if plan is not None:
+            return plan
+        assert self.catalogs is not None
+        catalog = await self.catalogs(ctx)
+        query = query_of(sql, command)
+        if query is None:
+            if command in ("SELECT", "VALUES", "TABLE") or command not in _ROW_COMMANDS:
+                # A row-returning statement dbfw cannot read (EXECUTE, CALL, a parse failure): untraceable.
+                plan = self.planner._untraceable_everything(rules, catalog)
+            else:
+                plan = MaskPlan()
+        else:
+            plan = self.planner.plan(query, catalog, rules)
+        if len(self._plans) >= PLAN_CACHE:
+            self._plans.pop(next(iter(self._plans)))
+        self._plans[key] = plan
+        return plan
+
+    def count(self, rule: str, n: int = 1) -> None:
+        self.counts[rule] = self.counts.get(rule, 0) + n
+
+
+def _copy_query(sql: str) -> tuple[str | None, bool, bool]:
+    """COPY's source as a query, whether the output is CSV, whether it is binary."""
+    text = sql.strip()
+    upper = text.upper()
+    if " TO " not in upper:
+        return None, False, False
+    body = text[4:].strip()
+    if body.startswith("("):
+        depth = 0
+        for i, ch in enumerate(body):
+            if ch == "(":
+                depth += 1
+            elif ch == ")":
+                depth -= 1
+                if depth == 0:
+                    query = body[1:i]
+                    break
+        else:
+            return None, False, False
+    else:
+        target = body[:upper[4:].strip().find(" TO ")].strip()
+        if "(" in target:
+            name, _, cols = target.partition("(")
+            query = f"SELECT {cols.rstrip().rstrip(')')} FROM {name}"
+        else:
+            query = f"SELECT * FROM {target}"
+    tail = upper[upper.rfind(" TO "):]
+    return query, "CSV" in tail, "BINARY" in tail
+
+
+def column_mask_for(plan: MaskPlan, i: int) -> ColumnMask | None:
+    return plan.for_column(i)

@@ -1,0 +1,254 @@
+"""Which result a backend message belongs to, and masking of the rows that need it.
+
+The client's messages and the server's responses are in the same order. The tracker keeps, in that
+order, one entry per Query, Describe, Execute and Sync the client sent (with the masking information
+of the statement concerned), and the backend side walks through them as responses arrive. Only rows
+of a result with masked columns are rebuilt; every other message is relayed untouched.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import struct
+from collections import deque
+from dataclasses import dataclass, field
+
+from ...masking.maskers import TEXT_TYPE_OIDS
+from ...masking.plan import MaskPlan
+from ...masking.service import Masking, StatementMask
+from . import messages as m
+
+_I16 = struct.Struct("!h")
+_I32 = struct.Struct("!i")
+
+
+@dataclass
+class _Entry:
+    kind: str  # "query" | "describe" | "exec" | "sync"
+    masks: list[StatementMask | None] = field(default_factory=list)  # query: per statement
+    mask: StatementMask | None = None  # describe / exec
+    formats: list[int] = field(default_factory=list)  # exec: Bind's result format codes
+    index: int = 0  # query: the statement whose response is arriving
+    failed: bool = False
+
+
+@dataclass
+class _Portal:
+    mask: StatementMask | None
+    formats: list[int]
+
+
+class ResultTracker:
+    def __init__(self, masking: Masking):
+        self.masking = masking
+        self.queue: deque[_Entry] = deque()
+        self.statements: dict[str, StatementMask | None] = {}
+        self.portals: dict[str, _Portal] = {}
+        self.cursors: dict[str, StatementMask] = {}
+        # The result whose rows are arriving now, when it has masked columns.
+        self.active: StatementMask | None = None
+        self.active_formats: list[int] = []
+        self.copying = False
+
+    # --- what the client sent -------------------------------------------------------------------------
+
+    def _resolve(self, mask: StatementMask | None) -> StatementMask | None:
+        if mask is None:
+            return None
+        if mask.declare_cursor:
+            if mask.plan is not None and mask.plan.active:
+                self.cursors[mask.declare_cursor] = mask
+            else:
+                self.cursors.pop(mask.declare_cursor, None)
+            return None
+        if mask.fetch_cursor is not None:
+            return self.cursors.get(mask.fetch_cursor)
+        return mask
+
+    def query(self, masks: list[StatementMask | None]) -> None:
+        self.queue.append(_Entry("query", [self._resolve(x) for x in masks]))
+
+    def parse(self, name: str, mask: StatementMask | None) -> None:
+        self.statements[name] = self._resolve(mask)
+
+    def bind(self, portal: str, statement: str, formats: list[int]) -> None:
+        self.portals[portal] = _Portal(self.statements.get(statement), formats)
+
+    def describe(self, kind: str, name: str) -> None:
+        mask = self.statements.get(name) if kind == "S" else (p.mask if (p := self.portals.get(name)) else None)
+        self.queue.append(_Entry("describe", mask=mask))
+
+    def execute(self, portal: str) -> None:
+        p = self.portals.get(portal)
+        self.queue.append(_Entry("exec", mask=p.mask if p else None, formats=p.formats if p else []))
+
+    def sync(self) -> None:
+        self.queue.append(_Entry("sync"))
+
+    def close(self, kind: str, name: str) -> None:
+        (self.statements if kind == "S" else self.portals).pop(name, None)
+
+    # --- what the server answers ------------------------------------------------------------------------
+
+    def _head(self) -> _Entry | None:
+        return self.queue[0] if self.queue else None
+
+    def row_description(self, payload: memoryview) -> None:
+        head = self._head()
+        if head is None:
+            return
+        if head.kind == "describe":
+            self.queue.popleft()
+            if head.mask is not None:
+                head.mask.types = _types_of(payload)
+            return
+        if head.kind == "query":
+            mask = head.masks[head.index] if head.index < len(head.masks) else None
+            if mask is not None and mask.plan is not None and mask.plan.active:
+                mask.types = _types_of(payload)
+                self.active, self.active_formats = mask, _formats_of(payload)
+            else:
+                self.active = None
+        elif head.kind == "exec" and head.mask is not None:
+            head.mask.types = _types_of(payload)
+
+    def no_data(self) -> None:
+        head = self._head()
+        if head is not None and head.kind == "describe":
+            self.queue.popleft()
+
+    def data_row_mask(self) -> tuple[StatementMask, list[int]] | None:
+        """The mask for a DataRow arriving now, if its result has masked columns."""
+        if self.active is not None:
+            return self.active, self.active_formats
+        head = self._head()
+        if head is not None and head.kind == "exec" and head.mask is not None and head.mask.plan is not None \
+                and head.mask.plan.active:
+            return head.mask, head.formats
+        return None
+
+    def copy_out(self) -> None:
+        head = self._head()
+        if head is not None and head.kind == "query":
+            mask = head.masks[head.index] if head.index < len(head.masks) else None
+            self.active = mask if mask is not None and mask.plan is not None and mask.plan.active else None
+        elif head is not None and head.kind == "exec":
+            self.active = head.mask if head.mask is not None and head.mask.plan is not None else None
+        self.copying = self.active is not None
+
+    def statement_done(self) -> None:
+        """CommandComplete, EmptyQueryResponse or PortalSuspended."""
+        self.active = None
+        self.copying = False
+        head = self._head()
+        if head is None:
+            return
+        if head.kind == "query":
+            head.index += 1
+        elif head.kind == "exec":
+            self.queue.popleft()
+
+    def error(self) -> None:
+        self.active = None
+        self.copying = False
+        head = self._head()
+        if head is None:
+            return
+        if head.kind == "query":
+            head.failed = True
+            return
+        # Extended protocol: everything up to the Sync is skipped by the server.
+        while self.queue and self.queue[0].kind != "sync":
+            self.queue.popleft()
+
+    def ready(self) -> None:
+        self.active = None
+        self.copying = False
+        while self.queue:
+            entry = self.queue.popleft()
+            if entry.kind in ("sync", "query"):
+                return
+
+
+def _types_of(payload: memoryview) -> list[int]:
+    return [f.type_oid for f in m.RowDescription.decode(payload).fields]
+
+
+def _formats_of(payload: memoryview) -> list[int]:
+    return [f.format for f in m.RowDescription.decode(payload).fields]
+
+
+def _format(formats: list[int], i: int) -> int:
+    if not formats:
+        return 0
+    return formats[0] if len(formats) == 1 else (formats[i] if i < len(formats) else 0)
+
+
+def mask_data_row(raw: memoryview, mask: StatementMask, formats: list[int], masking: Masking) -> bytes:
+    """Rebuild one DataRow with its masked columns masked. Unmasked values are copied as they are."""
+    plan: MaskPlan = mask.plan  # type: ignore[assignment]
+    data = bytes(raw)
+    (count,) = _I16.unpack_from(data, 5)
+    pos = 7
+    out = [b"", _I16.pack(count)]
+    types = mask.types
+    for i in range(count):
+        (n,) = _I32.unpack_from(data, pos)
+        pos += 4
+        value = None if n < 0 else data[pos:pos + n]
+        if n > 0:
+            pos += n
+        col = plan.for_column(i)
+        if col is not None and value is not None:
+            type_oid = types[i] if i < len(types) else 0
+            masked = col.apply(value, type_oid in TEXT_TYPE_OIDS)
+            if masked is not value:
+                masking.count(col.rule)
+            value = masked
+        out.append(_I32.pack(-1) if value is None else _I32.pack(len(value)) + value)
+    body = b"".join(out)
+    return b"D" + _I32.pack(len(body) + 4) + body
+
+
+def mask_copy_line(data: bytes, mask: StatementMask, masking: Masking) -> bytes:
+    """One row of COPY ... TO STDOUT, text or CSV format."""
+    plan: MaskPlan = mask.plan  # type: ignore[assignment]
+    types = mask.types
+    if mask.copy_csv:
+        text = data.decode("utf-8", "surrogateescape")
+        rows = list(csv.reader(io.StringIO(text)))
+        if not rows:
+            return data
+        fields = rows[0]
+        for i, value in enumerate(fields):
+            col = plan.for_column(i)
+            if col is not None and value != "":
+                masked = col.apply(value.encode("utf-8", "surrogateescape"), _copy_text(types, i))
+                masking.count(col.rule)
+                fields[i] = "" if masked is None else masked.decode("utf-8", "surrogateescape")
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerow(fields)
+        return buf.getvalue().encode("utf-8", "surrogateescape")
+    line = data[:-1] if data.endswith(b"\n") else data
+    fields_b = line.split(b"\t")
+    for i, value in enumerate(fields_b):
+        col = plan.for_column(i)
+        if col is not None and value != b"\\N":
+            masked = col.apply(_unescape(value), _copy_text(types, i))
+            masking.count(col.rule)
+            fields_b[i] = b"\\N" if masked is None else _escape(masked)
+    return b"\t".join(fields_b) + b"\n"
+
+
+def _copy_text(types: list[int], i: int) -> bool:
+    return not types or (types[i] in TEXT_TYPE_OIDS if i < len(types) else False)
+
+
+def _unescape(value: bytes) -> bytes:
+    return value.replace(b"\\\\", b"\x00").replace(b"\\t", b"\t").replace(b"\\n", b"\n").replace(
+        b"\\r", b"\r").replace(b"\x00", b"\\")
+
+
+def _escape(value: bytes) -> bytes:
+    return value.replace(b"\\", b"\\\\").replace(b"\t", b"\\t").replace(b"\n", b"\\n").replace(b"\r", b"\\r")

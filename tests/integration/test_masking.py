@@ -1,0 +1,275 @@
+"""Masking end to end: no seeded secret, nor a simple encoding of it, reaches a client — through psql,
+psycopg (text and binary), asyncpg prepared statements — and unmasked columns are intact."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from uuid import uuid4
+
+import asyncpg
+import psycopg
+import pytest
+
+from tests.conftest import AGENT, AGENT_PASSWORD, DbfwProcess, PgTarget, client_binary, start_dbfw, write_config
+
+SUFFIX = uuid4().hex[:6]
+C = f"mcust_{SUFFIX}"  # customers
+O_ = f"morder_{SUFFIX}"  # orders
+V = f"mview_{SUFFIX}"  # a view over customers
+F = f"mfunc_{SUFFIX}"  # a function that returns an email
+
+CUSTOMERS = [
+    (1, "Ada Lovelace", "ada.lovelace@example.com", "4111111111111111", "900-12-3456"),
+    (2, "Alan Turing", "alan.turing@example.org", "5500005555555559", "900-65-4321"),
+    (3, "Grace Hopper", "grace.hopper@example.net", "340000000000009", "900-11-2222"),
+]
+SECRETS = [s for _, _, email, card, ssn in CUSTOMERS for s in (email, card, ssn)]
+
+
+def encodings(secret: str) -> list[str]:
+    b = secret.encode()
+    return [secret, secret.upper(), secret.lower(), secret[::-1], base64.b64encode(b).decode(),
+            b.hex(), "\\x" + b.hex(), base64.b64encode(b).decode().rstrip("=")]
+
+
+RULES = f"""\
+defaults: {{action: allow, unknown: require_approval}}
+policies: []
+masking:
+  - name: customer-email
+    columns: ["public.{C}.email"]
+    mask: email
+  - name: card
+    columns: ["*.*.card_number"]
+    mask: partial
+    options: {{keep_last: 4}}
+  - name: ssn
+    columns: ["*.{C}.ssn"]
+    mask: redact
+    detect: [email, credit_card, ssn]
+  - name: dba-sees-all
+    columns: ["*.*.never_matches"]
+    mask: "null"
+    unmasked_for: [role:admin]
+"""
+
+QUERIES = [
+    f"SELECT id, name, email FROM {C} ORDER BY id",
+    f"SELECT * FROM {C} ORDER BY id",
+    f"SELECT {C}.* FROM {C} ORDER BY id",
+    f"SELECT email AS e, name FROM {C} ORDER BY id",
+    f"SELECT upper(email), lower(email) FROM {C}",
+    f"SELECT email || '' AS x FROM {C}",
+    f"SELECT coalesce(email, '-') FROM {C}",
+    f"SELECT substring(email from 1 for 200) FROM {C}",
+    f"SELECT reverse(email) FROM {C}",
+    f"SELECT concat('<', email, '>') FROM {C}",
+    f"SELECT format('%s', email) FROM {C}",
+    f"SELECT CASE WHEN id > 0 THEN email ELSE name END FROM {C}",
+    f"WITH x AS (SELECT email, card_number FROM {C}) SELECT * FROM x",
+    f"WITH x AS (SELECT email AS a FROM {C}), y AS (SELECT a AS b FROM x) SELECT b FROM y",
+    f"SELECT s.e FROM (SELECT email AS e FROM {C}) s",
+    f"SELECT (SELECT email FROM {C} c2 WHERE c2.id = c.id) FROM {C} c",
+    f"SELECT o.id, c.email, o.amount FROM {O_} o JOIN {C} c ON c.id = o.customer_id ORDER BY o.id",
+    f"SELECT id FROM {C} UNION ALL SELECT length(email) FROM {C}",
+    f"SELECT name FROM {C} UNION SELECT email FROM {C}",
+    f"SELECT email, row_number() OVER (ORDER BY email) FROM {C}",
+    f"SELECT first_value(ssn) OVER (ORDER BY id) FROM {C}",
+    f"SELECT l.e FROM {O_} o, LATERAL (SELECT email AS e FROM {C} WHERE id = o.customer_id) l",
+    f"SELECT * FROM {V} ORDER BY id",
+    f"SELECT email FROM {V}",
+    f"SELECT row_to_json(c) FROM {C} c",
+    f"SELECT to_jsonb(c.*) FROM {C} c",
+    f"SELECT json_agg(c) FROM {C} c",
+    f"SELECT json_build_object('e', email) FROM {C}",
+    f"SELECT c FROM {C} c",
+    f"SELECT (c).email FROM {C} c",
+    f"SELECT array_agg(email) FROM {C}",
+    f"SELECT string_agg(card_number, ',') FROM {C}",
+    f"SELECT max(email), min(ssn) FROM {C}",
+    f"SELECT count(email) AS n FROM {C}",
+    f"SELECT email::bytea FROM {C}",
+    f"SELECT encode(convert_to(email, 'UTF8'), 'base64') FROM {C}",
+    f"SELECT encode(convert_to(card_number, 'UTF8'), 'hex') FROM {C}",
+    f"SELECT md5(email) FROM {C}",
+    f"SELECT {F}(1)",
+    f"SELECT * FROM {F}_all()",
+    f"SELECT card_number FROM {C} WHERE id = 1",
+    f"SELECT ssn, name FROM {C} ORDER BY id",
+    f"SELECT t.email FROM {C} AS t WHERE t.id IN (1, 2)",
+    f"SELECT email FROM public.{C}",
+    f"SELECT \"email\" FROM \"{C}\"",
+    f"TABLE {C}",
+    f"SELECT id, name FROM {C} WHERE email LIKE 'ada%'",
+]
+
+
+@pytest.fixture(scope="module")
+def seeded(pg: PgTarget) -> Iterator[PgTarget]:
+    with psycopg.connect(pg.conninfo(), autocommit=True) as conn:
+        conn.execute(f"create table {C} (id int primary key, name text, email text, card_number text, ssn text)")
+        conn.execute(f"create table {O_} (id int primary key, customer_id int, amount numeric)")
+        for row in CUSTOMERS:
+            conn.execute(f"insert into {C} values (%s, %s, %s, %s, %s)", row)
+        conn.execute(f"insert into {O_} select g, (g % 3) + 1, g * 10 from generate_series(1, 6) g")
+        conn.execute(f"create view {V} as select id, name, email from {C}")
+        conn.execute(f"create function {F}(i int) returns text language sql as "
+                     f"$$ select email from {C} where id = i $$")
+        conn.execute(f"create function {F}_all() returns table (x text) language sql as "
+                     f"$$ select email || ' ' || ssn from {C} $$")
+    yield pg
+    with psycopg.connect(pg.conninfo(), autocommit=True) as conn:
+        conn.execute(f"drop view if exists {V}")
+        conn.execute(f"drop function if exists {F}(int)")
+        conn.execute(f"drop function if exists {F}_all()")
+        conn.execute(f"drop table if exists {O_}")
+        conn.execute(f"drop table if exists {C}")
+
+
+@pytest.fixture(scope="module")
+def masked(seeded: PgTarget, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DbfwProcess]:
+    directory = tmp_path_factory.mktemp("masking")
+    config = write_config(directory, seeded, extra="masking_key: test-masking-key\n")
+    (directory / "rules.yaml").write_text(RULES)
+    proc = start_dbfw(config)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def assert_no_secret(text: str, query: str) -> None:
+    for secret in SECRETS:
+        for form in encodings(secret):
+            assert form not in text, f"{form!r} (from {secret!r}) leaked by {query!r}"
+
+
+def _psycopg(conninfo: str, query: str, binary: bool) -> list[tuple[object, ...]]:
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        return conn.cursor(binary=binary).execute(query).fetchall()
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_no_secret_reaches_psycopg_text_or_binary(masked: DbfwProcess, query: str) -> None:
+    for binary in (False, True):
+        rows = _psycopg(masked.conninfo(), query, binary)
+        assert rows, query
+        assert_no_secret(repr(rows), query)
+
+
+def test_no_secret_reaches_psql(masked: DbfwProcess) -> None:
+    env = {**os.environ, "PGPASSWORD": AGENT_PASSWORD}
+    script = "\n".join(q + ";" for q in QUERIES)
+    out = subprocess.run([client_binary("psql"), "-X", "-h", masked.host, "-p", str(masked.port), "-U", AGENT, "-d",
+                          "test", "-v", "ON_ERROR_STOP=1"], input=script, env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "ada" in out.stdout.lower()  # results did arrive
+    assert_no_secret(out.stdout, "psql script")
+
+
+def test_no_secret_reaches_asyncpg_prepared_statements(masked: DbfwProcess) -> None:
+    async def scenario() -> list[str]:
+        conn = await asyncpg.connect(host=masked.host, port=masked.port, user=AGENT, password=AGENT_PASSWORD,
+                                     database="test")
+        try:
+            out = []
+            for query in QUERIES:
+                stmt = await conn.prepare(query)
+                for _ in range(2):  # a prepared statement executed again is masked again
+                    out.append(repr(await stmt.fetch()))
+            out.append(repr(await conn.fetch(f"SELECT email, name FROM {C} WHERE id = $1", 1)))
+            return out
+        finally:
+            await conn.close()
+
+    for text in asyncio.run(scenario()):
+        assert_no_secret(text, "asyncpg")
+
+
+def test_masks_keep_their_documented_shape_and_unmasked_columns_are_intact(masked: DbfwProcess,
+                                                                           seeded: PgTarget) -> None:
+    query = f"SELECT id, name, email, card_number, ssn FROM {C} ORDER BY id"
+    direct = _psycopg(seeded.conninfo(), query, False)
+    through = _psycopg(masked.conninfo(), query, False)
+    for d, t in zip(direct, through, strict=True):
+        assert t[0] == d[0] and t[1] == d[1]  # unmasked columns byte-identical
+        assert t[2] == d[2][0] + "***@" + d[2].split("@")[1]  # email: first character and domain
+        assert t[3] == "*" * (len(d[3]) - 4) + d[3][-4:]  # partial: last four kept
+        assert t[4] == "****"  # redact
+    # Joins and numbers are untouched.
+    q2 = f"SELECT o.id, o.amount, c.name FROM {O_} o JOIN {C} c ON c.id = o.customer_id ORDER BY o.id"
+    assert _psycopg(masked.conninfo(), q2, True) == _psycopg(seeded.conninfo(), q2, True)
+
+
+def test_a_masked_non_text_column_becomes_null(masked: DbfwProcess) -> None:
+    rows = _psycopg(masked.conninfo(), f"SELECT email::bytea, length(email) FROM {C}", True)
+    assert all(r == (None, None) for r in rows)
+
+
+def test_dml_returning_is_masked(masked: DbfwProcess, seeded: PgTarget) -> None:
+    with psycopg.connect(masked.conninfo(), autocommit=True) as conn:
+        row = conn.execute(f"UPDATE {C} SET name = name WHERE id = 1 RETURNING email, name").fetchone()
+    assert row is not None and row[1] == "Ada Lovelace"
+    assert_no_secret(repr(row), "UPDATE ... RETURNING")
+
+
+def test_server_side_cursor_fetch_is_masked(masked: DbfwProcess) -> None:
+    with psycopg.connect(masked.conninfo()) as conn, conn.cursor(name="masked_cursor") as cur:
+        cur.execute(f"SELECT id, email, ssn FROM {C} ORDER BY id")
+        rows = cur.fetchmany(2) + cur.fetchall()
+    assert [r[0] for r in rows] == [1, 2, 3]
+    assert_no_secret(repr(rows), "cursor")
+
+
+def test_copy_to_stdout_text_and_csv_are_masked_binary_refused(masked: DbfwProcess) -> None:
+    with psycopg.connect(masked.conninfo(), autocommit=True) as conn, conn.cursor() as cur:
+        for fmt in ("", " (FORMAT csv)", " (FORMAT csv, HEADER)"):
+            data = b""
+            with cur.copy(f"COPY {C} TO STDOUT{fmt}") as copy:
+                for chunk in copy:
+                    data += bytes(chunk)
+            assert b"Ada Lovelace" in data
+            assert_no_secret(data.decode(), f"COPY{fmt}")
+        q = f"COPY (SELECT name, email FROM {C}) TO STDOUT"
+        data = b""
+        with cur.copy(q) as copy:
+            for chunk in copy:
+                data += bytes(chunk)
+        assert_no_secret(data.decode(), q)
+        with pytest.raises(psycopg.Error) as info, cur.copy(f"COPY {C} TO STDOUT (FORMAT binary)") as copy:
+            for _ in copy:
+                pass
+        assert info.value.sqlstate == "DBF02"
+
+
+def test_role_in_unmasked_for_sees_the_data(masked: DbfwProcess, seeded: PgTarget) -> None:
+    # root-admin is exempt only from the "dba-sees-all" rule; the customer rules still mask for it.
+    rows = _psycopg(masked.conninfo(user="root-admin", password="root-admin-secret"), f"SELECT email FROM {C}",
+                    False)
+    assert_no_secret(repr(rows), "admin")
+
+
+def test_new_view_after_ddl_is_masked(masked: DbfwProcess, seeded: PgTarget) -> None:
+    view = f"mview2_{uuid4().hex[:6]}"
+    with psycopg.connect(masked.conninfo(), autocommit=True) as conn:
+        conn.execute(f"CREATE VIEW {view} AS SELECT name, email AS contact FROM {C}")
+        try:
+            import time
+
+            time.sleep(1.2)  # the catalog is read again after DDL
+            rows = conn.execute(f"SELECT * FROM {view}").fetchall()
+            assert len(rows) == 3
+            assert_no_secret(repr(rows), "new view")
+        finally:
+            conn.execute(f"DROP VIEW {view}")
+
+
+def test_masked_value_counts_are_kept(masked: DbfwProcess) -> None:
+    _psycopg(masked.conninfo(), f"SELECT email FROM {C}", False)
+    assert Path(masked.log_path).exists()
