@@ -96,6 +96,13 @@ class FrameReader:
     def set_typed(self) -> None:
         self.startup = False
 
+    def take_buffered(self) -> bytes:
+        """Hand over the bytes read but not yet framed (to a RelayScanner taking over the stream)."""
+        data = bytes(self._buf[self._pos:])
+        self._buf.clear()
+        self._pos = 0
+        return data
+
     @property
     def buffered(self) -> int:
         return len(self._buf) - self._pos
@@ -166,6 +173,67 @@ class FrameReader:
                 f"message of type {chr(tag)!r} is {length} bytes, over the limit of {self.max_size}"
             )
         return None
+
+
+class RelayScanner:
+    """Finds message boundaries in a relayed byte stream without copying it.
+
+    ``feed`` returns, in order, spans of bytes to forward untouched (memoryviews into the data) and
+    :class:`Frame` objects for the complete messages whose tag is in ``wanted``, for the caller to
+    inspect or replace. A message that is not wanted is forwarded as its bytes arrive, even when it is
+    larger than any buffer; a wanted message is held until complete and may not exceed ``max_size``.
+    Per message the cost is one header read: no object is made for a message nobody looks at.
+    """
+
+    __slots__ = ("_carry", "_skip", "max_size")
+
+    def __init__(self, max_size: int = DEFAULT_MAX_MESSAGE, initial: bytes = b""):
+        self._carry = initial
+        self._skip = 0  # bytes still to come of a message being forwarded without a look
+        self.max_size = max_size
+
+    def feed(self, data: bytes, wanted: frozenset[int]) -> list[memoryview | Frame]:
+        out: list[memoryview | Frame] = []
+        if self._skip:
+            n = min(self._skip, len(data))
+            out.append(memoryview(data)[:n])
+            self._skip -= n
+            data = data[n:]
+            if not data:
+                return out
+        if self._carry:
+            data = self._carry + data
+            self._carry = b""
+        mv = memoryview(data)
+        n = len(data)
+        pos = seg = 0
+        unpack = _U32.unpack_from
+        while pos + 5 <= n:
+            tag = data[pos]
+            (length,) = unpack(data, pos + 1)
+            end = pos + 1 + length
+            if tag not in wanted:
+                if length < 4:
+                    raise ProtocolError(f"invalid length {length} in message of type {chr(tag)!r}")
+                if end > n:
+                    self._skip = end - n
+                    pos = n
+                    break
+                pos = end
+                continue
+            if length < 4 or length >= self.max_size:
+                raise ProtocolError(f"message of type {chr(tag)!r} has an invalid length {length}")
+            if end > n:
+                break
+            if pos > seg:
+                out.append(mv[seg:pos])
+            out.append(Frame(tag, mv[pos:end]))
+            pos = seg = end
+        if pos > seg:
+            out.append(mv[seg:pos])
+        if pos < n:
+            self._carry = bytes(mv[pos:])
+        return out
 
 
 # --- payload reading -------------------------------------------------------------------------------

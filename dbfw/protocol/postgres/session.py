@@ -48,6 +48,9 @@ _TRACKED = frozenset((_BIND, _DESCRIBE, _EXECUTE, _CLOSE))
 _DATA_ROW, _ROW_DESCRIPTION, _NO_DATA, _COPY_OUT, _COPY_DATA = ord("D"), ord("T"), ord("n"), ord("H"), ord("d")
 _DONE = frozenset(b"CIs")  # CommandComplete, EmptyQueryResponse, PortalSuspended
 _RESULT_TAGS = frozenset(b"DTnCIsEZHd")
+# Backend messages the relay looks at; every other one is forwarded by its header alone.
+_WANTED = frozenset(b"ZES")
+_WANTED_MASKING = _WANTED | _RESULT_TAGS
 
 # PostgreSQL encoding names -> Python codecs, for reading SQL text in the client's encoding.
 _ENCODINGS = {"UTF8": "utf-8", "UNICODE": "utf-8", "SQL_ASCII": "latin-1", "LATIN1": "latin-1",
@@ -365,7 +368,6 @@ class PgSession:
         if masking is not None and masking.enabled:
             # Results may need masking: follow every result, and hold rows whole so they can be rebuilt.
             self.tracker = ResultTracker(masking)
-            up.frames.streamable = frozenset()
             up.frames.max_size = m.ABSOLUTE_MAX_MESSAGE
             self.frames.streamable = frozenset(b"d")
         pid, secret = self.cancel_key
@@ -510,7 +512,10 @@ class PgSession:
     async def _upstream_to_client(self) -> str:
         assert self.upstream is not None
         up = self.upstream
-        frames, reader, writer = up.frames, up.reader, self.writer
+        reader, writer = up.reader, self.writer
+        tracker = self.tracker
+        wanted = _WANTED_MASKING if tracker is not None else _WANTED
+        scanner = m.RelayScanner(up.frames.max_size, up.frames.take_buffered())
         while True:
             try:
                 data = await reader.read(READ_SIZE)
@@ -518,19 +523,19 @@ class PgSession:
                 return "upstream_gone"
             if not data:
                 return "upstream_gone"
-            frames.feed(data)
             out: list[bytes | memoryview] = []
-            tracker = self.tracker
-            for frame in frames.frames():
+            for piece in scanner.feed(data, wanted):
+                if type(piece) is memoryview:
+                    out.append(piece)
+                    continue
+                frame: m.Frame = piece  # type: ignore[assignment]
                 tag = frame.tag
-                if tracker is not None and not frame.streamed and tag in _RESULT_TAGS:
+                if tracker is not None and tag in _RESULT_TAGS:
                     rebuilt = self._track_backend(tracker, tag, frame)
                     if rebuilt is not None:
                         out.append(rebuilt)
                         continue
-                if frame.streamed:
-                    pass
-                elif tag == _Z:
+                if tag == _Z:
                     self.inflight -= 1
                     self.received_ready += 1
                     subs = self.substitutions
