@@ -20,7 +20,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.conftest import AGENT_PASSWORD, PgTarget, start_dbfw, write_config  # noqa: E402
+from tests.conftest import AGENT_PASSWORD, PgTarget, start_dbfw, write_config
 
 DB = "dbfw_bench"
 TABLE = "bench_rows"

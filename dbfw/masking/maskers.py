@@ -37,11 +37,11 @@ def _partial(keep_first: int, keep_last: int) -> Masker:
 
 
 def _email(value: bytes) -> bytes | None:
-    text = value.decode("utf-8", "replace")
-    local, at, domain = text.rpartition("@")
+    local, at, domain = value.rpartition(b"@")
     if not at or not local:
         return b"****"
-    return f"{local[0]}***@{domain}".encode()
+    first = local[:1] if local[0] < 0x80 else local.decode("utf-8", "replace")[:1].encode()
+    return first + b"***@" + domain
 
 
 def _hash(key: bytes) -> Masker:

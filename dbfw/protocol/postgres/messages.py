@@ -185,18 +185,24 @@ class RelayScanner:
     Per message the cost is one header read: no object is made for a message nobody looks at.
     """
 
-    __slots__ = ("_carry", "_skip", "max_size")
+    __slots__ = ("_carry", "_drop", "_skip", "limit_hit", "max_size", "rows_left")
 
     def __init__(self, max_size: int = DEFAULT_MAX_MESSAGE, initial: bytes = b""):
         self._carry = initial
-        self._skip = 0  # bytes still to come of a message being forwarded without a look
+        self._skip = 0  # bytes still to come of a message being forwarded (or dropped) without a look
+        self._drop = False
         self.max_size = max_size
+        # DataRows the current result may still pass; None: no limit. DataRows past it are dropped,
+        # and limit_hit says so.
+        self.rows_left: int | None = None
+        self.limit_hit = False
 
     def feed(self, data: bytes, wanted: frozenset[int]) -> list[memoryview | Frame]:
         out: list[memoryview | Frame] = []
         if self._skip:
             n = min(self._skip, len(data))
-            out.append(memoryview(data)[:n])
+            if not self._drop:
+                out.append(memoryview(data)[:n])
             self._skip -= n
             data = data[n:]
             if not data:
@@ -212,11 +218,26 @@ class RelayScanner:
             tag = data[pos]
             (length,) = unpack(data, pos + 1)
             end = pos + 1 + length
+            if tag == 68 and self.rows_left is not None:  # DataRow under a row limit
+                if self.rows_left > 0:
+                    self.rows_left -= 1
+                else:
+                    if length < 4:
+                        raise ProtocolError(f"invalid length {length} in a DataRow")
+                    self.limit_hit = True
+                    if pos > seg:
+                        out.append(mv[seg:pos])
+                    if end > n:
+                        self._skip, self._drop = end - n, True
+                        pos = seg = n
+                        break
+                    pos = seg = end
+                    continue
             if tag not in wanted:
                 if length < 4:
                     raise ProtocolError(f"invalid length {length} in message of type {chr(tag)!r}")
                 if end > n:
-                    self._skip = end - n
+                    self._skip, self._drop = end - n, False
                     pos = n
                     break
                 pos = end

@@ -186,28 +186,36 @@ def _format(formats: list[int], i: int) -> int:
 
 
 def mask_data_row(raw: memoryview, mask: StatementMask, formats: list[int], masking: Masking) -> bytes:
-    """Rebuild one DataRow with its masked columns masked. Unmasked values are copied as they are."""
+    """Rebuild one DataRow with its masked columns masked; the bytes between them are copied as they are."""
     plan: MaskPlan = mask.plan  # type: ignore[assignment]
     data = bytes(raw)
-    (count,) = _I16.unpack_from(data, 5)
-    pos = 7
-    out = [b"", _I16.pack(count)]
+    base = 0
+    unpack = _I32.unpack_from
+    (count,) = _I16.unpack_from(data, base + 5)
+    pos = base + 7
+    pieces: list[bytes] = []
+    seg = base + 5
     types = mask.types
+    every = plan.every
+    columns = plan.columns
     for i in range(count):
-        (n,) = _I32.unpack_from(data, pos)
-        pos += 4
-        value = None if n < 0 else data[pos:pos + n]
-        if n > 0:
-            pos += n
-        col = plan.for_column(i)
-        if col is not None and value is not None:
-            type_oid = types[i] if i < len(types) else 0
-            masked = col.apply(value, type_oid in TEXT_TYPE_OIDS)
-            if masked is not value:
-                masking.count(col.rule)
-            value = masked
-        out.append(_I32.pack(-1) if value is None else _I32.pack(len(value)) + value)
-    body = b"".join(out)
+        col = every if every is not None else (columns[i] if i < len(columns) else None)
+        (n,) = unpack(data, pos)
+        if col is None or n < 0:
+            pos += 4 + (n if n > 0 else 0)
+            continue
+        value = data[pos + 4:pos + 4 + n]
+        masked = col.apply(value, (types[i] if i < len(types) else 0) in TEXT_TYPE_OIDS)
+        if masked is value:
+            pos += 4 + n
+            continue
+        masking.count(col.rule)
+        pieces.append(data[seg:pos])
+        pieces.append(_I32.pack(-1) if masked is None else _I32.pack(len(masked)) + masked)
+        pos += 4 + n
+        seg = pos
+    pieces.append(data[seg:pos])
+    body = b"".join(pieces)
     return b"D" + _I32.pack(len(body) + 4) + body
 
 

@@ -51,6 +51,8 @@ _RESULT_TAGS = frozenset(b"DTnCIsEZHd")
 # Backend messages the relay looks at; every other one is forwarded by its header alone.
 _WANTED = frozenset(b"ZES")
 _WANTED_MASKING = _WANTED | _RESULT_TAGS
+_RESULT_ENDS = frozenset(b"TCIsE")  # a result starts (RowDescription) or ends
+_WANTED_LIMIT = _WANTED | _RESULT_ENDS
 
 # PostgreSQL encoding names -> Python codecs, for reading SQL text in the client's encoding.
 _ENCODINGS = {"UTF8": "utf-8", "UNICODE": "utf-8", "SQL_ASCII": "latin-1", "LATIN1": "latin-1",
@@ -514,8 +516,8 @@ class PgSession:
         up = self.upstream
         reader, writer = up.reader, self.writer
         tracker = self.tracker
-        wanted = _WANTED_MASKING if tracker is not None else _WANTED
         scanner = m.RelayScanner(up.frames.max_size, up.frames.take_buffered())
+        cut_off = False  # the current result passed the row limit: its remaining rows are dropped
         while True:
             try:
                 data = await reader.read(READ_SIZE)
@@ -524,12 +526,34 @@ class PgSession:
             if not data:
                 return "upstream_gone"
             out: list[bytes | memoryview] = []
+            limit = self._row_limit()
+            wanted = _WANTED_MASKING if tracker is not None else (_WANTED_LIMIT if limit else _WANTED)
+            if limit is None:
+                scanner.rows_left = None
+            elif scanner.rows_left is None:
+                scanner.rows_left = limit
             for piece in scanner.feed(data, wanted):
                 if type(piece) is memoryview:
                     out.append(piece)
                     continue
                 frame: m.Frame = piece  # type: ignore[assignment]
                 tag = frame.tag
+                if scanner.limit_hit and not cut_off:
+                    # Rows past the limit are dropped as they arrive (memory stays flat); the upstream is
+                    # not cancelled, since a late cancel could hit the session's next statement.
+                    cut_off = True
+                    log.warning("session.row_limit", session=self.session_id, limit=limit)
+                if limit is not None and tag in _RESULT_ENDS:
+                    scanner.rows_left = limit  # the next result starts with the whole allowance
+                    if cut_off and tag != _ROW_DESCRIPTION:
+                        cut_off = scanner.limit_hit = False
+                        if tracker is not None:
+                            tracker.error() if tag == _E else tracker.statement_done()
+                        out.append(m.ErrorResponse.make(
+                            "ERROR", "DBF06", f"dbfw: the result passed limits.max_result_rows ({limit} rows) "
+                            "and was cut off", "The rows before the limit were sent.",
+                            "add a WHERE or LIMIT, or ask for an approved export").encode())
+                        continue
                 if tracker is not None and tag in _RESULT_TAGS:
                     rebuilt = self._track_backend(tracker, tag, frame)
                     if rebuilt is not None:
@@ -559,6 +583,10 @@ class PgSession:
                     return "client_gone"
             if self.draining and self.inflight == 0:
                 self._drain_now.set()
+
+    def _row_limit(self) -> int | None:
+        rules = getattr(self.rt.firewall, "rules", None)
+        return rules.limits.max_result_rows if rules is not None else None
 
     def _track_frontend(self, tracker: ResultTracker, tag: int, frame: m.Frame) -> None:
         if tag == _BIND:
