@@ -125,6 +125,26 @@ class Masking:
         self._plans[key] = plan
         return plan
 
+    def oid_lookup(self, ctx: StatementContext, catalog: Catalog | None) -> Callable[[int, int], ColumnMask | None]:
+        """For a session: which mask a (table OID, column number) of a RowDescription calls for."""
+        rules = self.planner.applicable(ctx)
+        cache: dict[tuple[int, int], ColumnMask | None] = {}
+
+        def lookup(table_oid: int, attnum: int) -> ColumnMask | None:
+            key = (table_oid, attnum)
+            if key in cache:
+                return cache[key]
+            found = None
+            name = catalog.by_oid.get(key) if catalog is not None else None
+            if name is not None and rules:
+                rule = self.planner.rule_for(rules, *name)
+                if rule is not None:
+                    found = ColumnMask(rule.name, None if rule.mask == "null" else self.planner.maskers[rule.name])
+            cache[key] = found
+            return found
+
+        return lookup
+
     def count(self, rule: str, n: int = 1) -> None:
         self.counts[rule] = self.counts.get(rule, 0) + n
 

@@ -12,10 +12,11 @@ import csv
 import io
 import struct
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ...masking.maskers import TEXT_TYPE_OIDS
-from ...masking.plan import MaskPlan
+from ...masking.plan import ColumnMask, MaskPlan
 from ...masking.service import Masking, StatementMask
 from . import messages as m
 
@@ -28,9 +29,13 @@ class _Entry:
     kind: str  # "query" | "describe" | "exec" | "sync"
     masks: list[StatementMask | None] = field(default_factory=list)  # query: per statement
     mask: StatementMask | None = None  # describe / exec
+    target: tuple[str, str] = ("", "")  # describe: the statement or portal described
     formats: list[int] = field(default_factory=list)  # exec: Bind's result format codes
     index: int = 0  # query: the statement whose response is arriving
     failed: bool = False
+
+
+OidLookup = Callable[[int, int], ColumnMask | None]
 
 
 @dataclass
@@ -40,8 +45,11 @@ class _Portal:
 
 
 class ResultTracker:
-    def __init__(self, masking: Masking):
+    def __init__(self, masking: Masking, oid_lookup: OidLookup | None = None):
         self.masking = masking
+        # Second line of defence: RowDescription names the table column a result column is (when it is
+        # one); a sensitive one is masked even if lineage missed it.
+        self.oid_lookup = oid_lookup
         self.queue: deque[_Entry] = deque()
         self.statements: dict[str, StatementMask | None] = {}
         self.portals: dict[str, _Portal] = {}
@@ -77,7 +85,7 @@ class ResultTracker:
 
     def describe(self, kind: str, name: str) -> None:
         mask = self.statements.get(name) if kind == "S" else (p.mask if (p := self.portals.get(name)) else None)
-        self.queue.append(_Entry("describe", mask=mask))
+        self.queue.append(_Entry("describe", mask=mask, target=(kind, name)))
 
     def execute(self, portal: str) -> None:
         p = self.portals.get(portal)
@@ -98,20 +106,44 @@ class ResultTracker:
         head = self._head()
         if head is None:
             return
+        fields = m.RowDescription.decode(payload).fields
         if head.kind == "describe":
             self.queue.popleft()
-            if head.mask is not None:
-                head.mask.types = _types_of(payload)
+            mask = self._upgrade(head.mask, fields)
+            if mask is not head.mask:
+                kind, name = head.target
+                if kind == "S":
+                    self.statements[name] = mask
+                elif name in self.portals:
+                    self.portals[name].mask = mask
             return
         if head.kind == "query":
             mask = head.masks[head.index] if head.index < len(head.masks) else None
+            mask = self._upgrade(mask, fields)
             if mask is not None and mask.plan is not None and mask.plan.active:
-                mask.types = _types_of(payload)
-                self.active, self.active_formats = mask, _formats_of(payload)
+                self.active, self.active_formats = mask, [f.format for f in fields]
             else:
                 self.active = None
-        elif head.kind == "exec" and head.mask is not None:
-            head.mask.types = _types_of(payload)
+        elif head.kind == "exec":
+            head.mask = self._upgrade(head.mask, fields)
+
+    def _upgrade(self, mask: StatementMask | None, fields: list[m.FieldDescription]) -> StatementMask | None:
+        """The mask with the column types of this result, and with every column RowDescription says is a
+        sensitive table column masked. A plan shared with other sessions is never changed in place."""
+        types = [f.type_oid for f in fields]
+        extra: dict[int, ColumnMask] = {}
+        if self.oid_lookup is not None:
+            for i, f in enumerate(fields):
+                if f.table_oid and (cm := self.oid_lookup(f.table_oid, f.column)) is not None:
+                    if mask is None or mask.plan is None or mask.plan.for_column(i) is None:
+                        extra[i] = cm
+        if not extra:
+            if mask is not None:
+                mask.types = types
+            return mask
+        plan = mask.plan if mask is not None and mask.plan is not None else MaskPlan()
+        columns = tuple(extra.get(i) or plan.for_column(i) for i in range(len(fields)))
+        return StatementMask(plan=MaskPlan(columns), types=types, copy_csv=mask.copy_csv if mask else False)
 
     def no_data(self) -> None:
         head = self._head()

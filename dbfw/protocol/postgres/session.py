@@ -369,7 +369,13 @@ class PgSession:
         masking = getattr(self.rt.firewall, "masking", None)
         if masking is not None and masking.enabled:
             # Results may need masking: follow every result, and hold rows whole so they can be rebuilt.
-            self.tracker = ResultTracker(masking)
+            catalog = None
+            if masking.catalogs is not None:
+                try:
+                    catalog = await masking.catalogs(self.ctx)
+                except Exception as e:  # lineage still masks; this only loses the second line of defence
+                    log.warning("masking.catalog_unavailable", session=self.session_id, error=type(e).__name__)
+            self.tracker = ResultTracker(masking, masking.oid_lookup(self.ctx, catalog))
             up.frames.max_size = m.ABSOLUTE_MAX_MESSAGE
             self.frames.streamable = frozenset(b"d")
         pid, secret = self.cancel_key

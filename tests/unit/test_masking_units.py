@@ -1,0 +1,103 @@
+"""Masks, detectors, result tracking and row rebuilding — no sockets."""
+
+from __future__ import annotations
+
+from dbfw.masking.maskers import detect, make_masker
+from dbfw.masking.plan import ColumnMask, MaskPlan
+from dbfw.masking.service import Masking, StatementMask
+from dbfw.policy.rules import MaskRule
+from dbfw.protocol.postgres import messages as m
+from dbfw.protocol.postgres.results import ResultTracker, mask_copy_line, mask_data_row
+
+
+def rule(mask: str, **options: object) -> MaskRule:
+    return MaskRule(name="r", columns=["*.*.x"], mask=mask, options=options)  # type: ignore[arg-type]
+
+
+def test_masks() -> None:
+    assert make_masker(rule("email"), b"k")(b"ada.lovelace@example.com") == b"a***@example.com"
+    assert make_masker(rule("email"), b"k")(b"no-at-sign") == b"****"
+    assert make_masker(rule("partial", keep_last=4), b"k")(b"4111111111111111") == b"************1111"
+    assert make_masker(rule("partial", keep_first=2, keep_last=2), b"k")(b"abcdefgh") == b"ab****gh"
+    assert make_masker(rule("redact"), b"k")(b"secret") == b"****"
+    assert make_masker(rule("null"), b"k")(b"secret") is None
+    h = make_masker(rule("hash"), b"key-1")
+    assert h(b"v") == h(b"v") != h(b"w")  # deterministic: joins and GROUP BY still work
+    assert make_masker(rule("hash"), b"key-2")(b"v") != h(b"v")  # keyed
+
+
+def test_detectors() -> None:
+    assert detect(b"write to ada@example.com", ("email",))
+    assert detect(b"card 4111 1111 1111 1111 ok", ("credit_card",))
+    assert not detect(b"order 4111111111111112", ("credit_card",))  # fails Luhn
+    assert detect(b"ssn 900-12-3456", ("ssn",))
+    assert detect(b"DE89 3704 0044 0532 0130 00", ("iban",))
+    assert detect(b"+1 (555) 010-9999", ("phone",))
+    assert not detect(b"nothing to see", ("email", "credit_card", "ssn", "iban", "phone"))
+
+
+def test_data_row_rebuilt_only_in_masked_columns() -> None:
+    email = make_masker(rule("email"), b"k")
+    mask = StatementMask(plan=MaskPlan((None, ColumnMask("pii", email), ColumnMask("pii", email))),
+                         types=[23, 25, 23])
+    masking = Masking([], b"k", None)
+    row = m.DataRow([b"7", b"ada@example.com", b"42"]).encode()
+    out = mask_data_row(memoryview(row), mask, [], masking)
+    assert m.decode_backend(out[0], out[5:]) == m.DataRow([b"7", b"a***@example.com", None])  # int4 -> NULL
+    assert masking.counts == {"pii": 2}
+    null_row = m.DataRow([b"7", None, None]).encode()
+    assert mask_data_row(memoryview(null_row), mask, [], masking) == null_row
+
+
+def test_copy_lines_text_and_csv() -> None:
+    redact = ColumnMask("r", make_masker(rule("redact"), b"k"))
+    masking = Masking([], b"k", None)
+    text = StatementMask(plan=MaskPlan((None, redact)), types=[23, 25])
+    assert mask_copy_line(b"1\tsecret\\tvalue\n", text, masking) == b"1\t****\n"
+    assert mask_copy_line(b"2\t\\N\n", text, masking) == b"2\t\\N\n"
+    csv = StatementMask(plan=MaskPlan((None, redact)), types=[23, 25], copy_csv=True)
+    assert mask_copy_line(b'1,"a,b ""quoted"""\n', csv, masking) == b"1,****\n"
+
+
+def test_row_description_names_a_sensitive_column_lineage_missed() -> None:
+    redact = ColumnMask("by-oid", make_masker(rule("redact"), b"k"))
+    masking = Masking([], b"k", None)
+    tracker = ResultTracker(masking, lambda oid, att: redact if (oid, att) == (16500, 3) else None)
+    tracker.query([None])  # lineage found nothing to mask
+    rd = m.RowDescription([m.FieldDescription("id", 16500, 1, 23), m.FieldDescription("e", 16500, 3, 25)])
+    tracker.row_description(memoryview(rd.encode())[5:])
+    found = tracker.data_row_mask()
+    assert found is not None
+    row = m.DataRow([b"1", b"ada@example.com"]).encode()
+    out = mask_data_row(memoryview(row), found[0], found[1], masking)
+    assert m.decode_backend(out[0], out[5:]) == m.DataRow([b"1", b"****"])
+    tracker.statement_done()
+    tracker.ready()
+    assert tracker.data_row_mask() is None and not tracker.queue
+
+
+def test_extended_protocol_entries_follow_the_responses() -> None:
+    redact = ColumnMask("r", make_masker(rule("redact"), b"k"))
+    masking = Masking([], b"k", None)
+    tracker = ResultTracker(masking)
+    masked = StatementMask(plan=MaskPlan((redact,)))
+    tracker.parse("s1", masked)
+    tracker.bind("", "s1", [1])
+    tracker.describe("P", "")
+    tracker.execute("")
+    tracker.sync()
+    rd = m.RowDescription([m.FieldDescription("e", 0, 0, 25, format=1)])
+    tracker.row_description(memoryview(rd.encode())[5:])
+    mask, formats = tracker.data_row_mask()  # type: ignore[misc]
+    assert mask.plan is masked.plan and formats == [1] and mask.types == [25]
+    tracker.statement_done()
+    assert tracker.data_row_mask() is None
+    tracker.ready()
+    assert not tracker.queue
+    # An error skips everything up to Sync, as the server does.
+    tracker.bind("", "s1", [])
+    tracker.execute("")
+    tracker.execute("")
+    tracker.sync()
+    tracker.error()
+    assert [e.kind for e in tracker.queue] == ["sync"]
