@@ -179,7 +179,7 @@ class RelayScanner:
     """Finds message boundaries in a relayed byte stream without copying it.
 
     ``feed`` returns, in order, spans of bytes to forward untouched (memoryviews into the data) and
-    :class:`Frame` objects for the complete messages whose tag is in ``wanted``, for the caller to
+    ``(tag, message)`` pairs for the complete messages whose tag is in ``wanted``, for the caller to
     inspect or replace. A message that is not wanted is forwarded as its bytes arrive, even when it is
     larger than any buffer; a wanted message is held until complete and may not exceed ``max_size``.
     Per message the cost is one header read: no object is made for a message nobody looks at.
@@ -197,8 +197,8 @@ class RelayScanner:
         self.rows_left: int | None = None
         self.limit_hit = False
 
-    def feed(self, data: bytes, wanted: frozenset[int]) -> list[memoryview | Frame]:
-        out: list[memoryview | Frame] = []
+    def feed(self, data: bytes, wanted: frozenset[int]) -> list[memoryview | tuple[int, memoryview]]:
+        out: list[memoryview | tuple[int, memoryview]] = []
         if self._skip:
             n = min(self._skip, len(data))
             if not self._drop:
@@ -248,7 +248,7 @@ class RelayScanner:
                 break
             if pos > seg:
                 out.append(mv[seg:pos])
-            out.append(Frame(tag, mv[pos:end]))
+            out.append((tag, mv[pos:end]))  # a plain tuple: this runs for every row of a masked result
             pos = seg = end
         if pos > seg:
             out.append(mv[seg:pos])

@@ -58,6 +58,9 @@ class ResultTracker:
         self.active: StatementMask | None = None
         self.active_formats: list[int] = []
         self.copying = False
+        self._row_fn: Callable[[memoryview], bytes] | None = None
+        self._row_fn_for: StatementMask | None = None
+        self._row_fn_types: list[int] | None = None
 
     # --- what the client sent -------------------------------------------------------------------------
 
@@ -160,6 +163,19 @@ class ResultTracker:
             return head.mask, head.formats
         return None
 
+    def row_masker(self) -> Callable[[memoryview], bytes] | None:
+        """The function that masks a DataRow of the result arriving now, or None if it has no masked column;
+        made once per result."""
+        found = self.data_row_mask()
+        if found is None:
+            return None
+        mask = found[0]
+        # Compared by identity, holding the objects: a recycled id can never pick up a stale function.
+        if self._row_fn_for is not mask or self._row_fn_types is not mask.types:
+            self._row_fn = compile_row_masker(mask, self.masking)
+            self._row_fn_for, self._row_fn_types = mask, mask.types
+        return self._row_fn
+
     def copy_out(self) -> None:
         head = self._head()
         if head is not None and head.kind == "query":
@@ -249,6 +265,54 @@ def mask_data_row(raw: memoryview, mask: StatementMask, formats: list[int], mask
     pieces.append(data[seg:pos])
     body = b"".join(pieces)
     return b"D" + _I32.pack(len(body) + 4) + body
+
+
+def compile_row_masker(mask: StatementMask, masking: Masking) -> Callable[[memoryview], bytes]:
+    """A DataRow masking function specialised for one result: which columns, masked how, text or not."""
+    plan: MaskPlan = mask.plan  # type: ignore[assignment]
+    types = mask.types
+    if not types or plan.every is not None:
+        return lambda raw: mask_data_row(raw, mask, [], masking)
+    masked = [(i, col, types[i] in TEXT_TYPE_OIDS) for i in range(len(types))
+              if (col := plan.for_column(i)) is not None]
+    if not masked:
+        return bytes
+    unpack = _I32.unpack_from
+    pack = _I32.pack
+    counts = masking.counts
+    last = masked[-1][0]
+    # Per masked column: a function of the value's bytes (None: SQL NULL), and its rule for counting.
+    fns: dict[int, tuple[Callable[[bytes], bytes | None], str]] = {}
+    for i, col, is_text in masked:
+        if col.detect or col.masker is None or not is_text:
+            fns[i] = ((lambda v, c=col, t=is_text: c.apply(v, t)), col.rule)
+        else:
+            fns[i] = (col.masker, col.rule)
+
+    def mask_row(raw: memoryview) -> bytes:
+        pos = 7
+        seg = 5
+        pieces: list[bytes | memoryview] = []
+        for i in range(last + 1):
+            (n,) = unpack(raw, pos)
+            entry = fns.get(i)
+            if entry is None or n < 0:
+                pos += 4 + (n if n > 0 else 0)
+                continue
+            value = bytes(raw[pos + 4:pos + 4 + n])
+            new = entry[0](value)
+            if new != value:
+                rule = entry[1]
+                counts[rule] = counts.get(rule, 0) + 1
+                pieces.append(raw[seg:pos])
+                pieces.append(b"\xff\xff\xff\xff" if new is None else pack(len(new)) + new)
+                seg = pos + 4 + n
+            pos += 4 + n
+        pieces.append(raw[seg:])
+        body = b"".join(pieces)
+        return b"D" + pack(len(body) + 4) + body
+
+    return mask_row
 
 
 def mask_copy_line(data: bytes, mask: StatementMask, masking: Masking) -> bytes:

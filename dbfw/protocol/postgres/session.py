@@ -32,7 +32,7 @@ from ...sql.settings import SettingNotAllowed, check_startup_settings
 from ..common import Runtime
 from . import messages as m
 from .auth import AuthError, ScramServer, ScramVerifier, check_md5
-from .results import ResultTracker, mask_copy_line, mask_data_row
+from .results import ResultTracker, mask_copy_line
 from .upstream import UpstreamConnection, UpstreamError, connect, send_cancel
 
 STREAMABLE_FRONTEND = frozenset(b"Bd")  # Bind, CopyData: relayed, never held whole
@@ -542,8 +542,11 @@ class PgSession:
                 if type(piece) is memoryview:
                     out.append(piece)
                     continue
-                frame: m.Frame = piece  # type: ignore[assignment]
-                tag = frame.tag
+                tag, raw = piece  # type: ignore[misc]
+                if tag == _DATA_ROW and tracker is not None:
+                    row_fn = tracker.row_masker()
+                    out.append(row_fn(raw) if row_fn is not None else raw)
+                    continue
                 if scanner.limit_hit and not cut_off:
                     # Rows past the limit are dropped as they arrive (memory stays flat); the upstream is
                     # not cancelled, since a late cancel could hit the session's next statement.
@@ -561,7 +564,7 @@ class PgSession:
                             "add a WHERE or LIMIT, or ask for an approved export").encode())
                         continue
                 if tracker is not None and tag in _RESULT_TAGS:
-                    rebuilt = self._track_backend(tracker, tag, frame)
+                    rebuilt = self._track_backend(tracker, tag, raw)
                     if rebuilt is not None:
                         out.append(rebuilt)
                         continue
@@ -572,15 +575,15 @@ class PgSession:
                     while subs and subs[0].batch <= self.received_ready:
                         subs.popleft()
                 elif tag == _E:
-                    replaced = self._replace_error(frame)
+                    replaced = self._replace_error(raw)
                     if replaced is not None:
                         out.append(replaced)
                         continue
                 elif tag == _PS:
-                    ps = m.ParameterStatus.decode(frame.payload)
+                    ps = m.ParameterStatus.decode(raw[5:])
                     if ps.name == "client_encoding":
                         self.codec = _ENCODINGS.get(ps.value.upper(), "utf-8")
-                out.append(frame.raw)
+                out.append(raw)
             if out:
                 writer.writelines(out)
                 try:
@@ -607,15 +610,11 @@ class PgSession:
             c = m.Close.decode(frame.payload)
             tracker.close(c.kind, c.name)
 
-    def _track_backend(self, tracker: ResultTracker, tag: int, frame: m.Frame) -> bytes | None:
+    def _track_backend(self, tracker: ResultTracker, tag: int, raw: memoryview) -> bytes | None:
         """Follow which result the message belongs to; return a rebuilt message when it must be masked."""
-        masking = self.rt.firewall.masking  # type: ignore[attr-defined]
-        if tag == _DATA_ROW:
-            found = tracker.data_row_mask()
-            if found is not None and masking is not None:
-                return mask_data_row(frame.raw, found[0], found[1], masking)
-        elif tag == _ROW_DESCRIPTION:
-            tracker.row_description(frame.payload)
+        masking = tracker.masking
+        if tag == _ROW_DESCRIPTION:
+            tracker.row_description(raw[5:])
         elif tag in _DONE:
             tracker.statement_done()
         elif tag == _NO_DATA:
@@ -627,12 +626,12 @@ class PgSession:
         elif tag == _COPY_OUT:
             tracker.copy_out()
         elif tag == _COPY_DATA and tracker.copying and tracker.active is not None and masking is not None:
-            return m.CopyData(mask_copy_line(bytes(frame.payload), tracker.active, masking)).encode()
+            return m.CopyData(mask_copy_line(bytes(raw[5:]), tracker.active, masking)).encode()
         return None
 
-    def _replace_error(self, frame: m.Frame) -> bytes | None:
+    def _replace_error(self, raw: memoryview) -> bytes | None:
         """Swap the upstream's error for a refused statement's stand-in back to dbfw's own refusal."""
-        err = m.ErrorResponse.decode(frame.payload)
+        err = m.ErrorResponse.decode(raw[5:])
         if err.severity == "FATAL":
             self._upstream_fatal_sent = True
         if not self.substitutions:
