@@ -18,7 +18,7 @@ exactly; the session re-decodes SQL text with the client's encoding when that is
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -178,82 +178,126 @@ class FrameReader:
 class RelayScanner:
     """Finds message boundaries in a relayed byte stream without copying it.
 
-    ``feed`` returns, in order, spans of bytes to forward untouched (memoryviews into the data) and
-    ``(tag, message)`` pairs for the complete messages whose tag is in ``wanted``, for the caller to
-    inspect or replace. A message that is not wanted is forwarded as its bytes arrive, even when it is
-    larger than any buffer; a wanted message is held until complete and may not exceed ``max_size``.
-    Per message the cost is one header read: no object is made for a message nobody looks at.
+    ``feed`` returns, in order, what to forward: spans of the data to pass untouched (memoryviews),
+    rebuilt DataRows (bytes, from ``row_fn``), and at most one ``(tag, message)`` pair for a complete
+    message whose tag is in ``wanted`` — it stops right after that one, so the caller can act on it
+    (start masking the rows that follow, say) before calling ``feed(b"", ...)`` to go on while
+    ``more`` is true. A message that is not wanted is forwarded as its bytes arrive, even when it is
+    larger than any buffer; a wanted or rebuilt message is held until complete and may not exceed
+    ``max_size``. Per message the cost is one header read: no object is made for a message nobody
+    looks at.
     """
 
-    __slots__ = ("_carry", "_drop", "_skip", "limit_hit", "max_size", "rows_left")
+    __slots__ = ("_carry", "_data", "_drop", "_pos", "_skip", "limit_hit", "max_size", "more", "rows_left")
 
     def __init__(self, max_size: int = DEFAULT_MAX_MESSAGE, initial: bytes = b""):
         self._carry = initial
+        self._data = b""
+        self._pos = 0
         self._skip = 0  # bytes still to come of a message being forwarded (or dropped) without a look
         self._drop = False
+        self.more = False
         self.max_size = max_size
         # DataRows the current result may still pass; None: no limit. DataRows past it are dropped,
         # and limit_hit says so.
         self.rows_left: int | None = None
         self.limit_hit = False
 
-    def feed(self, data: bytes, wanted: frozenset[int]) -> list[memoryview | tuple[int, memoryview]]:
-        out: list[memoryview | tuple[int, memoryview]] = []
-        if self._skip:
-            n = min(self._skip, len(data))
-            if not self._drop:
-                out.append(memoryview(data)[:n])
-            self._skip -= n
-            data = data[n:]
-            if not data:
-                return out
-        if self._carry:
-            data = self._carry + data
-            self._carry = b""
-        mv = memoryview(data)
+    def feed(self, data: bytes, wanted: frozenset[int],
+             row_fn: Callable[[memoryview], bytes] | None = None) -> list[memoryview | bytes | tuple[int, memoryview]]:
+        out: list[memoryview | bytes | tuple[int, memoryview]] = []
+        if data:
+            if self._skip:
+                k = min(self._skip, len(data))
+                if not self._drop:
+                    out.append(memoryview(data)[:k])
+                self._skip -= k
+                data = data[k:]
+                if not data:
+                    return out
+            if self._carry:
+                data = self._carry + data
+                self._carry = b""
+            self._data, self._pos = data, 0
+        data, pos = self._data, self._pos
         n = len(data)
-        pos = seg = 0
+        mv = memoryview(data)
+        seg = pos
         unpack = _U32.unpack_from
+        self.more = False
         while pos + 5 <= n:
             tag = data[pos]
             (length,) = unpack(data, pos + 1)
+            if length < 4:
+                raise ProtocolError(f"invalid length {length} in message of type {chr(tag)!r}")
             end = pos + 1 + length
-            if tag == 68 and self.rows_left is not None:  # DataRow under a row limit
-                if self.rows_left > 0:
-                    self.rows_left -= 1
-                else:
-                    if length < 4:
-                        raise ProtocolError(f"invalid length {length} in a DataRow")
-                    self.limit_hit = True
+            if tag == 68:  # DataRow
+                held = row_fn is not None or tag in wanted
+                if held and end > n:
+                    if length >= self.max_size:
+                        raise ProtocolError(f"a data row of {length} bytes is over the limit of {self.max_size}")
+                    break  # wait for the whole row
+                if self.rows_left is not None:
+                    if self.rows_left > 0:
+                        self.rows_left -= 1
+                    else:
+                        self.limit_hit = True
+                        if pos > seg:
+                            out.append(mv[seg:pos])
+                        if end > n:
+                            self._skip, self._drop = end - n, True
+                            pos = seg = n
+                            break
+                        pos = seg = end
+                        continue
+                if row_fn is not None:
                     if pos > seg:
                         out.append(mv[seg:pos])
-                    if end > n:
-                        self._skip, self._drop = end - n, True
-                        pos = seg = n
-                        break
-                    pos = seg = end
+                    rows = getattr(row_fn, "rows", None)
+                    if rows is None:
+                        out.append(row_fn(mv[pos:end]))
+                        pos = seg = end
+                        continue
+                    # A run of whole rows is masked in one call: no per-row call or list entry here.
+                    run_end = end
+                    budget = self.rows_left
+                    while run_end + 5 <= n and data[run_end] == 68 and (budget is None or budget > 0):
+                        (nxt,) = unpack(data, run_end + 1)
+                        if nxt < 4 or run_end + 1 + nxt > n:
+                            break
+                        run_end += 1 + nxt
+                        if budget is not None:
+                            budget -= 1
+                    if budget is not None:
+                        self.rows_left = budget
+                    out.append(rows(mv, pos, run_end))
+                    pos = seg = run_end
                     continue
             if tag not in wanted:
-                if length < 4:
-                    raise ProtocolError(f"invalid length {length} in message of type {chr(tag)!r}")
                 if end > n:
                     self._skip, self._drop = end - n, False
                     pos = n
                     break
                 pos = end
                 continue
-            if length < 4 or length >= self.max_size:
+            if length >= self.max_size:
                 raise ProtocolError(f"message of type {chr(tag)!r} has an invalid length {length}")
             if end > n:
                 break
             if pos > seg:
                 out.append(mv[seg:pos])
-            out.append((tag, mv[pos:end]))  # a plain tuple: this runs for every row of a masked result
-            pos = seg = end
+            out.append((tag, mv[pos:end]))
+            pos = end
+            if pos < n:  # stop: what follows may depend on what the caller does with this message
+                self._data, self._pos, self.more = data, pos, True
+                return out
+            seg = pos
+            break
         if pos > seg:
             out.append(mv[seg:pos])
         if pos < n:
             self._carry = bytes(mv[pos:])
+        self._data, self._pos = b"", 0
         return out
 
 

@@ -279,39 +279,63 @@ def compile_row_masker(mask: StatementMask, masking: Masking) -> Callable[[memor
         return bytes
     unpack = _I32.unpack_from
     pack = _I32.pack
-    counts = masking.counts
     last = masked[-1][0]
-    # Per masked column: a function of the value's bytes (None: SQL NULL), and its rule for counting.
-    fns: dict[int, tuple[Callable[[bytes], bytes | None], str]] = {}
+    # Per column up to the last masked one: (function of the value's bytes -> bytes or None, rule), or None.
+    fns: list[tuple[Callable[[bytes], bytes | None], str] | None] = [None] * (last + 1)
     for i, col, is_text in masked:
         if col.detect or col.masker is None or not is_text:
             fns[i] = ((lambda v, c=col, t=is_text: c.apply(v, t)), col.rule)
         else:
             fns[i] = (col.masker, col.rule)
+    walk = tuple(fns)
+    tally: dict[str, int] = {}
+
+    def mask_rows(buf: memoryview, start: int, stop: int) -> bytes:
+        """Every DataRow in buf[start:stop] (whole messages, one after another), masked, as one piece."""
+        data = buf.obj if isinstance(buf.obj, bytes) and len(buf.obj) == buf.nbytes else bytes(buf)
+        pieces: list[bytes] = []
+        append = pieces.append
+        row = start
+        masked_count = 0
+        while row < stop:
+            (row_len,) = unpack(data, row + 1)
+            row_end = row + 1 + row_len
+            pos = row + 7
+            body: list[bytes] | None = None
+            seg = row + 5
+            for entry in walk:
+                (n,) = unpack(data, pos)
+                if entry is None or n < 0:
+                    pos += 4 + (n if n > 0 else 0)
+                    continue
+                value = data[pos + 4:pos + 4 + n]
+                new = entry[0](value)
+                if new != value:
+                    masked_count += 1
+                    tally[entry[1]] = tally.get(entry[1], 0) + 1
+                    if body is None:
+                        body = []
+                    body.append(data[seg:pos])
+                    body.append(b"\xff\xff\xff\xff" if new is None else pack(len(new)) + new)
+                    seg = pos + 4 + n
+                pos += 4 + n
+            if body is None:
+                append(data[row:row_end])
+            else:
+                body.append(data[seg:row_end])
+                joined = b"".join(body)
+                append(b"D" + pack(len(joined) + 4) + joined)
+            row = row_end
+        if masked_count:
+            for rule, k in tally.items():
+                masking.count(rule, k)
+            tally.clear()
+        return b"".join(pieces)
 
     def mask_row(raw: memoryview) -> bytes:
-        pos = 7
-        seg = 5
-        pieces: list[bytes | memoryview] = []
-        for i in range(last + 1):
-            (n,) = unpack(raw, pos)
-            entry = fns.get(i)
-            if entry is None or n < 0:
-                pos += 4 + (n if n > 0 else 0)
-                continue
-            value = bytes(raw[pos + 4:pos + 4 + n])
-            new = entry[0](value)
-            if new != value:
-                rule = entry[1]
-                counts[rule] = counts.get(rule, 0) + 1
-                pieces.append(raw[seg:pos])
-                pieces.append(b"\xff\xff\xff\xff" if new is None else pack(len(new)) + new)
-                seg = pos + 4 + n
-            pos += 4 + n
-        pieces.append(raw[seg:])
-        body = b"".join(pieces)
-        return b"D" + pack(len(body) + 4) + body
+        return mask_rows(raw, 0, len(raw))
 
+    mask_row.rows = mask_rows  # type: ignore[attr-defined]
     return mask_row
 
 

@@ -50,7 +50,9 @@ _DONE = frozenset(b"CIs")  # CommandComplete, EmptyQueryResponse, PortalSuspende
 _RESULT_TAGS = frozenset(b"DTnCIsEZHd")
 # Backend messages the relay looks at; every other one is forwarded by its header alone.
 _WANTED = frozenset(b"ZES")
-_WANTED_MASKING = _WANTED | _RESULT_TAGS
+# DataRows are not "wanted": the scanner masks the rows of a masked result itself (row_fn) and skips
+# the others by their headers.
+_WANTED_MASKING = _WANTED | (_RESULT_TAGS - {ord("D")})
 _RESULT_ENDS = frozenset(b"TCIsE")  # a result starts (RowDescription) or ends
 _WANTED_LIMIT = _WANTED | _RESULT_ENDS
 
@@ -538,52 +540,55 @@ class PgSession:
                 scanner.rows_left = None
             elif scanner.rows_left is None:
                 scanner.rows_left = limit
-            for piece in scanner.feed(data, wanted):
-                if type(piece) is memoryview:
-                    out.append(piece)
-                    continue
-                tag, raw = piece  # type: ignore[misc]
-                if tag == _DATA_ROW and tracker is not None:
-                    row_fn = tracker.row_masker()
-                    out.append(row_fn(raw) if row_fn is not None else raw)
-                    continue
-                if scanner.limit_hit and not cut_off:
-                    # Rows past the limit are dropped as they arrive (memory stays flat); the upstream is
-                    # not cancelled, since a late cancel could hit the session's next statement.
-                    cut_off = True
-                    log.warning("session.row_limit", session=self.session_id, limit=limit)
-                if limit is not None and tag in _RESULT_ENDS:
-                    scanner.rows_left = limit  # the next result starts with the whole allowance
-                    if cut_off and tag != _ROW_DESCRIPTION:
-                        cut_off = scanner.limit_hit = False
-                        if tracker is not None:
-                            tracker.error() if tag == _E else tracker.statement_done()
-                        out.append(m.ErrorResponse.make(
-                            "ERROR", "DBF06", f"dbfw: the result passed limits.max_result_rows ({limit} rows) "
-                            "and was cut off", "The rows before the limit were sent.",
-                            "add a WHERE or LIMIT, or ask for an approved export").encode())
+            row_fn = tracker.row_masker() if tracker is not None else None
+            pieces = scanner.feed(data, wanted, row_fn)
+            while True:
+                for piece in pieces:
+                    if type(piece) is not tuple:  # bytes to forward, or a row already masked
+                        out.append(piece)  # type: ignore[arg-type]
                         continue
-                if tracker is not None and tag in _RESULT_TAGS:
-                    rebuilt = self._track_backend(tracker, tag, raw)
-                    if rebuilt is not None:
-                        out.append(rebuilt)
-                        continue
-                if tag == _Z:
-                    self.inflight -= 1
-                    self.received_ready += 1
-                    subs = self.substitutions
-                    while subs and subs[0].batch <= self.received_ready:
-                        subs.popleft()
-                elif tag == _E:
-                    replaced = self._replace_error(raw)
-                    if replaced is not None:
-                        out.append(replaced)
-                        continue
-                elif tag == _PS:
-                    ps = m.ParameterStatus.decode(raw[5:])
-                    if ps.name == "client_encoding":
-                        self.codec = _ENCODINGS.get(ps.value.upper(), "utf-8")
-                out.append(raw)
+                    tag, raw = piece
+                    if scanner.limit_hit and not cut_off:
+                        # Rows past the limit are dropped as they arrive (memory stays flat); the upstream is
+                        # not cancelled, since a late cancel could hit the session's next statement.
+                        cut_off = True
+                        log.warning("session.row_limit", session=self.session_id, limit=limit)
+                    if limit is not None and tag in _RESULT_ENDS:
+                        scanner.rows_left = limit  # the next result starts with the whole allowance
+                        if cut_off and tag != _ROW_DESCRIPTION:
+                            cut_off = scanner.limit_hit = False
+                            if tracker is not None:
+                                tracker.error() if tag == _E else tracker.statement_done()
+                            out.append(m.ErrorResponse.make(
+                                "ERROR", "DBF06", f"dbfw: the result passed limits.max_result_rows ({limit} rows) "
+                                "and was cut off", "The rows before the limit were sent.",
+                                "add a WHERE or LIMIT, or ask for an approved export").encode())
+                            continue
+                    if tracker is not None and tag in _RESULT_TAGS:
+                        rebuilt = self._track_backend(tracker, tag, raw)
+                        if rebuilt is not None:
+                            out.append(rebuilt)
+                            continue
+                    if tag == _Z:
+                        self.inflight -= 1
+                        self.received_ready += 1
+                        subs = self.substitutions
+                        while subs and subs[0].batch <= self.received_ready:
+                            subs.popleft()
+                    elif tag == _E:
+                        replaced = self._replace_error(raw)
+                        if replaced is not None:
+                            out.append(replaced)
+                            continue
+                    elif tag == _PS:
+                        ps = m.ParameterStatus.decode(raw[5:])
+                        if ps.name == "client_encoding":
+                            self.codec = _ENCODINGS.get(ps.value.upper(), "utf-8")
+                    out.append(raw)
+                if not scanner.more:
+                    break
+                row_fn = tracker.row_masker() if tracker is not None else None
+                pieces = scanner.feed(b"", wanted, row_fn)
             if out:
                 writer.writelines(out)
                 try:
