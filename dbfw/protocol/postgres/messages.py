@@ -258,19 +258,11 @@ class RelayScanner:
                         out.append(row_fn(mv[pos:end]))
                         pos = seg = end
                         continue
-                    # A run of whole rows is masked in one call: no per-row call or list entry here.
-                    run_end = end
-                    budget = self.rows_left
-                    while run_end + 5 <= n and data[run_end] == 68 and (budget is None or budget > 0):
-                        (nxt,) = unpack(data, run_end + 1)
-                        if nxt < 4 or run_end + 1 + nxt > n:
-                            break
-                        run_end += 1 + nxt
-                        if budget is not None:
-                            budget -= 1
-                    if budget is not None:
-                        self.rows_left = budget
-                    out.append(rows(mv, pos, run_end))
+                    # A run of whole rows is masked in one call, which finds where the run ends itself.
+                    masked, run_end, taken = rows(data, pos, n, self.rows_left)
+                    if self.rows_left is not None:
+                        self.rows_left -= taken - 1  # the first row was counted above
+                    out.append(masked)
                     pos = seg = run_end
                     continue
             if tag not in wanted:

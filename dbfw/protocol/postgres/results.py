@@ -290,16 +290,22 @@ def compile_row_masker(mask: StatementMask, masking: Masking) -> Callable[[memor
     walk = tuple(fns)
     tally: dict[str, int] = {}
 
-    def mask_rows(buf: memoryview, start: int, stop: int) -> bytes:
-        """Every DataRow in buf[start:stop] (whole messages, one after another), masked, as one piece."""
-        data = buf.obj if isinstance(buf.obj, bytes) and len(buf.obj) == buf.nbytes else bytes(buf)
+    def mask_rows(data: bytes, start: int, stop: int, budget: int | None) -> tuple[bytes, int, int]:
+        """The run of whole DataRows starting at data[start] (the first is whole and counted already;
+        at most ``budget`` more), masked, as one piece; where the run ends; how many rows it had."""
         pieces: list[bytes] = []
         append = pieces.append
         row = start
         masked_count = 0
-        while row < stop:
+        taken = 0
+        while True:
+            if row + 5 > stop or data[row] != 68:
+                break
             (row_len,) = unpack(data, row + 1)
             row_end = row + 1 + row_len
+            if row_end > stop or row_len < 6 or (taken and budget is not None and taken > budget):
+                break
+            taken += 1
             pos = row + 7
             body: list[bytes] | None = None
             seg = row + 5
@@ -330,10 +336,11 @@ def compile_row_masker(mask: StatementMask, masking: Masking) -> Callable[[memor
             for rule, k in tally.items():
                 masking.count(rule, k)
             tally.clear()
-        return b"".join(pieces)
+        return b"".join(pieces), row, taken
 
     def mask_row(raw: memoryview) -> bytes:
-        return mask_rows(raw, 0, len(raw))
+        data = bytes(raw)
+        return mask_rows(data, 0, len(data), None)[0]
 
     mask_row.rows = mask_rows  # type: ignore[attr-defined]
     return mask_row
