@@ -49,6 +49,15 @@ def _load_rules(settings: Settings) -> RuleSet:
     return rules
 
 
+def _load_rules_or_exit(settings: Settings) -> RuleSet:
+    try:
+        return _load_rules(settings)
+    except ConfigError as e:
+        for problem in e.problems:
+            click.echo(str(problem), err=True)
+        sys.exit(1)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="dbfw")
 def main() -> None:
@@ -60,12 +69,7 @@ def main() -> None:
 def check(config: Path | None) -> None:
     """Validate the config (and rules); print file:line: message for each error."""
     settings, path = _load(config)
-    try:
-        rules = _load_rules(settings)
-    except ConfigError as e:
-        for problem in e.problems:
-            click.echo(str(problem), err=True)
-        sys.exit(1)
+    rules = _load_rules_or_exit(settings)
     click.echo(f"{path}: ok ({len(settings.listeners)} listeners, {len(settings.upstreams)} upstreams, "
                f"{len(settings.identities)} identities)")
     if settings.rules is None:
@@ -116,12 +120,7 @@ def classify(dialect: str, config: Path | None, identity: str | None, database: 
     path = config or default_config_path()
     if config is not None or path.exists():
         settings, _ = _load(path)
-        try:
-            rules = _load_rules(settings)
-        except ConfigError as e:
-            for problem in e.problems:
-                click.echo(str(problem), err=True)
-            sys.exit(1)
+        rules = _load_rules_or_exit(settings)
         roles = frozenset(settings.identities[identity].roles) if identity in settings.identities else frozenset()
         listener = next((lst.name for lst in settings.listeners if lst.protocol == dialect), "")
     else:
