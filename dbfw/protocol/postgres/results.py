@@ -289,6 +289,8 @@ def compile_row_masker(mask: StatementMask, masking: Masking) -> Callable[[memor
             fns[i] = (col.masker, col.rule)
     walk = tuple(fns)
     tally: dict[str, int] = {}
+    if len(masked) == 1 and masked[0][1].masker is not None and not masked[0][1].detect and masked[0][2]:
+        return _single_column_masker(masked[0][0], masked[0][1], masking)
 
     def mask_rows(data: bytes, start: int, stop: int, budget: int | None) -> tuple[bytes, int, int]:
         """The run of whole DataRows starting at data[start] (the first is whole and counted already;
@@ -336,6 +338,55 @@ def compile_row_masker(mask: StatementMask, masking: Masking) -> Callable[[memor
             for rule, k in tally.items():
                 masking.count(rule, k)
             tally.clear()
+        return b"".join(pieces), row, taken
+
+    def mask_row(raw: memoryview) -> bytes:
+        data = bytes(raw)
+        return mask_rows(data, 0, len(data), None)[0]
+
+    mask_row.rows = mask_rows  # type: ignore[attr-defined]
+    return mask_row
+
+
+def _single_column_masker(index: int, col: ColumnMask, masking: Masking) -> Callable[[memoryview], bytes]:
+    """The common case, one masked text column, written out for speed: a row is rebuilt with one join."""
+    unpack = _I32.unpack_from
+    pack = _I32.pack
+    masker = col.masker
+    assert masker is not None
+    rule = col.rule
+    before = range(index)
+
+    def mask_rows(data: bytes, start: int, stop: int, budget: int | None) -> tuple[bytes, int, int]:
+        pieces: list[bytes] = []
+        append = pieces.append
+        row = start
+        taken = masked_count = 0
+        while row + 5 <= stop and data[row] == 68:
+            (row_len,) = unpack(data, row + 1)
+            row_end = row + 1 + row_len
+            if row_end > stop or row_len < 6 or (taken and budget is not None and taken > budget):
+                break
+            taken += 1
+            pos = row + 7
+            for _ in before:
+                (n,) = unpack(data, pos)
+                pos += 4 + (n if n > 0 else 0)
+            (n,) = unpack(data, pos)
+            if n < 0:
+                append(data[row:row_end])
+            else:
+                new = masker(data[pos + 4:pos + 4 + n])
+                masked_count += 1
+                head = data[row + 5:pos]
+                tail = data[pos + 4 + n:row_end]
+                if new is None:
+                    append(b"D" + pack(len(head) + len(tail) + 8) + head + b"\xff\xff\xff\xff" + tail)
+                else:
+                    append(b"D" + pack(len(head) + len(tail) + len(new) + 8) + head + pack(len(new)) + new + tail)
+            row = row_end
+        if masked_count:
+            masking.count(rule, masked_count)
         return b"".join(pieces), row, taken
 
     def mask_row(raw: memoryview) -> bytes:
