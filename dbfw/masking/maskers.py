@@ -37,11 +37,12 @@ def _partial(keep_first: int, keep_last: int) -> Masker:
 
 
 def _email(value: bytes) -> bytes | None:
-    local, at, domain = value.rpartition(b"@")
-    if not at or not local:
+    at = value.rfind(b"@")
+    if at <= 0:
         return b"****"
-    first = local[:1] if local[0] < 0x80 else local.decode("utf-8", "replace")[:1].encode()
-    return first + b"***@" + domain
+    if value[0] < 0x80:
+        return value[:1] + b"***" + value[at:]
+    return value[:at].decode("utf-8", "replace")[:1].encode() + b"***" + value[at:]
 
 
 def _hash(key: bytes) -> Masker:

@@ -378,12 +378,18 @@ def _single_column_masker(index: int, col: ColumnMask, masking: Masking) -> Call
             else:
                 new = masker(data[pos + 4:pos + 4 + n])
                 masked_count += 1
-                head = data[row + 5:pos]
-                tail = data[pos + 4 + n:row_end]
+                # Straight into the run's piece list: no bytes are built per row.
+                append(b"D")
                 if new is None:
-                    append(b"D" + pack(len(head) + len(tail) + 8) + head + b"\xff\xff\xff\xff" + tail)
+                    append(pack(row_len - n))
+                    append(data[row + 5:pos])
+                    append(b"\xff\xff\xff\xff")
                 else:
-                    append(b"D" + pack(len(head) + len(tail) + len(new) + 8) + head + pack(len(new)) + new + tail)
+                    append(pack(row_len - n + len(new)))
+                    append(data[row + 5:pos])
+                    append(pack(len(new)))
+                    append(new)
+                append(data[pos + 4 + n:row_end])
             row = row_end
         if masked_count:
             masking.count(rule, masked_count)
