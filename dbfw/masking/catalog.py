@@ -38,6 +38,7 @@ class Catalog:
     views: dict[tuple[str, str], str] = field(default_factory=dict)  # (schema, view) -> definition
     builtins: frozenset[str] = frozenset()
     loaded_at: float = 0.0
+    server_version: int = 0  # server_version_num
 
 
 async def load_catalog(up: Upstream, database: str) -> Catalog:
@@ -63,6 +64,7 @@ async def load_catalog(up: Upstream, database: str) -> Catalog:
         for nsp, rel, definition in await conn.fetch(_VIEWS_SQL):
             cat.views[(nsp, rel)] = definition
         cat.builtins = frozenset(r[0] for r in await conn.fetch(_BUILTINS_SQL))
+        cat.server_version = int(await conn.fetchval("SELECT current_setting('server_version_num')"))
         return cat
     finally:
         await conn.close()

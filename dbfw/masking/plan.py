@@ -40,6 +40,8 @@ class ColumnMask:
     rule: str
     masker: Masker | None  # None: NULL whatever the type
     detect: tuple[str, ...] = ()  # detector-only: mask with ``masker`` when a detector matches the value
+    # The same mask as an SQL expression over "{c}", when the upstream can apply it (see MaskPlan.sql_names).
+    sql: str | None = None
 
     def apply(self, value: bytes, is_text: bool) -> bytes | None:
         if self.detect:
@@ -59,6 +61,9 @@ class MaskPlan:
     columns: tuple[ColumnMask | None, ...] = ()
     every: ColumnMask | None = None
     reason: str = ""
+    # The output column names exactly as PostgreSQL names them, when they are known for every column
+    # (plain columns, explicit aliases, expanded stars): then the masks may run in the upstream itself.
+    sql_names: tuple[str, ...] | None = None
 
     def for_column(self, i: int) -> ColumnMask | None:
         if self.every is not None:
@@ -116,6 +121,7 @@ class MaskPlanner:
             outer = outer.this
         if not isinstance(outer, exp.Select):
             return self._untraceable(query, catalog, rules, detectors, "not a plain query")
+        names = _known_names(query, qualified)
         _unique_names(qualified)
         try:
             scope = build_scope(qualified)
@@ -124,7 +130,9 @@ class MaskPlanner:
         columns: list[ColumnMask | None] = []
         for projection in outer.selects:
             columns.append(self._column(projection, qualified, scope, catalog, rules, detectors, sensitive_in_reach))
-        return MaskPlan(tuple(columns))
+        if names is not None and not all(c is None or c.sql is not None for c in columns):
+            names = None
+        return MaskPlan(tuple(columns), sql_names=names)
 
     def _column(self, projection: exp.Expression, qualified: exp.Expression, scope: object, catalog: Catalog,
                 rules: list[MaskRule], detectors: tuple[str, ...], sensitive_in_reach: MaskRule | None
@@ -164,7 +172,10 @@ class MaskPlanner:
             masker = self.maskers[rule.name] if direct else (None if rule.mask == "null" else
                                                               (self.maskers[rule.name] if rule.mask == "hash"
                                                                else _redact))
-            return ColumnMask(rule.name, masker)
+            sql = None
+            if direct and isinstance(inner, exp.Column) and catalog.column_types.get(sources[0]) in (25, 1043):
+                sql = sql_mask(rule, catalog.server_version)
+            return ColumnMask(rule.name, masker, sql=sql)
         if untraceable:
             if sensitive_in_reach is not None:
                 return ColumnMask(sensitive_in_reach.name, None if sensitive_in_reach.mask == "null" else _redact)
@@ -211,6 +222,43 @@ class MaskPlanner:
         if detectors:
             return MaskPlan(every=ColumnMask("detected", _redact, detectors), reason=reason)
         return MaskPlan(reason=reason)
+
+
+def sql_mask(rule: MaskRule, server_version: int = 140000) -> str | None:
+    """The rule's mask as SQL over a text column "{c}", giving exactly what the Python masker gives. Built
+    from plain string functions: a regular expression would cost the server ~1 us a row, these ~0.3."""
+    if rule.mask == "email":
+        # the domain is what follows the last '@'; the part before it must not be empty
+        domain = ("split_part({c}, '@', -1)" if server_version >= 140000
+                  else "reverse(split_part(reverse({c}), '@', 1))")
+        return (f"CASE WHEN {{c}} IS NULL THEN NULL WHEN strpos({{c}}, '@') > 0 AND length({{c}}) - "
+                f"length({domain}) > 1 THEN left({{c}}, 1) || '***@' || {domain} ELSE '****' END")
+    if rule.mask == "partial":
+        kf, kl = int(rule.options.get("keep_first", 0)), int(rule.options.get("keep_last", 4))
+        return (f"CASE WHEN {{c}} IS NULL THEN NULL WHEN length({{c}}) <= {kf + kl} THEN repeat('*', length({{c}})) "
+                f"ELSE left({{c}}, {kf}) || repeat('*', length({{c}}) - {kf + kl}) || right({{c}}, {kl}) END")
+    if rule.mask == "redact":
+        return "CASE WHEN {c} IS NULL THEN NULL ELSE '****' END"
+    if rule.mask == "null":
+        return "NULL::text"
+    return None  # hash needs the key, which only dbfw holds
+
+
+def _known_names(query: exp.Expression, qualified: exp.Expression) -> tuple[str, ...] | None:
+    """Output names as PostgreSQL gives them, if every projection is a column, an aliased expression or a
+    star (then qualify's expansion names them); None otherwise (PostgreSQL's names for bare expressions
+    are its own). Only for a plain SELECT without locking or INTO."""
+    if not isinstance(query, exp.Select) or not isinstance(qualified, exp.Select):
+        return None
+    if query.args.get("locks") or query.args.get("into") or query.args.get("distinct"):
+        return None
+    for projection in query.selects:
+        if isinstance(projection, exp.Alias | exp.Star):
+            continue
+        if isinstance(projection, exp.Column):
+            continue
+        return None
+    return tuple(p.alias_or_name for p in qualified.selects)
 
 
 def _is_direct(e: exp.Expression) -> bool:

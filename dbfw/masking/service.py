@@ -30,6 +30,25 @@ class StatementMask:
     copy_csv: bool = False
     types: list[int] = field(default_factory=list)
     refuse: str | None = None  # mask impossible (binary COPY of a masked column): refuse the statement
+    rewritten: str | None = None  # the statement as the upstream should run it, masks included
+    counted: tuple[str, ...] = ()  # masked by the upstream: the rules to count once per row it returns
+
+
+def rewrite_for_upstream(sql: str, plan: MaskPlan) -> str | None:
+    """The statement wrapped so that the upstream applies the masks itself: no per-row work in dbfw.
+    The original text is kept verbatim inside; output names are given back exactly."""
+    names = plan.sql_names
+    if names is None or plan.every is not None or len(names) != len(plan.columns):
+        return None
+    inner = ", ".join(f"_dbfw_c{i}" for i in range(len(names)))
+    outer = []
+    for i, name in enumerate(names):
+        col = plan.columns[i]
+        quoted = '"' + name.replace('"', '""') + '"'
+        ref = f"_dbfw_c{i}"
+        outer.append(f"{col.sql.format(c=ref)} AS {quoted}" if col is not None and col.sql else f"{ref} AS {quoted}")
+    body = sql.strip().rstrip(";")
+    return f"SELECT {', '.join(outer)} FROM ({body}\n) AS _dbfw ({inner})"
 
 
 def masking_key(configured: str | None) -> bytes:
@@ -101,7 +120,9 @@ class Masking:
             return None
         if command == "COPY" and binary:
             return StatementMask(plan=plan, refuse="a binary COPY of a masked column cannot be masked")
-        return StatementMask(plan=plan, copy_csv=copy_csv)
+        rewritten = rewrite_for_upstream(stmt.sql, plan) if command == "SELECT" and len(
+            classification.statements) == 1 else None
+        return StatementMask(plan=plan, copy_csv=copy_csv, rewritten=rewritten)
 
     async def _plan(self, ctx: StatementContext, shape: str, sql: str, command: str,
                     rules: list[MaskRule]) -> MaskPlan | None:

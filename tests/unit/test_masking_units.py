@@ -101,3 +101,12 @@ def test_extended_protocol_entries_follow_the_responses() -> None:
     tracker.sync()
     tracker.error()
     assert [e.kind for e in tracker.queue] == ["sync"]
+
+
+def test_values_masked_by_the_upstream_are_counted_from_the_command_tag() -> None:
+    masking = Masking([], b"k", None)
+    tracker = ResultTracker(masking)
+    tracker.query([StatementMask(counted=("email", "card"))])
+    assert tracker.data_row_mask() is None  # nothing for dbfw to do per row
+    tracker.statement_done(memoryview(b"SELECT 7\x00"))
+    assert masking.counts == {"email": 7, "card": 7}

@@ -185,17 +185,27 @@ class ResultTracker:
             self.active = head.mask if head.mask is not None and head.mask.plan is not None else None
         self.copying = self.active is not None
 
-    def statement_done(self) -> None:
-        """CommandComplete, EmptyQueryResponse or PortalSuspended."""
+    def statement_done(self, command_tag: memoryview | None = None) -> None:
+        """CommandComplete (with its tag), EmptyQueryResponse or PortalSuspended."""
         self.active = None
         self.copying = False
         head = self._head()
         if head is None:
             return
         if head.kind == "query":
+            mask = head.masks[head.index] if head.index < len(head.masks) else None
             head.index += 1
         elif head.kind == "exec":
+            mask = head.mask
             self.queue.popleft()
+        else:
+            return
+        if mask is not None and mask.counted and command_tag is not None:
+            # Masked by the upstream: one masked value per row and masked column, as the tag counts rows.
+            words = bytes(command_tag).rstrip(b"\x00").split()
+            rows = int(words[-1]) if words and words[-1].isdigit() else 0
+            for rule in mask.counted:
+                self.masking.count(rule, rows)
 
     def error(self) -> None:
         self.active = None

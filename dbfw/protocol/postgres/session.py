@@ -28,6 +28,7 @@ from ...config import Listener
 from ...context import StatementContext
 from ...firewall import Verdict
 from ...identity import Principal
+from ...masking.service import StatementMask
 from ...sql.settings import SettingNotAllowed, check_startup_settings
 from ..common import Runtime
 from . import messages as m
@@ -47,6 +48,7 @@ _BIND, _DESCRIBE, _EXECUTE, _CLOSE = ord("B"), ord("D"), ord("E"), ord("C")  # f
 _TRACKED = frozenset((_BIND, _DESCRIBE, _EXECUTE, _CLOSE))
 _DATA_ROW, _ROW_DESCRIPTION, _NO_DATA, _COPY_OUT, _COPY_DATA = ord("D"), ord("T"), ord("n"), ord("H"), ord("d")
 _DONE = frozenset(b"CIs")  # CommandComplete, EmptyQueryResponse, PortalSuspended
+_COMMAND_COMPLETE = ord("C")
 _RESULT_TAGS = frozenset(b"DTnCIsEZHd")
 # Backend messages the relay looks at; every other one is forwarded by its header alone.
 _WANTED = frozenset(b"ZES")
@@ -72,6 +74,14 @@ class _Substitution:
     token: str
     batch: int  # the sync point (count of Query/Sync/FunctionCall sent) whose ReadyForQuery ends it
     verdict: Verdict
+
+
+def _counted(verdict: Verdict) -> StatementMask:
+    """What a session remembers of a statement the upstream masks itself: which rules to count per row."""
+    mask = verdict.masks[0] if verdict.masks else None
+    plan = mask.plan if mask is not None else None
+    rules = tuple(c.rule for c in plan.columns if c is not None) if plan is not None else ()
+    return StatementMask(counted=rules)
 
 
 def _outcome(task: asyncio.Task[str]) -> tuple[str | None, BaseException | None]:
@@ -468,9 +478,12 @@ class PgSession:
                         out = []
                     verdict = await fw.check(ctx, self._sql_text(query.query))
                     self.statements += 1
+                    rewritten = self._rewritten(verdict)
                     if tracker is not None:
-                        tracker.query(verdict.masks or [])
-                    if verdict.allowed:
+                        tracker.query([_counted(verdict)] if rewritten else (verdict.masks or []))
+                    if rewritten:
+                        out.append(m.Query(rewritten).encode())
+                    elif verdict.allowed:
                         out.append(frame.raw)
                     else:
                         out.append(m.Query(self._substitute(verdict, self.sent_sync_points)).encode())
@@ -481,9 +494,13 @@ class PgSession:
                         out = []
                     verdict = await fw.check(ctx, self._sql_text(parse.query))
                     self.statements += 1
+                    rewritten = self._rewritten(verdict)
                     if tracker is not None:
-                        tracker.parse(parse.name, verdict.masks[0] if verdict.masks else None)
-                    if verdict.allowed:
+                        tracker.parse(parse.name, _counted(verdict) if rewritten else (
+                            verdict.masks[0] if verdict.masks else None))
+                    if rewritten:
+                        out.append(m.Parse(parse.name, rewritten, parse.param_types).encode())
+                    elif verdict.allowed:
                         out.append(frame.raw)
                     else:
                         token = self._substitute(verdict, self.sent_sync_points + 1)
@@ -598,6 +615,14 @@ class PgSession:
             if self.draining and self.inflight == 0:
                 self._drain_now.set()
 
+    def _rewritten(self, verdict: Verdict) -> str | None:
+        """The statement as the upstream should run it, with its masks inside, when that is possible:
+        one plain SELECT whose masked columns are text columns with a mask SQL can express."""
+        masks = verdict.masks
+        if not verdict.allowed or not masks or len(masks) != 1 or masks[0] is None or self.codec != "utf-8":
+            return None
+        return masks[0].rewritten
+
     def _row_limit(self) -> int | None:
         rules = getattr(self.rt.firewall, "rules", None)
         return rules.limits.max_result_rows if rules is not None else None
@@ -621,7 +646,7 @@ class PgSession:
         if tag == _ROW_DESCRIPTION:
             tracker.row_description(raw[5:])
         elif tag in _DONE:
-            tracker.statement_done()
+            tracker.statement_done(raw[5:] if tag == _COMMAND_COMPLETE else None)
         elif tag == _NO_DATA:
             tracker.no_data()
         elif tag == _E:
