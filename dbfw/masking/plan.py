@@ -252,6 +252,8 @@ def _known_names(query: exp.Expression, qualified: exp.Expression) -> tuple[str,
         return None
     if query.args.get("locks") or query.args.get("into") or query.args.get("distinct"):
         return None
+    if next(query.find_all(exp.Insert, exp.Update, exp.Delete, exp.Merge), None) is not None:
+        return None  # a data-modifying WITH must stay at the top level: such a statement is not wrapped
     for projection in query.selects:
         if isinstance(projection, exp.Alias | exp.Star):
             continue

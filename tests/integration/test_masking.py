@@ -300,3 +300,18 @@ def _compare_sql_and_python(pg: PgTarget, python, template: str | None) -> None:
                                ).fetchone()[0]  # type: ignore[index]
             expected = None if value is None else python(value.encode())
             assert got == (expected.decode() if expected is not None else None), (template, value)
+
+
+def test_statements_the_upstream_cannot_wrap_are_still_masked(masked: DbfwProcess, seeded: PgTarget) -> None:
+    with psycopg.connect(masked.conninfo(), autocommit=True) as conn:
+        # A data-modifying WITH must stay at the top level; FOR UPDATE and DISTINCT are not wrapped either.
+        row = conn.execute(f"WITH u AS (UPDATE {C} SET name = name WHERE id = 2 RETURNING id) "
+                           f"SELECT c.email, c.name FROM {C} c JOIN u ON u.id = c.id").fetchone()
+        assert row is not None and row[1] == "Alan Turing"
+        assert_no_secret(repr(row), "data-modifying WITH")
+        with conn.transaction():
+            rows = conn.execute(f"SELECT email FROM {C} WHERE id = 1 FOR UPDATE").fetchall()
+        assert_no_secret(repr(rows), "FOR UPDATE")
+        rows = conn.execute(f"SELECT DISTINCT email FROM {C}").fetchall()
+        assert len(rows) == 3
+        assert_no_secret(repr(rows), "DISTINCT")
