@@ -7,14 +7,17 @@ protocol's error when the statement is refused.
 
 from __future__ import annotations
 
-from . import log
+import time
+from dataclasses import replace
+
+from . import log, metrics
 from .approvals.service import ApprovalService
 from .context import StatementContext
 from .masking.service import Masking
 from .policy.engine import Decision, decide, decide_statement
 from .policy.rules import RuleSet
 from .sql.classify import Classification, SQLClassifier, Statement
-from .verdict import ALLOW, Verdict, describe_statement
+from .verdict import ALLOW, ALLOWED, Verdict, describe_statement
 
 __all__ = ["ALLOW", "Firewall", "StatementContext", "Verdict"]
 
@@ -40,6 +43,8 @@ class Firewall:
         self.approvals = approvals
         self.masking = masking
         self.classifiers = {"postgres": SQLClassifier("postgres"), "mysql": SQLClassifier("mysql")}
+        self._counters: dict[tuple[str, str, str, str], object] = {}
+        self._overhead: dict[str, object] = {}
 
     def reload(self, rules: RuleSet, masking: Masking | None = None) -> None:
         self.rules = rules
@@ -49,7 +54,26 @@ class Firewall:
         return self.classifiers[ctx.protocol].classify(sql, ctx.database)
 
     async def check(self, ctx: StatementContext, sql: str) -> Verdict:
+        started = time.perf_counter()
         classification = self.classify(ctx, sql)
+        verdict = await self._check(ctx, sql, classification)
+        if not verdict.cls:
+            verdict = replace(verdict, cls=classification.cls)
+        key = (ctx.listener, ctx.identity, verdict.cls,
+               "allow" if verdict.allowed else (verdict.decision.action if verdict.decision else "deny"))
+        child = self._counters.get(key)
+        if child is None:
+            child = self._counters[key] = metrics.statements_total.labels(*key)
+        child.inc()
+        if verdict.cls == "unknown":
+            metrics.parse_failures.labels(ctx.listener).inc()
+        hist = self._overhead.get(ctx.listener)
+        if hist is None:
+            hist = self._overhead[ctx.listener] = metrics.overhead.labels(ctx.listener)
+        hist.observe(time.perf_counter() - started)
+        return verdict
+
+    async def _check(self, ctx: StatementContext, sql: str, classification: Classification) -> Verdict:
         decision = decide(self.rules, ctx, classification)
         if decision.action != "allow":
             if decision.action != "require_approval" or self.approvals is None:
@@ -65,8 +89,9 @@ class Firewall:
             if not verdict.allowed:
                 return verdict
         masking = self.masking
+        allowed = ALLOWED[classification.cls]
         if masking is None or not masking.enabled:
-            return ALLOW
+            return allowed
         if any(s.cls == "ddl" for s in classification.statements):
             masking.invalidate_soon(ctx.database)  # the schema changes: masking plans must be made again
         try:
@@ -82,8 +107,8 @@ class Firewall:
                                "export this table in text or CSV format, where dbfw can mask it", classification,
                                decision)
         if not any(masks):
-            return ALLOW
-        return Verdict(True, masks=masks)
+            return allowed
+        return Verdict(True, masks=masks, cls=classification.cls)
 
     async def check_function_call(self, ctx: StatementContext, function_oid: int) -> Verdict:
         name, cls = FAST_PATH_FUNCTIONS.get(function_oid, (f"function {function_oid}", "unknown"))

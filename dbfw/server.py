@@ -13,7 +13,7 @@ from pathlib import Path
 import uvicorn
 
 from . import __version__ as VERSION
-from . import log
+from . import log, metrics
 from .approvals.notify import Notifier
 from .approvals.service import ApprovalService, ApprovalSettings
 from .config import ConfigError, Listener, Settings, load_settings
@@ -51,6 +51,10 @@ class Server:
         if getattr(firewall, "masking", "absent") is None:
             firewall.masking = self._new_masking(firewall.rules)
         self.rt = Runtime(settings, Identities.from_settings(settings), firewall)
+        metrics.callbacks.cache_stats = self._cache_stats
+        metrics.init_series([lst.name for lst in settings.listeners])
+        metrics.callbacks.masked_counts = lambda: dict(getattr(self.rt.firewall, "masking", None).counts) \
+            if getattr(self.rt.firewall, "masking", None) is not None else {}
         self._servers: list[asyncio.base_events.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
@@ -58,6 +62,12 @@ class Server:
         self.bound: dict[str, tuple[str, int]] = {}  # listener name -> actual address (port 0 resolved)
         self.store: Store | None = None
         self.approvals: ApprovalService | None = None
+
+    def _cache_stats(self) -> dict[str, int]:
+        classifiers = getattr(self.rt.firewall, "classifiers", {})
+        return {"hit": sum(c.hits for c in classifiers.values()),
+                "shape_hit": sum(c.shape_hits for c in classifiers.values()),
+                "miss": sum(c.misses for c in classifiers.values())}
 
     def _new_masking(self, rules: RuleSet) -> Masking | None:
         if not rules.masking:
@@ -92,6 +102,7 @@ class Server:
         self.approvals = ApprovalService(self.store, ApprovalSettings(self.settings.approvals.pending_ttl, public),
                                          Notifier(notify) if notify else None)
         self.approvals.start()
+        metrics.callbacks.pending = lambda: self.approvals.pending if self.approvals else 0
         if getattr(self.rt.firewall, "approvals", "absent") is None:
             self.rt.firewall.approvals = self.approvals  # type: ignore[attr-defined]
         log.event("store.open", backend=self.settings.storage.split("://")[0])
@@ -149,6 +160,7 @@ class Server:
             for p in e.problems:
                 log.warning("reload.failed", problem=str(p))
             log.warning("reload.kept_old", note="the running config and rules stay in force")
+            metrics.rules_reloads.labels("failed").inc()
             return [str(p) for p in e.problems]
         self.rt.firewall.reload(rules, self._new_masking(rules))
         if [(lst.name, lst.listen, lst.protocol) for lst in settings.listeners] != [
@@ -158,6 +170,7 @@ class Server:
         self.rt.identities = Identities.from_settings(settings, self.rt.identities)
         self.rt.settings = settings
         log.event("reload.ok", identities=len(self.rt.identities), policies=len(rules.policies))
+        metrics.rules_reloads.labels("ok").inc()
         return []
 
     def stop(self) -> None:

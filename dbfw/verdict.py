@@ -21,6 +21,7 @@ class Verdict:
     classification: Classification | None = None
     decision: Decision | None = None
     masks: list[StatementMask | None] | None = None  # allowed: how to mask each statement's result
+    cls: str = ""  # the statement's class, for metrics
 
     @classmethod
     def refuse(cls, sqlstate: str, message: str, detail: str | None = None, hint: str | None = None) -> Verdict:
@@ -30,6 +31,8 @@ class Verdict:
 
 
 ALLOW = Verdict(True)
+ALLOWED = {c: Verdict(True, cls=c) for c in ("read", "session", "transaction", "write", "bulk_export", "bulk_import",
+                                           "destructive_write", "ddl", "procedural", "privilege", "admin", "unknown")}
 
 
 def describe_statement(stmt: Statement | None) -> str | None:

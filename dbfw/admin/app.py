@@ -107,6 +107,19 @@ def build_app(server: Server) -> FastAPI:
         return JSONResponse({"ready": ready, "storage": storage, "upstreams": upstreams,
                              "draining": server.rt.draining}, status_code=200 if ready else 503)
 
+    @app.get("/metrics", tags=["health"])
+    async def metrics_endpoint(request: Request) -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        from .. import metrics
+
+        admin = server.settings.admin
+        if admin is not None and not admin.metrics_public:
+            who = principal(request)
+            if not (who.has_role("auditor") or who.has_role("admin")):
+                raise ApiError(403, f"{who.name} needs the auditor or admin role for metrics")
+        return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
     @app.get("/api/v1/approvals", tags=["approvals"])
     async def list_approvals(status: StatusFilter | None = None, limit: int = 200,
                              who: Principal = Depends(require("reviewer"))) -> dict[str, Any]:

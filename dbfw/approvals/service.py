@@ -15,7 +15,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from .. import log
+from .. import log, metrics
 from ..context import StatementContext
 from ..identity import Principal
 from ..policy.engine import Decision
@@ -71,6 +71,7 @@ class ApprovalService:
         self.settings = settings or ApprovalSettings()
         self.notifier = notifier
         self._expirer: asyncio.Task[None] | None = None
+        self.pending = 0  # requests waiting for a decision, refreshed every few seconds
 
     # --- the data path ------------------------------------------------------------------------------
 
@@ -87,6 +88,7 @@ class ApprovalService:
         request_id = await self.store.consume(ctx.identity, ctx.database, statement_hash, now,
                                               {"session": ctx.session_id})
         if request_id is not None:
+            metrics.approvals_total.labels("consumed").inc()
             return ALLOW
         latest = await self.store.latest(ctx.identity, ctx.database, statement_hash)
         if latest is not None and latest.status == "denied" and latest.decided_at is not None \
@@ -129,6 +131,7 @@ class ApprovalService:
         request_id = await self.store.consume_token(th, ctx.identity, ctx.database, statement_hash, now,
                                                     {"session": ctx.session_id})
         if request_id is not None:
+            metrics.approvals_total.labels("consumed").inc()
             return ALLOW
         record = await self.store.by_token(th)
         if record is None:
@@ -162,6 +165,7 @@ class ApprovalService:
                 request_id = await self.store.consume(ctx.identity, ctx.database, statement_hash, time.time(),
                                                       {"session": ctx.session_id, "held": True})
                 if request_id is not None:
+                    metrics.approvals_total.labels("consumed").inc()
                     return ALLOW
                 break
             if current.status == "denied":
@@ -217,6 +221,7 @@ class ApprovalService:
     # --- housekeeping -------------------------------------------------------------------------------
 
     async def _audit(self, actor: str, action: str, request_id: str | None, detail: dict[str, object]) -> None:
+        metrics.approvals_total.labels(action.removeprefix("approval.")).inc()
         await self.store.audit(actor, action, request_id, detail)
 
     def start(self) -> None:
@@ -229,14 +234,19 @@ class ApprovalService:
             await self.notifier.stop()
 
     async def _expire_forever(self) -> None:
+        rounds = 0
         while True:
-            await asyncio.sleep(30)
             try:
-                n = await self.store.expire(time.time())
-                if n:
-                    log.event("approval.expired", count=n)
+                self.pending = len(await self.store.list("pending", 100_000))
+                if rounds % 6 == 5:
+                    n = await self.store.expire(time.time())
+                    if n:
+                        metrics.approvals_total.labels("expired").inc(n)
+                        log.event("approval.expired", count=n)
             except Exception as e:  # the store may be briefly unreachable; try again next round
-                log.warning("approval.expire_failed", error=type(e).__name__)
+                log.warning("approval.store_unreachable", error=type(e).__name__)
+            rounds += 1
+            await asyncio.sleep(5)
 
 
 def _required(record: ApprovalRecord, decision: Decision) -> Verdict:

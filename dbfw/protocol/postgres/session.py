@@ -23,7 +23,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from ... import log
+from ... import log, metrics
 from ...config import Listener
 from ...context import StatementContext
 from ...firewall import Verdict
@@ -122,6 +122,10 @@ class PgSession:
         self._upstream_fatal_sent = False
         self.statements = 0
         self.tracker: ResultTracker | None = None
+        # For dbfw_statement_duration_seconds: per sync point sent upstream, when it started and its class.
+        self._timing: deque[tuple[float, str]] = deque()
+        self._batch_start = 0.0
+        self._batch_cls = ""
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -129,6 +133,8 @@ class PgSession:
         self.rt.add(self)
         started = time.monotonic()
         reason = "closed"
+        active = metrics.connections_active.labels(self.listener.name)
+        active.inc()
         try:
             reason = await self._run()
         except m.ProtocolError as e:
@@ -146,6 +152,8 @@ class PgSession:
             log.event("session.internal_error", 40, session=self.session_id, error=repr(e))
             await self._fatal_quietly("XX000", "dbfw: internal error; the session was closed")
         finally:
+            active.dec()
+            metrics.connections_total.labels(self.listener.name, reason).inc()
             self.rt.remove(self, self.cancel_key)
             if self.upstream is not None:
                 self._close_upstream()
@@ -361,6 +369,7 @@ class PgSession:
         try:
             self.upstream = await connect(up_cfg, database, params, max_message_size=self.listener.max_message_size)
         except UpstreamError as e:
+            metrics.upstream_errors.labels(self.listener.name).inc()
             log.warning("upstream.connect_failed", session=self.session_id, upstream=self.listener.upstream,
                         error=str(e), sqlstate=e.error.sqlstate if e.error else None)
             if e.error is not None and e.error.sqlstate not in ("28P01", "28000"):
@@ -435,6 +444,7 @@ class PgSession:
         if not self._upstream_fatal_sent:
             await self._fatal_quietly("08006", "dbfw: lost the connection to the database",
                                       detail="the statement in progress, if any, may not have completed")
+        metrics.upstream_errors.labels(self.listener.name).inc()
         log.warning("upstream.lost", session=self.session_id, upstream=self.listener.upstream)
         return "upstream_lost"
 
@@ -453,6 +463,9 @@ class PgSession:
         up_writer = self.upstream.writer
         frames, fw, ctx = self.frames, self.rt.firewall, self.ctx
         reader = self.reader
+        bytes_in = metrics.bytes_total.labels(self.listener.name, "client_to_upstream")
+        timing = self._timing
+        clock = time.perf_counter
         while True:
             try:
                 data = await reader.read(READ_SIZE)
@@ -460,6 +473,8 @@ class PgSession:
                 return "client_gone"
             if not data:
                 return "client_gone"
+            bytes_in.inc(len(data))
+            arrived = clock()
             frames.feed(data)
             out: list[bytes | memoryview] = []
             tracker = self.tracker
@@ -473,12 +488,14 @@ class PgSession:
                     self.inflight += 1
                     self.sent_sync_points += 1
                     query = m.Query.decode(frame.payload)
+                    started = arrived
                     if out:
                         up_writer.writelines(out)
                         out = []
                     verdict = await fw.check(ctx, self._sql_text(query.query))
                     self.statements += 1
                     rewritten = self._rewritten(verdict)
+                    timing.append((started, verdict.cls))
                     if tracker is not None:
                         tracker.query([_counted(verdict)] if rewritten else (verdict.masks or []))
                     if rewritten:
@@ -492,7 +509,10 @@ class PgSession:
                     if out:
                         up_writer.writelines(out)
                         out = []
+                    if not self._batch_start:
+                        self._batch_start = arrived
                     verdict = await fw.check(ctx, self._sql_text(parse.query))
+                    self._batch_cls = verdict.cls
                     self.statements += 1
                     rewritten = self._rewritten(verdict)
                     if tracker is not None:
@@ -508,10 +528,13 @@ class PgSession:
                 elif tag == _S:
                     self.inflight += 1
                     self.sent_sync_points += 1
+                    timing.append((self._batch_start or arrived, self._batch_cls or "read"))
+                    self._batch_start = 0.0
                     if tracker is not None:
                         tracker.sync()
                     out.append(frame.raw)
                 elif tag == _F:
+                    timing.append((arrived, "procedural"))
                     if tracker is not None:
                         tracker.sync()  # answered by FunctionCallResponse and ReadyForQuery
                     call = m.FunctionCall.decode(frame.payload)
@@ -542,6 +565,10 @@ class PgSession:
         reader, writer = up.reader, self.writer
         tracker = self.tracker
         scanner = m.RelayScanner(up.frames.max_size, up.frames.take_buffered())
+        bytes_out = metrics.bytes_total.labels(self.listener.name, "upstream_to_client")
+        durations: dict[str, object] = {}
+        timing = self._timing
+        clock = time.perf_counter
         cut_off = False  # the current result passed the row limit: its remaining rows are dropped
         while True:
             try:
@@ -550,6 +577,7 @@ class PgSession:
                 return "upstream_gone"
             if not data:
                 return "upstream_gone"
+            bytes_out.inc(len(data))
             out: list[bytes | memoryview] = []
             limit = self._row_limit()
             wanted = _WANTED_MASKING if tracker is not None else (_WANTED_LIMIT if limit else _WANTED)
@@ -589,6 +617,12 @@ class PgSession:
                     if tag == _Z:
                         self.inflight -= 1
                         self.received_ready += 1
+                        if timing:
+                            began, cls = timing.popleft()
+                            hist = durations.get(cls)
+                            if hist is None:
+                                hist = durations[cls] = metrics.statement_duration.labels(self.listener.name, cls)
+                            hist.observe(clock() - began)  # type: ignore[attr-defined]
                         subs = self.substitutions
                         while subs and subs[0].batch <= self.received_ready:
                             subs.popleft()
