@@ -213,6 +213,122 @@ def approvals_deny(url: str | None, config: Path | None, request_id: str, reason
     click.echo(json.dumps(_client_call(_admin_client(url, config).deny, request_id, reason), indent=2))
 
 
+def _store_of(config: Path | None) -> Any:
+    from .store.base import open_store
+
+    settings, path = _load(config)
+    return open_store(settings.storage, path.resolve().parent)
+
+
+def _with_store(config: Path | None, work: Any) -> Any:
+    import asyncio
+
+    from .store.base import StoreError
+
+    async def run() -> Any:
+        store = _store_of(config)
+        try:
+            await store.open()
+        except StoreError as e:
+            click.echo(f"dbfw: {e}", err=True)
+            sys.exit(1)
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+@main.group()
+def recordings() -> None:
+    """Read session recordings from the configured storage."""
+
+
+@recordings.command("list")
+@_config_option
+@click.option("--limit", default=50, show_default=True)
+def recordings_list(config: Path | None, limit: int) -> None:
+    for s in _with_store(config, lambda st: st.sessions(limit)):
+        click.echo(f"{s['id']}  {s['started_at']}  {s['identity']:<16} {s['database']:<12} {s['client_addr']:<22} "
+                   f"{s['end_reason'] or 'open'}")
+
+
+@recordings.command("show")
+@_config_option
+@click.argument("session_id")
+@click.option("--jsonl", is_flag=True, help="one JSON object per event (for a SIEM)")
+def recordings_show(config: Path | None, session_id: str, jsonl: bool) -> None:
+    found = _with_store(config, lambda st: st.session(session_id))
+    if found is None:
+        click.echo(f"dbfw: no recorded session {session_id}", err=True)
+        sys.exit(1)
+    if jsonl:
+        for event in found.pop("events"):
+            click.echo(json.dumps({"session": found["id"], "identity": found["identity"], **event}))
+        return
+    click.echo(json.dumps(found, indent=2))
+
+
+@recordings.command("replay")
+@_config_option
+@click.argument("session_id")
+@click.option("--speed", default=0.0, show_default=True, help="0: print at once; 1: with the original timing")
+def recordings_replay(config: Path | None, session_id: str, speed: float) -> None:
+    """Print the session as it happened, like a terminal transcript."""
+    import time as _time
+
+    found = _with_store(config, lambda st: st.session(session_id))
+    if found is None:
+        click.echo(f"dbfw: no recorded session {session_id}", err=True)
+        sys.exit(1)
+    click.echo(f"-- session {found['id']}: {found['identity']} from {found['client_addr']} to "
+               f"{found['database']} via {found['listener']}, {found['started_at']}")
+    events = found["events"]
+    start = events[0]["t"] if events else 0.0
+    previous = start
+    for e in events:
+        if speed > 0:
+            _time.sleep(min((e["t"] - previous) / speed, 5.0))
+        previous = e["t"]
+        stamp = f"[+{e['t'] - start:8.3f}s]"
+        kind = e["kind"]
+        if kind == "statement":
+            verdict = e["action"] if "refused" not in e else f"{e['action']} ({e['refused']})"
+            click.echo(f"{stamp} {found['identity']}=> {e['sql']}")
+            click.echo(f"{' ' * len(stamp)}    {e['class']}, {verdict}, policy {e['policy'] or '-'}"
+                       + (f", approval {e['approval']}" if "approval" in e else ""))
+        elif kind == "result":
+            outcome = f"error {e['error']}" if "error" in e else f"{e.get('rows', 0)} row(s)"
+            click.echo(f"{' ' * len(stamp)}    -> {outcome} in {e['seconds'] * 1000:.1f} ms")
+        else:
+            detail = {k: v for k, v in e.items() if k not in ("at", "t", "kind")}
+            click.echo(f"{stamp} {kind} {json.dumps(detail)}")
+    click.echo(f"-- ended {found['ended_at'] or '(still open)'}: {found['end_reason'] or ''}")
+
+
+@main.group()
+def audit() -> None:
+    """The tamper-evident audit trail."""
+
+
+@audit.command("verify")
+@_config_option
+def audit_verify(config: Path | None) -> None:
+    """Check the hash chain of the audit log; exit 1 naming the first broken record."""
+
+    async def work(st: Any) -> tuple[int, Any]:
+        await st.seal()
+        return await st.verify()
+
+    checked, broken = _with_store(config, work)
+    if broken is not None:
+        click.echo(f"dbfw: audit chain broken at record {broken['id']} (seal #{broken['seal_seq']}): "
+                   f"{broken['why']}; {checked} record(s) before it check out", err=True)
+        sys.exit(1)
+    click.echo(f"audit chain ok: {checked} record(s)")
+
+
 @main.command("hash-password")
 @click.option("--iterations", default=4096, show_default=True, type=click.IntRange(1000, 10_000_000))
 def hash_password(iterations: int) -> None:

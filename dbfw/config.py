@@ -203,6 +203,11 @@ class Notify(_Model):
     webhook_url: str | None = None  # each new request is POSTed here as JSON
 
 
+class Audit(_Model):
+    record: bool = True  # record sessions and statements in the storage
+    redact_literals: bool = False  # record SQL with its literals replaced by '?'
+
+
 class Logging(_Model):
     format: Literal["text", "json"] = "text"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -217,6 +222,7 @@ class Settings(_Model):
     admin: Admin | None = None
     approvals: Approvals = Approvals()
     notify: Notify = Notify()
+    audit: Audit = Audit()
     masking_key: str | None = Field(default=None, repr=False)  # key of the hash mask; else $DBFW_MASKING_KEY
     logging: Logging = Logging()
     shutdown_grace: Duration = 30.0

@@ -12,6 +12,7 @@ from dataclasses import replace
 
 from . import log, metrics
 from .approvals.service import ApprovalService
+from .audit.recorder import Recorder
 from .context import StatementContext
 from .masking.service import Masking
 from .policy.engine import Decision, decide, decide_statement
@@ -44,6 +45,9 @@ class Firewall:
         self.masking = masking
         self.classifiers = {"postgres": SQLClassifier("postgres"), "mysql": SQLClassifier("mysql")}
         self._counters: dict[tuple[str, str, str, str], object] = {}
+        self.recorder: Recorder | None = None
+        self._decisions: dict[str, Decision] = {}
+        self.recording: dict[str, dict[str, object]] = {}
         self._overhead: dict[str, object] = {}
 
     def reload(self, rules: RuleSet, masking: Masking | None = None) -> None:
@@ -53,7 +57,9 @@ class Firewall:
     def classify(self, ctx: StatementContext, sql: str) -> Classification:
         return self.classifiers[ctx.protocol].classify(sql, ctx.database)
 
-    async def check(self, ctx: StatementContext, sql: str) -> Verdict:
+    async def check(self, ctx: StatementContext, sql: str, record: bool = True) -> Verdict:
+        """Decide on one message's statement text. With ``record=False`` (a Parse: the statement runs at each
+        Execute) the recording's content is left in ``recording[ctx.session_id]`` for the session."""
         started = time.perf_counter()
         classification = self.classify(ctx, sql)
         verdict = await self._check(ctx, sql, classification)
@@ -67,6 +73,15 @@ class Firewall:
         child.inc()
         if verdict.cls == "unknown":
             metrics.parse_failures.labels(ctx.listener).inc()
+        decision = self._decisions.pop(ctx.session_id, None)  # one statement at a time per session
+        recorder = self.recorder
+        if recorder is not None:
+            detail = recorder.describe(sql, classification, key[3], decision.policy if decision is not None else "",
+                                       verdict.request_id, None if verdict.allowed else verdict.sqlstate)
+            if record or not verdict.allowed:
+                await recorder.statement(ctx, detail)
+            else:
+                self.recording[ctx.session_id] = detail
         hist = self._overhead.get(ctx.listener)
         if hist is None:
             hist = self._overhead[ctx.listener] = metrics.overhead.labels(ctx.listener)
@@ -75,6 +90,7 @@ class Firewall:
 
     async def _check(self, ctx: StatementContext, sql: str, classification: Classification) -> Verdict:
         decision = decide(self.rules, ctx, classification)
+        self._decisions[ctx.session_id] = decision
         if decision.action != "allow":
             if decision.action != "require_approval" or self.approvals is None:
                 return self.refusal(decision, classification)

@@ -16,6 +16,7 @@ from . import __version__ as VERSION
 from . import log, metrics
 from .approvals.notify import Notifier
 from .approvals.service import ApprovalService, ApprovalSettings
+from .audit.recorder import Recorder
 from .config import ConfigError, Listener, Settings, load_settings
 from .context import StatementContext
 from .firewall import Firewall
@@ -62,6 +63,7 @@ class Server:
         self.bound: dict[str, tuple[str, int]] = {}  # listener name -> actual address (port 0 resolved)
         self.store: Store | None = None
         self.approvals: ApprovalService | None = None
+        self.recorder: Recorder | None = None
 
     def _cache_stats(self) -> dict[str, int]:
         classifiers = getattr(self.rt.firewall, "classifiers", {})
@@ -102,6 +104,12 @@ class Server:
         self.approvals = ApprovalService(self.store, ApprovalSettings(self.settings.approvals.pending_ttl, public),
                                          Notifier(notify) if notify else None)
         self.approvals.start()
+        if self.settings.audit.record:
+            self.recorder = Recorder(self.store, self.settings.audit.redact_literals)
+            self.recorder.start()
+            if hasattr(self.rt.firewall, "recorder"):
+                self.rt.firewall.recorder = self.recorder
+            self.rt.recorder = self.recorder
         metrics.callbacks.pending = lambda: self.approvals.pending if self.approvals else 0
         if getattr(self.rt.firewall, "approvals", "absent") is None:
             self.rt.firewall.approvals = self.approvals  # type: ignore[attr-defined]
@@ -197,6 +205,8 @@ class Server:
                 await asyncio.wait(pending, timeout=5)
         if self._admin is not None:
             await self._admin.stop()
+        if self.recorder is not None:
+            await self.recorder.stop()
         if self.approvals is not None:
             await self.approvals.stop()
         if self.store is not None:

@@ -22,6 +22,7 @@ class Verdict:
     decision: Decision | None = None
     masks: list[StatementMask | None] | None = None  # allowed: how to mask each statement's result
     cls: str = ""  # the statement's class, for metrics
+    request_id: str | None = None  # the approval request this verdict is about
 
     @classmethod
     def refuse(cls, sqlstate: str, message: str, detail: str | None = None, hint: str | None = None) -> Verdict:

@@ -153,6 +153,25 @@ def build_app(server: Server) -> FastAPI:
     async def approval_events(request_id: str, who: Principal = Depends(require("reviewer", "auditor"))) -> Any:
         return {"events": await service().store.audit_events(request_id)}
 
+    @app.get("/api/v1/sessions", tags=["recordings"])
+    async def list_sessions(limit: int = 200, who: Principal = Depends(require("auditor"))) -> dict[str, Any]:
+        if server.store is None:
+            raise ApiError(503, "recordings are not available: the store is not open")
+        if server.recorder is not None:
+            await server.recorder.flush()
+        return {"sessions": await server.store.sessions(max(1, min(limit, 1000)))}
+
+    @app.get("/api/v1/sessions/{session_id}", tags=["recordings"])
+    async def get_session(session_id: str, who: Principal = Depends(require("auditor"))) -> dict[str, Any]:
+        if server.store is None:
+            raise ApiError(503, "recordings are not available: the store is not open")
+        if server.recorder is not None:
+            await server.recorder.flush()
+        found = await server.store.session(session_id)
+        if found is None:
+            raise ApiError(404, f"no recorded session {session_id}")
+        return found
+
     @app.post("/api/v1/rules/reload", tags=["rules"])
     async def reload_rules(who: Principal = Depends(require("admin"))) -> Response:
         problems = server.reload_with_problems()

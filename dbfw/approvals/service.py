@@ -256,13 +256,13 @@ def _required(record: ApprovalRecord, decision: Decision) -> Verdict:
         f"{what} {record.required_approvals} approval(s) needed from {_reviewers_text(record.reviewers)}; the request "
         f"waits until {_clock(record.expires_at)}.",
         f"a reviewer other than you approves it (dbfw approvals approve {record.id}); then run the same "
-        "statement again", None, decision)
+        "statement again", None, decision, request_id=record.id)
 
 
 def _denied(record: ApprovalRecord) -> Verdict:
     return Verdict(False, "DBF03", f"dbfw: request {record.id} was denied by {record.decided_by}",
                    f"reason: {record.reason}", "change the statement or talk to the reviewer; a retry of the same "
-                   "statement is refused for a while", None, None)
+                   "statement is refused for a while", None, None, request_id=record.id)
 
 
 def _reviewers_text(reviewers: tuple[str, ...]) -> str:

@@ -6,6 +6,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ..audit.recorder import Recorder
 from ..config import Settings
 from ..firewall import Firewall
 from ..identity import Identities
@@ -27,6 +28,7 @@ class Runtime:
     identities: Identities
     firewall: Firewall
     draining: bool = False
+    recorder: Recorder | None = None
     sessions: dict[str, Session] = field(default_factory=dict)
     # dbfw's own BackendKeyData (pid, secret) -> the session it was handed to.
     cancel_keys: dict[tuple[int, bytes], Session] = field(default_factory=dict)

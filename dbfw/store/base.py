@@ -8,6 +8,7 @@ in one dbfw or in several sharing a PostgreSQL store, let exactly one statement 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from abc import ABC, abstractmethod
@@ -64,7 +65,38 @@ MIGRATIONS: list[list[str]] = [
             detail TEXT NOT NULL
         )""",
     ],
+    [
+        # Session recordings share the audit table, and every record is chained to the one before it:
+        # seal_seq is the order of the chain (given when a record is sealed), hash covers the record and
+        # the previous record's hash.
+        "ALTER TABLE audit_events ADD COLUMN session_id TEXT",
+        "ALTER TABLE audit_events ADD COLUMN seal_seq BIGINT",
+        "ALTER TABLE audit_events ADD COLUMN prev_hash TEXT",
+        "ALTER TABLE audit_events ADD COLUMN hash TEXT",
+        "CREATE INDEX audit_events_session ON audit_events (session_id, id)",
+        "CREATE INDEX audit_events_seal ON audit_events (seal_seq)",
+        """CREATE TABLE sessions (
+            id TEXT PRIMARY KEY,
+            identity TEXT NOT NULL,
+            client_addr TEXT NOT NULL,
+            listener TEXT NOT NULL,
+            database_name TEXT NOT NULL,
+            started_at DOUBLE PRECISION NOT NULL,
+            ended_at DOUBLE PRECISION,
+            end_reason TEXT
+        )""",
+        "CREATE INDEX sessions_started ON sessions (started_at)",
+    ],
 ]
+
+GENESIS = "0" * 64
+
+
+def chain_hash(prev: str, row: Sequence[Any]) -> str:
+    """sha256 over the previous record's hash and this record's fields, in a canonical form."""
+    at, actor, action, request_id, session_id, detail = row
+    body = json.dumps([prev, repr(float(at)), actor, action, request_id, session_id, detail], ensure_ascii=True)
+    return hashlib.sha256(body.encode()).hexdigest()
 
 
 class StoreError(Exception):
@@ -291,6 +323,61 @@ class Store(ABC):
                                   "VALUES (?, ?, ?, ?, ?)",
                                   (time.time(), actor, action, request_id, json.dumps(detail, sort_keys=True)))])
 
+    # --- session recordings -------------------------------------------------------------------------
+
+    _EVENT = ("INSERT INTO audit_events (at, actor, action, request_id, session_id, detail) "
+              "VALUES (?, ?, ?, ?, ?, ?)")
+
+    @abstractmethod
+    async def _insert_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """Insert rows in one transaction (one round trip where the backend allows)."""
+
+    async def record(self, sessions: list[tuple[Any, ...]], ends: list[tuple[Any, ...]],
+                     events: list[tuple[Any, ...]]) -> None:
+        """Store recorded sessions, their ends and their events. Events: (at, actor, action, request_id,
+        session_id, detail_json)."""
+        if sessions:
+            await self._insert_many("INSERT INTO sessions (id, identity, client_addr, listener, database_name, "
+                                    "started_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", sessions)
+        if events:
+            await self._insert_many(self._EVENT, events)
+        if ends:
+            await self._insert_many("UPDATE sessions SET ended_at = ?, end_reason = ? WHERE id = ?", ends)
+
+    @abstractmethod
+    async def seal(self) -> int:
+        """Chain every record not sealed yet to the last sealed one; return how many were sealed."""
+
+    async def verify(self) -> tuple[int, dict[str, Any] | None]:
+        """Walk the chain: how many records check out, and the first that does not (with why)."""
+        rows = await self._fetch("SELECT id, at, actor, action, request_id, session_id, detail, prev_hash, hash, "
+                                 "seal_seq FROM audit_events WHERE seal_seq IS NOT NULL ORDER BY seal_seq")
+        prev = GENESIS
+        for n, r in enumerate(rows):
+            rid, fields, prev_hash, digest = r[0], r[1:7], r[7], r[8]
+            if prev_hash != prev:
+                return n, {"id": rid, "seal_seq": r[9], "why": "the link to the record before it is broken"}
+            if chain_hash(prev, fields) != digest:
+                return n, {"id": rid, "seal_seq": r[9], "why": "the record was changed after it was sealed"}
+            prev = digest
+        return len(rows), None
+
+    async def sessions(self, limit: int = 200) -> list[dict[str, Any]]:
+        rows = await self._fetch("SELECT id, identity, client_addr, listener, database_name, started_at, ended_at, "
+                                 "end_reason FROM sessions ORDER BY started_at DESC LIMIT ?", (limit,))
+        return [_session_json(r) for r in rows]
+
+    async def session(self, session_id: str) -> dict[str, Any] | None:
+        rows = await self._fetch("SELECT id, identity, client_addr, listener, database_name, started_at, ended_at, "
+                                 "end_reason FROM sessions WHERE id = ?", (session_id,))
+        if not rows:
+            return None
+        out = _session_json(rows[0])
+        events = await self._fetch("SELECT at, action, detail FROM audit_events WHERE session_id = ? ORDER BY id",
+                                   (session_id,))
+        out["events"] = [{"at": _iso(e[0]), "t": float(e[0]), "kind": e[1], **json.loads(e[2])} for e in events]
+        return out
+
     async def audit_events(self, request_id: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
         if request_id is None:
             rows = await self._fetch("SELECT at, actor, action, request_id, detail FROM audit_events ORDER BY id "
@@ -300,6 +387,11 @@ class Store(ABC):
                                      "request_id = ? ORDER BY id", (request_id,))
         return [{"at": _iso(r[0]), "actor": r[1], "action": r[2], "request_id": r[3], "detail": json.loads(r[4])}
                 for r in rows]
+
+
+def _session_json(r: Sequence[Any]) -> dict[str, Any]:
+    return {"id": r[0], "identity": r[1], "client_addr": r[2], "listener": r[3], "database": r[4],
+            "started_at": _iso(r[5]), "ended_at": _iso(r[6]), "end_reason": r[7]}
 
 
 def open_store(url: str, base: Path | None = None) -> Store:

@@ -9,10 +9,11 @@ from typing import Any
 
 import asyncpg
 
-from .base import MIGRATIONS, Store, StoreError
+from .base import GENESIS, MIGRATIONS, Store, StoreError, chain_hash
 
 _PLACEHOLDER = re.compile(r"\?")
 _MIGRATION_LOCK = 0x64626677  # "dbfw": serialises migrations of instances starting together
+_SEAL_LOCK = 0x64626678  # one sealer of the audit chain at a time
 
 
 def _numbered(sql: str) -> str:
@@ -58,6 +59,30 @@ class PostgresStore(Store):
         assert self._pool is not None
         rows = await self._pool.fetch(sql, *args, now, actor, json.dumps(detail, sort_keys=True))
         return rows[0][0] if rows else None
+
+    async def _insert_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        assert self._pool is not None
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.executemany(self._q(sql), rows)
+
+    async def seal(self) -> int:
+        assert self._pool is not None
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _SEAL_LOCK)  # one sealer across instances
+            last = await conn.fetchrow("SELECT hash, seal_seq FROM audit_events WHERE seal_seq IS NOT NULL "
+                                       "ORDER BY seal_seq DESC LIMIT 1")
+            prev, seq = (last[0], last[1]) if last else (GENESIS, 0)
+            rows = await conn.fetch("SELECT id, at, actor, action, request_id, session_id, detail FROM audit_events "
+                                    "WHERE seal_seq IS NULL ORDER BY id")
+            updates = []
+            for r in rows:
+                seq += 1
+                digest = chain_hash(prev, tuple(r)[1:])
+                updates.append((seq, prev, digest, r[0]))
+                prev = digest
+            await conn.executemany("UPDATE audit_events SET seal_seq = $1, prev_hash = $2, hash = $3 WHERE id = $4",
+                                   updates)
+            return len(updates)
 
     async def close(self) -> None:
         if self._pool is not None:

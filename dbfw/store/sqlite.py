@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from .base import MIGRATIONS, Store, StoreError
+from .base import GENESIS, MIGRATIONS, Store, StoreError, chain_hash
 
 
 class SQLiteStore(Store):
@@ -102,6 +102,46 @@ class SQLiteStore(Store):
                        detail: dict[str, Any]) -> str | None:
         """The consuming UPDATE and its audit record: one transaction, one hop to the store's thread."""
         return await self._run(self._consume_sync, update, args, actor, now, json.dumps(detail, sort_keys=True))
+
+    def _insert_many_sync(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        conn = self._conn
+        assert conn is not None
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(sql, rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    async def _insert_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        await self._run(self._insert_many_sync, sql, rows)
+
+    def _seal_sync(self) -> int:
+        conn = self._conn
+        assert conn is not None
+        conn.execute("BEGIN IMMEDIATE")  # one sealer at a time, even across processes
+        try:
+            last = conn.execute("SELECT hash, seal_seq FROM audit_events WHERE seal_seq IS NOT NULL "
+                                "ORDER BY seal_seq DESC LIMIT 1").fetchone()
+            prev, seq = (last[0], last[1]) if last else (GENESIS, 0)
+            rows = conn.execute("SELECT id, at, actor, action, request_id, session_id, detail FROM audit_events "
+                                "WHERE seal_seq IS NULL ORDER BY id").fetchall()
+            updates = []
+            for r in rows:
+                seq += 1
+                digest = chain_hash(prev, r[1:])
+                updates.append((seq, prev, digest, r[0]))
+                prev = digest
+            conn.executemany("UPDATE audit_events SET seal_seq = ?, prev_hash = ?, hash = ? WHERE id = ?", updates)
+            conn.execute("COMMIT")
+            return len(updates)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    async def seal(self) -> int:
+        return await self._run(self._seal_sync)
 
     async def _transaction(self, steps: list[tuple[str, Sequence[Any]]]) -> list[list[tuple[Any, ...]]]:
         return await self._run(self._transaction_sync, steps)

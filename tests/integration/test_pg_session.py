@@ -32,7 +32,7 @@ class MarkerFirewall(Firewall):
     def __init__(self) -> None:
         self.seen: list[str] = []
 
-    async def check(self, ctx: StatementContext, sql: str) -> Verdict:
+    async def check(self, ctx: StatementContext, sql: str, record: bool = True) -> Verdict:
         self.seen.append(sql)
         if MARKER in sql:
             return Verdict.refuse("DBF02", 'denied by policy "test-marker"', detail="the statement names the marker",

@@ -24,6 +24,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from ... import log, metrics
+from ...audit.recorder import HIGH_RISK
 from ...config import Listener
 from ...context import StatementContext
 from ...firewall import Verdict
@@ -49,6 +50,7 @@ _TRACKED = frozenset((_BIND, _DESCRIBE, _EXECUTE, _CLOSE))
 _DATA_ROW, _ROW_DESCRIPTION, _NO_DATA, _COPY_OUT, _COPY_DATA = ord("D"), ord("T"), ord("n"), ord("H"), ord("d")
 _DONE = frozenset(b"CIs")  # CommandComplete, EmptyQueryResponse, PortalSuspended
 _COMMAND_COMPLETE = ord("C")
+_HIGH_RISK = HIGH_RISK
 _RESULT_TAGS = frozenset(b"DTnCIsEZHd")
 # Backend messages the relay looks at; every other one is forwarded by its header alone.
 _WANTED = frozenset(b"ZES")
@@ -124,6 +126,9 @@ class PgSession:
         self.tracker: ResultTracker | None = None
         # For dbfw_statement_duration_seconds: per sync point sent upstream, when it started and its class.
         self._timing: deque[tuple[float, str]] = deque()
+        # For recordings: what each prepared statement is, and which statement each portal runs.
+        self._prepared: dict[str, dict[str, object] | None] = {}
+        self._portals: dict[str, str] = {}
         self._batch_start = 0.0
         self._batch_cls = ""
 
@@ -158,6 +163,8 @@ class PgSession:
             if self.upstream is not None:
                 self._close_upstream()
             self._close_client()
+            if self.ctx is not None and self.rt.recorder is not None:
+                self.rt.recorder.session_ended(self.ctx, reason)
             if self.ctx is not None:
                 log.event("session.end", session=self.session_id, identity=self.ctx.identity,
                           listener=self.listener.name, reason=reason, statements=self.statements,
@@ -309,11 +316,15 @@ class PgSession:
         if not ok or principal is None:
             log.warning("auth.failed", user=user, client=self.client_addr, listener=self.listener.name,
                         method=method or "none")
+            if self.rt.recorder is not None:
+                self.rt.recorder.login_failed(user, self.client_addr, self.listener.name, "wrong password or user")
             await self._fatal("28P01", f'dbfw: password authentication failed for user "{user}"',
                               hint="log in with your dbfw identity and its password")
             return None
         if not principal.can_connect:
             log.warning("auth.refused_role", user=user, client=self.client_addr, listener=self.listener.name)
+            if self.rt.recorder is not None:
+                self.rt.recorder.login_failed(user, self.client_addr, self.listener.name, "no agent role")
             await self._fatal("28000", f'dbfw: identity "{user}" may not connect through a listener',
                               detail="Only identities with the agent role can run statements.",
                               hint="ask a dbfw admin to grant the agent role to this identity")
@@ -402,6 +413,8 @@ class PgSession:
         pid, secret = self.cancel_key
         await self._send(b"".join(up.startup_messages) + m.BackendKeyData(pid, secret).encode()
                          + m.ReadyForQuery(up.status).encode())
+        if self.rt.recorder is not None:
+            self.rt.recorder.session_started(self.ctx)
         log.event("session.start", session=self.session_id, identity=principal.name, listener=self.listener.name,
                   client=self.client_addr, database=database, tls=self.tls_active)
         return True
@@ -465,6 +478,7 @@ class PgSession:
         reader = self.reader
         bytes_in = metrics.bytes_total.labels(self.listener.name, "client_to_upstream")
         timing = self._timing
+        recorder = self.rt.recorder
         clock = time.perf_counter
         while True:
             try:
@@ -483,6 +497,13 @@ class PgSession:
                 if tag in _RELAYED or frame.streamed:
                     if tracker is not None and tag in _TRACKED and not frame.streamed:
                         self._track_frontend(tracker, tag, frame)
+                    if recorder is not None and not frame.streamed and tag in (_BIND, _EXECUTE):
+                        detail = self._recorded_execution(tag, frame)
+                        if detail is not None:
+                            if out and detail["class"] in _HIGH_RISK:
+                                up_writer.writelines(out)
+                                out = []
+                            await recorder.statement(ctx, detail)  # high-risk: durable before it runs
                     out.append(frame.raw)
                 elif tag == _Q:
                     self.inflight += 1
@@ -511,7 +532,10 @@ class PgSession:
                         out = []
                     if not self._batch_start:
                         self._batch_start = arrived
-                    verdict = await fw.check(ctx, self._sql_text(parse.query))
+                    verdict = await fw.check(ctx, self._sql_text(parse.query), record=False)
+                    recording = getattr(fw, "recording", None)
+                    if recording is not None:
+                        self._prepared[parse.name] = recording.pop(ctx.session_id, None)
                     self._batch_cls = verdict.cls
                     self.statements += 1
                     rewritten = self._rewritten(verdict)
@@ -568,6 +592,13 @@ class PgSession:
         bytes_out = metrics.bytes_total.labels(self.listener.name, "upstream_to_client")
         durations: dict[str, object] = {}
         timing = self._timing
+        recorder, ctx = self.rt.recorder, self.ctx
+        rows: int | None = None
+        error: str | None = None
+        if recorder is not None and tracker is None:
+            base_wanted = _WANTED | {_COMMAND_COMPLETE}
+        else:
+            base_wanted = _WANTED
         clock = time.perf_counter
         cut_off = False  # the current result passed the row limit: its remaining rows are dropped
         while True:
@@ -580,7 +611,8 @@ class PgSession:
             bytes_out.inc(len(data))
             out: list[bytes | memoryview] = []
             limit = self._row_limit()
-            wanted = _WANTED_MASKING if tracker is not None else (_WANTED_LIMIT if limit else _WANTED)
+            wanted = _WANTED_MASKING if tracker is not None else (
+                (base_wanted | _RESULT_ENDS) if limit else base_wanted)
             if limit is None:
                 scanner.rows_left = None
             elif scanner.rows_left is None:
@@ -614,6 +646,13 @@ class PgSession:
                         if rebuilt is not None:
                             out.append(rebuilt)
                             continue
+                    if recorder is not None:
+                        if tag == _COMMAND_COMPLETE:
+                            words = bytes(raw[5:]).rstrip(b"\x00").split()
+                            if words and words[-1].isdigit():
+                                rows = (rows or 0) + int(words[-1])
+                        elif tag == _E:
+                            error = m.ErrorResponse.decode(raw[5:]).sqlstate
                     if tag == _Z:
                         self.inflight -= 1
                         self.received_ready += 1
@@ -622,7 +661,11 @@ class PgSession:
                             hist = durations.get(cls)
                             if hist is None:
                                 hist = durations[cls] = metrics.statement_duration.labels(self.listener.name, cls)
-                            hist.observe(clock() - began)  # type: ignore[attr-defined]
+                            elapsed = clock() - began
+                            hist.observe(elapsed)  # type: ignore[attr-defined]
+                            if recorder is not None and ctx is not None:
+                                recorder.result(ctx, elapsed, rows, error)
+                        rows = error = None
                         subs = self.substitutions
                         while subs and subs[0].batch <= self.received_ready:
                             subs.popleft()
@@ -648,6 +691,18 @@ class PgSession:
                     return "client_gone"
             if self.draining and self.inflight == 0:
                 self._drain_now.set()
+
+    def _recorded_execution(self, tag: int, frame: m.Frame) -> dict[str, object] | None:
+        """Bind remembers which prepared statement a portal runs; Execute records one execution of it."""
+        if tag == _BIND:
+            payload = bytes(frame.payload)
+            end = payload.index(0)
+            portal = payload[:end].decode("utf-8", "surrogateescape")
+            statement = payload[end + 1:payload.index(0, end + 1)].decode("utf-8", "surrogateescape")
+            self._portals[portal] = statement
+            return None
+        portal = m.Execute.decode(frame.payload).portal
+        return self._prepared.get(self._portals.get(portal, ""))
 
     def _rewritten(self, verdict: Verdict) -> str | None:
         """The statement as the upstream should run it, with its masks inside, when that is possible:

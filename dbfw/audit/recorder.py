@@ -1,0 +1,134 @@
+"""Session recordings: who connected, every statement with its decision and outcome, login failures.
+
+Events are buffered and written off the hot path in batches; a high-risk statement is written before
+it runs. A sealer chains every record to the one before it (tamper evidence), and a shutdown flushes
+and seals everything. No result value is ever recorded; with ``redact_literals`` neither are the
+literals of recorded SQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+from .. import log
+from ..context import StatementContext
+from ..sql.classify import Classification
+from ..store.base import Store
+
+FLUSH_INTERVAL = 0.2
+SEAL_INTERVAL = 1.0
+HIGH_RISK = frozenset({"destructive_write", "ddl", "procedural", "privilege", "admin", "bulk_export",
+                       "bulk_import", "unknown"})
+
+
+def redacted_sql(classification: Classification) -> str:
+    """The message with every literal replaced by '?' (the classification's shape)."""
+    out = []
+    parts = classification.shape.split("\x00")
+    for i, part in enumerate(parts):
+        out.append("?" if i % 2 else part)
+    return "".join(out)
+
+
+class Recorder:
+    def __init__(self, store: Store, redact_literals: bool = False):
+        self.store = store
+        self.redact_literals = redact_literals
+        self._sessions: list[tuple[Any, ...]] = []
+        self._ends: list[tuple[Any, ...]] = []
+        self._events: list[tuple[Any, ...]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self.recorded = 0
+
+    # --- what the sessions and the firewall report ----------------------------------------------------
+
+    def session_started(self, ctx: StatementContext) -> None:
+        now = time.time()
+        self._sessions.append((ctx.session_id, ctx.identity, ctx.client_addr, ctx.listener, ctx.database, now))
+        self._event(now, ctx.identity, "session_start", ctx.session_id,
+                    {"client": ctx.client_addr, "listener": ctx.listener, "database": ctx.database})
+
+    def session_ended(self, ctx: StatementContext, reason: str) -> None:
+        now = time.time()
+        self._event(now, ctx.identity, "session_end", ctx.session_id, {"reason": reason})
+        self._ends.append((now, reason, ctx.session_id))
+
+    def login_failed(self, user: str, client: str, listener: str, why: str) -> None:
+        self._event(time.time(), user, "login_failed", None, {"client": client, "listener": listener, "why": why})
+
+    def describe(self, sql: str, classification: Classification, action: str, policy: str,
+                 request_id: str | None, sqlstate: str | None) -> dict[str, Any]:
+        """A statement event's content, made once per statement text (a prepared statement's executions
+        share it)."""
+        detail: dict[str, Any] = {"sql": redacted_sql(classification) if self.redact_literals else sql,
+                                  "fingerprint": classification.fingerprint, "class": classification.cls,
+                                  "action": action, "policy": policy}
+        if request_id:
+            detail["approval"] = request_id
+        if sqlstate:
+            detail["refused"] = sqlstate
+        return detail
+
+    async def statement(self, ctx: StatementContext, detail: dict[str, Any]) -> None:
+        """One execution of a statement; a high-risk one that runs is written before it runs."""
+        self._event(time.time(), ctx.identity, "statement", ctx.session_id, detail)
+        if detail["class"] in HIGH_RISK and "refused" not in detail:
+            await self.flush()
+
+    def result(self, ctx: StatementContext, seconds: float, rows: int | None, error: str | None) -> None:
+        detail: dict[str, Any] = {"seconds": round(seconds, 6)}
+        if rows is not None:
+            detail["rows"] = rows
+        if error:
+            detail["error"] = error
+        self._event(time.time(), ctx.identity, "result", ctx.session_id, detail)
+
+    def _event(self, at: float, actor: str, action: str, session_id: str | None, detail: dict[str, Any]) -> None:
+        self._events.append((at, actor, action, None, session_id, json.dumps(detail, sort_keys=True)))
+
+    # --- writing -------------------------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        async with self._lock:
+            sessions, ends, events = self._sessions, self._ends, self._events
+            if not (sessions or ends or events):
+                return
+            self._sessions, self._ends, self._events = [], [], []
+            try:
+                await self.store.record(sessions, ends, events)
+                self.recorded += len(events)
+            except Exception as e:  # keep them for the next round rather than lose them
+                self._sessions[:0], self._ends[:0], self._events[:0] = sessions, ends, events
+                log.warning("recording.write_failed", error=type(e).__name__, pending=len(self._events))
+                raise
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        last_seal = time.monotonic()
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL)
+            try:
+                await self.flush()
+                if time.monotonic() - last_seal >= SEAL_INTERVAL:
+                    await self.store.seal()
+                    last_seal = time.monotonic()
+            except Exception:  # reported by flush; the next round tries again
+                pass
+
+    async def stop(self) -> None:
+        """Write and seal everything still buffered (SIGTERM loses nothing)."""
+        if self._task is not None:
+            self._task.cancel()
+        for _ in range(3):
+            try:
+                await self.flush()
+                await self.store.seal()
+                return
+            except Exception:
+                await asyncio.sleep(0.2)

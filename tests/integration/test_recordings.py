@@ -1,0 +1,158 @@
+"""Session recordings and the tamper-evident audit chain."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.conftest import AGENT, AGENT_PASSWORD, REVIEWER_PASSWORD, DbfwProcess, PgTarget, start_dbfw, write_config
+
+RULES = """\
+defaults: {action: require_approval}
+policies:
+  - {name: everyday, match: {classes: [read, write, session, transaction]}, action: allow}
+"""
+
+
+def _get(proc: DbfwProcess, path: str, key: str | None) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    req = urllib.request.Request(f"http://127.0.0.1:{proc.admin_port}{path}", headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def _cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "dbfw.cli", *args, "-c", str(config)], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "DBFW_TEST_AGENT_PASSWORD": AGENT_PASSWORD})
+
+
+@pytest.fixture
+def recorded(pg: PgTarget, tmp_path: Path) -> Any:
+    config = write_config(tmp_path, pg, extra="audit: {redact_literals: false}\n")
+    (tmp_path / "rules.yaml").write_text(RULES)
+    proc = start_dbfw(config)
+    yield proc, config, tmp_path / "dbfw.db"
+    proc.stop()
+
+
+def test_sessions_are_recorded_and_readable_by_auditors(recorded: Any) -> None:
+    proc, config, _ = recorded
+    with psycopg.connect(proc.conninfo(), autocommit=True) as conn:
+        conn.execute("select 42 as answer")
+        with pytest.raises(psycopg.Error):
+            conn.execute("drop table if exists nothing_here")
+        conn.execute("select 1/0") if False else None
+        with pytest.raises(psycopg.Error):
+            conn.execute("select 1/0")
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(proc.conninfo(password="wrong-password-xyz"))
+    assert _get(proc, "/api/v1/sessions", None)[0] == 401
+    assert _get(proc, "/api/v1/sessions", "alice-api-key")[0] == 403  # a reviewer is not an auditor
+    status, listing = _get(proc, "/api/v1/sessions", "carol-api-key")
+    assert status == 200 and listing["sessions"]
+    mine = [s for s in listing["sessions"] if s["identity"] == AGENT]
+    deadline = time.monotonic() + 5
+    while not mine[0]["ended_at"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+        mine = [s for s in _get(proc, "/api/v1/sessions", "carol-api-key")[1]["sessions"] if s["identity"] == AGENT]
+    status, session = _get(proc, f"/api/v1/sessions/{mine[0]['id']}", "carol-api-key")
+    assert status == 200 and session["database"] == "test"
+    kinds = [e["kind"] for e in session["events"]]
+    assert kinds[0] == "session_start" and kinds[-1] == "session_end" and "statement" in kinds and "result" in kinds
+    statements = [e for e in session["events"] if e["kind"] == "statement"]
+    assert statements[0]["sql"] == "select 42 as answer" and statements[0]["action"] == "allow"
+    assert statements[0]["policy"] == "everyday" and len(statements[0]["fingerprint"]) >= 16
+    refused = [e for e in statements if e.get("refused")]
+    assert refused and refused[0]["refused"] == "DBF01" and refused[0]["approval"].startswith("req_")
+    results = [e for e in session["events"] if e["kind"] == "result"]
+    assert results[0]["rows"] == 1 and any(r.get("error") == "22012" for r in results)
+    replay = _cli(config, "recordings", "replay", mine[0]["id"])
+    assert replay.returncode == 0 and "select 42 as answer" in replay.stdout and "1 row(s)" in replay.stdout
+    jsonl = _cli(config, "recordings", "show", mine[0]["id"], "--jsonl").stdout.splitlines()
+    assert all(json.loads(line)["session"] == mine[0]["id"] for line in jsonl) and len(jsonl) == len(kinds)
+    everything = json.dumps(listing) + json.dumps(session) + replay.stdout
+    for secret in (AGENT_PASSWORD, REVIEWER_PASSWORD, "wrong-password-xyz", "carol-api-key"):
+        assert secret not in everything
+
+
+def test_literals_can_be_kept_out_of_recordings(pg: PgTarget, tmp_path: Path) -> None:
+    config = write_config(tmp_path, pg, extra="audit: {redact_literals: true}\n")
+    (tmp_path / "rules.yaml").write_text(RULES)
+    proc = start_dbfw(config)
+    try:
+        with psycopg.connect(proc.conninfo(), autocommit=True) as conn:
+            conn.execute("select 'a-secret-literal-77' as x, 12345 as y")
+    finally:
+        proc.stop()
+    db = sqlite3.connect(tmp_path / "dbfw.db")
+    details = " ".join(r[0] for r in db.execute("select detail from audit_events"))
+    assert "a-secret-literal-77" not in details and "12345" not in details
+    assert "select ? as x, ? as y" in details
+
+
+def test_an_edited_record_is_caught(recorded: Any) -> None:
+    proc, config, db_path = recorded
+    with psycopg.connect(proc.conninfo(), autocommit=True) as conn:
+        for i in range(5):
+            conn.execute(f"select {i}")
+    assert proc.stop() == 0
+    ok = _cli(config, "audit", "verify")
+    assert ok.returncode == 0 and "audit chain ok" in ok.stdout
+    db = sqlite3.connect(db_path)
+    victim = db.execute("select id from audit_events where action = 'statement' order by id limit 1 offset 2"
+                        ).fetchone()[0]
+    db.execute("update audit_events set detail = replace(detail, 'select 2', 'select 9') where id = ?", (victim,))
+    db.commit()
+    broken = _cli(config, "audit", "verify")
+    assert broken.returncode == 1 and f"record {victim}" in broken.stderr and "changed" in broken.stderr
+    db.execute("delete from audit_events where id = ?", (victim,))  # removing it breaks the next link
+    db.commit()
+    assert "broken" in _cli(config, "audit", "verify").stderr
+
+
+def test_sigterm_under_load_loses_no_recorded_statement(recorded: Any) -> None:
+    proc, _, db_path = recorded
+    ran = [0] * 4
+    stop = threading.Event()
+
+    def load(i: int) -> None:
+        try:
+            with psycopg.connect(proc.conninfo(), autocommit=True) as conn:
+                while not stop.is_set():
+                    conn.execute(f"select {i} /* load */")
+                    ran[i] += 1
+        except psycopg.Error:
+            pass  # the connection is closed by the shutdown
+
+    threads = [threading.Thread(target=load, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(1.5)
+    proc.proc.send_signal(signal.SIGTERM)
+    assert proc.proc.wait(30) == 0
+    stop.set()
+    for t in threads:
+        t.join()
+    db = sqlite3.connect(db_path)
+    recorded_statements = db.execute(
+        "select count(*) from audit_events where action = 'statement' and detail like '%/* load */%'").fetchone()[0]
+    assert sum(ran) > 50
+    assert recorded_statements >= sum(ran)
+    unsealed = db.execute("select count(*) from audit_events where seal_seq is null").fetchone()[0]
+    assert unsealed == 0
