@@ -298,6 +298,9 @@ def recordings_replay(config: Path | None, session_id: str, speed: float) -> Non
             click.echo(f"{stamp} {found['identity']}=> {e['sql']}")
             click.echo(f"{' ' * len(stamp)}    {e['class']}, {verdict}, policy {e['policy'] or '-'}"
                        + (f", approval {e['approval']}" if "approval" in e else ""))
+            if "seconds" in e:  # an everyday statement is recorded with its result
+                outcome = f"error {e['error']}" if "error" in e else f"{e.get('rows', 0)} row(s)"
+                click.echo(f"{' ' * len(stamp)}    -> {outcome} in {e['seconds'] * 1000:.1f} ms")
         elif kind == "result":
             outcome = f"error {e['error']}" if "error" in e else f"{e.get('rows', 0)} row(s)"
             click.echo(f"{' ' * len(stamp)}    -> {outcome} in {e['seconds'] * 1000:.1f} ms")

@@ -58,8 +58,9 @@ class Firewall:
         return self.classifiers[ctx.protocol].classify(sql, ctx.database)
 
     async def check(self, ctx: StatementContext, sql: str, record: bool = True) -> Verdict:
-        """Decide on one message's statement text. With ``record=False`` (a Parse: the statement runs at each
-        Execute) the recording's content is left in ``recording[ctx.session_id]`` for the session."""
+        """Decide on one message's statement text. A statement that must be recorded before it runs (high
+        risk, refused) is recorded here; otherwise — and for a Parse (``record=False``: the statement runs at
+        each Execute) — its recording is left in ``recording[ctx.session_id]`` for the session."""
         started = time.perf_counter()
         classification = self.classify(ctx, sql)
         verdict = await self._check(ctx, sql, classification)
@@ -78,10 +79,12 @@ class Firewall:
         if recorder is not None:
             detail = recorder.describe(sql, classification, key[3], decision.policy if decision is not None else "",
                                        verdict.request_id, None if verdict.allowed else verdict.sqlstate)
-            if record or not verdict.allowed:
+            if record and not recorder.deferred(detail):
+                await recorder.statement(ctx, detail)  # before it runs (or as refused)
+            elif not record and not verdict.allowed:
                 await recorder.statement(ctx, detail)
             else:
-                self.recording[ctx.session_id] = detail
+                self.recording[ctx.session_id] = detail  # the session records it with its result
         hist = self._overhead.get(ctx.listener)
         if hist is None:
             hist = self._overhead[ctx.listener] = metrics.overhead.labels(ctx.listener)

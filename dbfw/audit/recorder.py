@@ -9,6 +9,7 @@ literals of recorded SQL.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from typing import Any
@@ -42,6 +43,7 @@ class Recorder:
         self._events: list[tuple[Any, ...]] = []
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._described: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.recorded = 0
 
     # --- what the sessions and the firewall report ----------------------------------------------------
@@ -62,16 +64,31 @@ class Recorder:
 
     def describe(self, sql: str, classification: Classification, action: str, policy: str,
                  request_id: str | None, sqlstate: str | None) -> dict[str, Any]:
-        """A statement event's content, made once per statement text (a prepared statement's executions
-        share it)."""
+        """A statement event's content. Made once per statement text and decision for everyday statements
+        (the cache), so recording costs a dictionary lookup on the hot path."""
+        key = (sql, action, policy)
+        if request_id is None and sqlstate is None:
+            cached = self._described.get(key)
+            if cached is not None:
+                return cached
         detail: dict[str, Any] = {"sql": redacted_sql(classification) if self.redact_literals else sql,
-                                  "fingerprint": classification.fingerprint, "class": classification.cls,
-                                  "action": action, "policy": policy}
+                                  # the statement's shape (literals replaced), as pg_stat_statements' queryid
+                                  "fingerprint": hashlib.sha256(classification.shape.encode(
+                                      "utf-8", "surrogateescape")).hexdigest()[:20],
+                                  "class": classification.cls, "action": action, "policy": policy}
         if request_id:
             detail["approval"] = request_id
         if sqlstate:
             detail["refused"] = sqlstate
+        else:
+            if len(self._described) >= 20_000:
+                self._described.pop(next(iter(self._described)))
+            self._described[key] = detail
         return detail
+
+    def deferred(self, detail: dict[str, Any]) -> bool:
+        """Whether this statement's event can wait for its result (one event, written off the hot path)."""
+        return detail["class"] not in HIGH_RISK and "refused" not in detail
 
     async def statement(self, ctx: StatementContext, detail: dict[str, Any]) -> None:
         """One execution of a statement; a high-risk one that runs is written before it runs."""
@@ -79,13 +96,20 @@ class Recorder:
         if detail["class"] in HIGH_RISK and "refused" not in detail:
             await self.flush()
 
-    def result(self, ctx: StatementContext, seconds: float, rows: int | None, error: str | None) -> None:
-        detail: dict[str, Any] = {"seconds": round(seconds, 6)}
+    def executed(self, ctx: StatementContext, statements: list[dict[str, Any]], seconds: float, rows: int | None,
+                 error: str | None) -> None:
+        """The response is complete: one event per deferred statement, with its result; or, for statements
+        recorded before they ran, a result event."""
+        outcome: dict[str, Any] = {"seconds": round(seconds, 6)}
         if rows is not None:
-            detail["rows"] = rows
+            outcome["rows"] = rows
         if error:
-            detail["error"] = error
-        self._event(time.time(), ctx.identity, "result", ctx.session_id, detail)
+            outcome["error"] = error
+        now = time.time()
+        if not statements:
+            self._event(now, ctx.identity, "result", ctx.session_id, outcome)
+        for detail in statements:
+            self._event(now, ctx.identity, "statement", ctx.session_id, {**detail, **outcome})
 
     def _event(self, at: float, actor: str, action: str, session_id: str | None, detail: dict[str, Any]) -> None:
         self._events.append((at, actor, action, None, session_id, json.dumps(detail, sort_keys=True)))

@@ -340,9 +340,13 @@ class Store(ABC):
             await self._insert_many("INSERT INTO sessions (id, identity, client_addr, listener, database_name, "
                                     "started_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", sessions)
         if events:
-            await self._insert_many(self._EVENT, events)
+            await self._insert_chained(events)
         if ends:
             await self._insert_many("UPDATE sessions SET ended_at = ?, end_reason = ? WHERE id = ?", ends)
+
+    @abstractmethod
+    async def _insert_chained(self, events: list[tuple[Any, ...]]) -> None:
+        """Insert audit events already chained to the last sealed record (one pass, no later update)."""
 
     @abstractmethod
     async def seal(self) -> int:

@@ -65,24 +65,44 @@ class PostgresStore(Store):
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.executemany(self._q(sql), rows)
 
-    async def seal(self) -> int:
+    async def _insert_chained(self, events: list[tuple[Any, ...]]) -> None:
         assert self._pool is not None
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", _SEAL_LOCK)  # one sealer across instances
+            await self._seal_locked(conn)  # takes the lock; anything written unchained goes first
             last = await conn.fetchrow("SELECT hash, seal_seq FROM audit_events WHERE seal_seq IS NOT NULL "
                                        "ORDER BY seal_seq DESC LIMIT 1")
             prev, seq = (last[0], last[1]) if last else (GENESIS, 0)
-            rows = await conn.fetch("SELECT id, at, actor, action, request_id, session_id, detail FROM audit_events "
-                                    "WHERE seal_seq IS NULL ORDER BY id")
-            updates = []
-            for r in rows:
+            rows = []
+            for e in events:
                 seq += 1
-                digest = chain_hash(prev, tuple(r)[1:])
-                updates.append((seq, prev, digest, r[0]))
+                digest = chain_hash(prev, e)
+                rows.append((*e, seq, prev, digest))
                 prev = digest
+            await conn.executemany("INSERT INTO audit_events (at, actor, action, request_id, session_id, detail, "
+                                   "seal_seq, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)", rows)
+
+    async def seal(self) -> int:
+        assert self._pool is not None
+        async with self._pool.acquire() as conn, conn.transaction():
+            return await self._seal_locked(conn)
+
+    async def _seal_locked(self, conn: Any) -> int:
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _SEAL_LOCK)  # one sealer across instances
+        last = await conn.fetchrow("SELECT hash, seal_seq FROM audit_events WHERE seal_seq IS NOT NULL "
+                                   "ORDER BY seal_seq DESC LIMIT 1")
+        prev, seq = (last[0], last[1]) if last else (GENESIS, 0)
+        rows = await conn.fetch("SELECT id, at, actor, action, request_id, session_id, detail FROM audit_events "
+                                "WHERE seal_seq IS NULL ORDER BY id")
+        updates = []
+        for r in rows:
+            seq += 1
+            digest = chain_hash(prev, tuple(r)[1:])
+            updates.append((seq, prev, digest, r[0]))
+            prev = digest
+        if updates:
             await conn.executemany("UPDATE audit_events SET seal_seq = $1, prev_hash = $2, hash = $3 WHERE id = $4",
                                    updates)
-            return len(updates)
+        return len(updates)
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -117,25 +117,55 @@ class SQLiteStore(Store):
     async def _insert_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         await self._run(self._insert_many_sync, sql, rows)
 
+    def _insert_chained_sync(self, events: list[tuple[Any, ...]]) -> None:
+        conn = self._conn
+        assert conn is not None
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._seal_locked(conn)  # anything written unchained (approval events) goes first
+            last = conn.execute("SELECT hash, seal_seq FROM audit_events WHERE seal_seq IS NOT NULL "
+                                "ORDER BY seal_seq DESC LIMIT 1").fetchone()
+            prev, seq = (last[0], last[1]) if last else (GENESIS, 0)
+            rows = []
+            for e in events:
+                seq += 1
+                digest = chain_hash(prev, e)
+                rows.append((*e, seq, prev, digest))
+                prev = digest
+            conn.executemany("INSERT INTO audit_events (at, actor, action, request_id, session_id, detail, "
+                             "seal_seq, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    async def _insert_chained(self, events: list[tuple[Any, ...]]) -> None:
+        await self._run(self._insert_chained_sync, events)
+
+    def _seal_locked(self, conn: sqlite3.Connection) -> int:
+        last = conn.execute("SELECT hash, seal_seq FROM audit_events WHERE seal_seq IS NOT NULL "
+                            "ORDER BY seal_seq DESC LIMIT 1").fetchone()
+        prev, seq = (last[0], last[1]) if last else (GENESIS, 0)
+        rows = conn.execute("SELECT id, at, actor, action, request_id, session_id, detail FROM audit_events "
+                            "WHERE seal_seq IS NULL ORDER BY id").fetchall()
+        updates = []
+        for r in rows:
+            seq += 1
+            digest = chain_hash(prev, r[1:])
+            updates.append((seq, prev, digest, r[0]))
+            prev = digest
+        if updates:
+            conn.executemany("UPDATE audit_events SET seal_seq = ?, prev_hash = ?, hash = ? WHERE id = ?", updates)
+        return len(updates)
+
     def _seal_sync(self) -> int:
         conn = self._conn
         assert conn is not None
         conn.execute("BEGIN IMMEDIATE")  # one sealer at a time, even across processes
         try:
-            last = conn.execute("SELECT hash, seal_seq FROM audit_events WHERE seal_seq IS NOT NULL "
-                                "ORDER BY seal_seq DESC LIMIT 1").fetchone()
-            prev, seq = (last[0], last[1]) if last else (GENESIS, 0)
-            rows = conn.execute("SELECT id, at, actor, action, request_id, session_id, detail FROM audit_events "
-                                "WHERE seal_seq IS NULL ORDER BY id").fetchall()
-            updates = []
-            for r in rows:
-                seq += 1
-                digest = chain_hash(prev, r[1:])
-                updates.append((seq, prev, digest, r[0]))
-                prev = digest
-            conn.executemany("UPDATE audit_events SET seal_seq = ?, prev_hash = ?, hash = ? WHERE id = ?", updates)
+            n = self._seal_locked(conn)
             conn.execute("COMMIT")
-            return len(updates)
+            return n
         except BaseException:
             conn.execute("ROLLBACK")
             raise

@@ -24,7 +24,6 @@ from collections import deque
 from dataclasses import dataclass
 
 from ... import log, metrics
-from ...audit.recorder import HIGH_RISK
 from ...config import Listener
 from ...context import StatementContext
 from ...firewall import Verdict
@@ -50,7 +49,6 @@ _TRACKED = frozenset((_BIND, _DESCRIBE, _EXECUTE, _CLOSE))
 _DATA_ROW, _ROW_DESCRIPTION, _NO_DATA, _COPY_OUT, _COPY_DATA = ord("D"), ord("T"), ord("n"), ord("H"), ord("d")
 _DONE = frozenset(b"CIs")  # CommandComplete, EmptyQueryResponse, PortalSuspended
 _COMMAND_COMPLETE = ord("C")
-_HIGH_RISK = HIGH_RISK
 _RESULT_TAGS = frozenset(b"DTnCIsEZHd")
 # Backend messages the relay looks at; every other one is forwarded by its header alone.
 _WANTED = frozenset(b"ZES")
@@ -125,7 +123,8 @@ class PgSession:
         self.statements = 0
         self.tracker: ResultTracker | None = None
         # For dbfw_statement_duration_seconds: per sync point sent upstream, when it started and its class.
-        self._timing: deque[tuple[float, str]] = deque()
+        self._timing: deque[tuple[float, str, list[dict[str, object]]]] = deque()
+        self._batch_details: list[dict[str, object]] = []
         # For recordings: what each prepared statement is, and which statement each portal runs.
         self._prepared: dict[str, dict[str, object] | None] = {}
         self._portals: dict[str, str] = {}
@@ -500,10 +499,13 @@ class PgSession:
                     if recorder is not None and not frame.streamed and tag in (_BIND, _EXECUTE):
                         detail = self._recorded_execution(tag, frame)
                         if detail is not None:
-                            if out and detail["class"] in _HIGH_RISK:
-                                up_writer.writelines(out)
-                                out = []
-                            await recorder.statement(ctx, detail)  # high-risk: durable before it runs
+                            if recorder.deferred(detail):
+                                self._batch_details.append(detail)  # recorded with its result
+                            else:
+                                if out:
+                                    up_writer.writelines(out)
+                                    out = []
+                                await recorder.statement(ctx, detail)  # high-risk: durable before it runs
                     out.append(frame.raw)
                 elif tag == _Q:
                     self.inflight += 1
@@ -516,7 +518,8 @@ class PgSession:
                     verdict = await fw.check(ctx, self._sql_text(query.query))
                     self.statements += 1
                     rewritten = self._rewritten(verdict)
-                    timing.append((started, verdict.cls))
+                    deferred = fw.recording.pop(ctx.session_id, None) if recorder is not None else None
+                    timing.append((started, verdict.cls, [deferred] if deferred else []))
                     if tracker is not None:
                         tracker.query([_counted(verdict)] if rewritten else (verdict.masks or []))
                     if rewritten:
@@ -552,13 +555,14 @@ class PgSession:
                 elif tag == _S:
                     self.inflight += 1
                     self.sent_sync_points += 1
-                    timing.append((self._batch_start or arrived, self._batch_cls or "read"))
+                    timing.append((self._batch_start or arrived, self._batch_cls or "read", self._batch_details))
                     self._batch_start = 0.0
+                    self._batch_details = []
                     if tracker is not None:
                         tracker.sync()
                     out.append(frame.raw)
                 elif tag == _F:
-                    timing.append((arrived, "procedural"))
+                    timing.append((arrived, "procedural", []))
                     if tracker is not None:
                         tracker.sync()  # answered by FunctionCallResponse and ReadyForQuery
                     call = m.FunctionCall.decode(frame.payload)
@@ -657,14 +661,14 @@ class PgSession:
                         self.inflight -= 1
                         self.received_ready += 1
                         if timing:
-                            began, cls = timing.popleft()
+                            began, cls, details = timing.popleft()
                             hist = durations.get(cls)
                             if hist is None:
                                 hist = durations[cls] = metrics.statement_duration.labels(self.listener.name, cls)
                             elapsed = clock() - began
                             hist.observe(elapsed)  # type: ignore[attr-defined]
                             if recorder is not None and ctx is not None:
-                                recorder.result(ctx, elapsed, rows, error)
+                                recorder.executed(ctx, details, elapsed, rows, error)
                         rows = error = None
                         subs = self.substitutions
                         while subs and subs[0].batch <= self.received_ready:
