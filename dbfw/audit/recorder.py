@@ -9,8 +9,6 @@ literals of recorded SQL.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import time
 from typing import Any
 
@@ -43,7 +41,7 @@ class Recorder:
         self._events: list[tuple[Any, ...]] = []
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
-        self._described: dict[tuple[str, str, str], dict[str, Any]] = {}
+
         self.recorded = 0
 
     # --- what the sessions and the firewall report ----------------------------------------------------
@@ -64,26 +62,15 @@ class Recorder:
 
     def describe(self, sql: str, classification: Classification, action: str, policy: str,
                  request_id: str | None, sqlstate: str | None) -> dict[str, Any]:
-        """A statement event's content. Made once per statement text and decision for everyday statements
-        (the cache), so recording costs a dictionary lookup on the hot path."""
-        key = (sql, action, policy)
-        if request_id is None and sqlstate is None:
-            cached = self._described.get(key)
-            if cached is not None:
-                return cached
+        """A statement event's content. Cheap on the hot path: the fingerprint is derived from the shape
+        when the event is written, on the store's thread."""
         detail: dict[str, Any] = {"sql": redacted_sql(classification) if self.redact_literals else sql,
-                                  # the statement's shape (literals replaced), as pg_stat_statements' queryid
-                                  "fingerprint": hashlib.sha256(classification.shape.encode(
-                                      "utf-8", "surrogateescape")).hexdigest()[:20],
-                                  "class": classification.cls, "action": action, "policy": policy}
+                                  "shape": classification.shape, "class": classification.cls, "action": action,
+                                  "policy": policy}
         if request_id:
             detail["approval"] = request_id
         if sqlstate:
             detail["refused"] = sqlstate
-        else:
-            if len(self._described) >= 20_000:
-                self._described.pop(next(iter(self._described)))
-            self._described[key] = detail
         return detail
 
     def deferred(self, detail: dict[str, Any]) -> bool:
@@ -112,7 +99,8 @@ class Recorder:
             self._event(now, ctx.identity, "statement", ctx.session_id, {**detail, **outcome})
 
     def _event(self, at: float, actor: str, action: str, session_id: str | None, detail: dict[str, Any]) -> None:
-        self._events.append((at, actor, action, None, session_id, json.dumps(detail, sort_keys=True)))
+        # Serialised when written, off the event loop's path.
+        self._events.append((at, actor, action, None, session_id, detail))
 
     # --- writing -------------------------------------------------------------------------------------
 
@@ -123,7 +111,7 @@ class Recorder:
                 return
             self._sessions, self._ends, self._events = [], [], []
             try:
-                await self.store.record(sessions, ends, events)
+                await self.store.record(sessions, ends, events)  # the store serialises the details
                 self.recorded += len(events)
             except Exception as e:  # keep them for the next round rather than lose them
                 self._sessions[:0], self._ends[:0], self._events[:0] = sessions, ends, events

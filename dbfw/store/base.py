@@ -92,6 +92,18 @@ MIGRATIONS: list[list[str]] = [
 GENESIS = "0" * 64
 
 
+def finish_detail(detail: dict[str, Any]) -> dict[str, Any]:
+    """Done when a recorded event is written: the shape (literals replaced, with markers) becomes the statement's
+    fingerprint, as pg_stat_statements' queryid."""
+    shape = detail.get("shape")
+    if shape is None:
+        return detail
+    out = {k: v for k, v in detail.items() if k != "shape"}
+    out["fingerprint"] = hashlib.sha256(shape.encode("utf-8", "surrogateescape")).hexdigest()[:20]
+    return out
+
+
+
 def chain_hash(prev: str, row: Sequence[Any]) -> str:
     """sha256 over the previous record's hash and this record's fields, in a canonical form."""
     at, actor, action, request_id, session_id, detail = row

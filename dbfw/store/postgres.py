@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from .base import GENESIS, MIGRATIONS, Store, StoreError, chain_hash
+from .base import GENESIS, MIGRATIONS, Store, StoreError, chain_hash, finish_detail
 
 _PLACEHOLDER = re.compile(r"\?")
 _MIGRATION_LOCK = 0x64626677  # "dbfw": serialises migrations of instances starting together
@@ -74,6 +74,8 @@ class PostgresStore(Store):
             prev, seq = (last[0], last[1]) if last else (GENESIS, 0)
             rows = []
             for e in events:
+                if not isinstance(e[5], str):
+                    e = (*e[:5], json.dumps(finish_detail(e[5]), sort_keys=True))
                 seq += 1
                 digest = chain_hash(prev, e)
                 rows.append((*e, seq, prev, digest))

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from .base import GENESIS, MIGRATIONS, Store, StoreError, chain_hash
+from .base import GENESIS, MIGRATIONS, Store, StoreError, chain_hash, finish_detail
 
 
 class SQLiteStore(Store):
@@ -128,6 +128,8 @@ class SQLiteStore(Store):
             prev, seq = (last[0], last[1]) if last else (GENESIS, 0)
             rows = []
             for e in events:
+                if not isinstance(e[5], str):  # a recorder's detail, finished here, on the store's thread
+                    e = (*e[:5], json.dumps(finish_detail(e[5]), sort_keys=True))
                 seq += 1
                 digest = chain_hash(prev, e)
                 rows.append((*e, seq, prev, digest))

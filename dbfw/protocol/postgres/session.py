@@ -518,7 +518,8 @@ class PgSession:
                     verdict = await fw.check(ctx, self._sql_text(query.query))
                     self.statements += 1
                     rewritten = self._rewritten(verdict)
-                    deferred = fw.recording.pop(ctx.session_id, None) if recorder is not None else None
+                    pending_records = getattr(fw, "recording", None) if recorder is not None else None
+                    deferred = pending_records.pop(ctx.session_id, None) if pending_records is not None else None
                     timing.append((started, verdict.cls, [deferred] if deferred else []))
                     if tracker is not None:
                         tracker.query([_counted(verdict)] if rewritten else (verdict.masks or []))
