@@ -125,3 +125,32 @@ def test_unsupported_storage_url_is_a_clear_error() -> None:
 
     with pytest.raises(StoreError, match="unsupported storage URL"):
         open_store("mongodb://x")
+
+
+@BACKENDS
+def test_recordings_are_chained_and_tampering_is_found(store_url: str) -> None:
+    async def scenario() -> None:
+        store = await _opened(store_url)
+        try:
+            now = time.time()
+            await store.record([("s1", "agent-ci", "127.0.0.1:5000", "pg", "app", now)], [],
+                               [(now, "agent-ci", "session_start", None, "s1", {"client": "x"}),
+                                (now, "agent-ci", "statement", None, "s1",
+                                 {"sql": "select 1", "shape": "select \x000\x00", "class": "read"})])
+            await store.audit("alice", "approval.approved", "req_1", {"comment": "ok"})  # written unchained
+            await store.record([], [(now + 1, "terminate", "s1")],
+                               [(now + 1, "agent-ci", "session_end", None, "s1", {"reason": "terminate"})])
+            assert await store.seal() == 0  # the unchained approval event was chained by the last write
+            checked, broken = await store.verify()
+            assert broken is None and checked == 4
+            session = await store.session("s1")
+            assert session is not None and session["end_reason"] == "terminate"
+            assert [e["kind"] for e in session["events"]] == ["session_start", "statement", "session_end"]
+            assert len(session["events"][1]["fingerprint"]) == 20 and "shape" not in session["events"][1]
+            await store._transaction([("UPDATE audit_events SET actor = 'mallory' WHERE action = 'statement'", ())])
+            _, broken = await store.verify()
+            assert broken is not None and "changed" in broken["why"]
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
