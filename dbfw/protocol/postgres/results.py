@@ -277,6 +277,20 @@ def mask_data_row(raw: memoryview, mask: StatementMask, formats: list[int], mask
     return b"D" + _I32.pack(len(body) + 4) + body
 
 
+RowsMasker = Callable[[bytes, int, int, "int | None"], tuple[bytes, int, int]]
+
+
+def _row_masker(mask_rows: RowsMasker) -> Callable[[memoryview], bytes]:
+    """One DataRow at a time, for callers that have a single row; ``.rows`` masks a run of them."""
+
+    def mask_row(raw: memoryview) -> bytes:
+        data = bytes(raw)
+        return mask_rows(data, 0, len(data), None)[0]
+
+    mask_row.rows = mask_rows  # type: ignore[attr-defined]
+    return mask_row
+
+
 def compile_row_masker(mask: StatementMask, masking: Masking) -> Callable[[memoryview], bytes]:
     """A DataRow masking function specialised for one result: which columns, masked how, text or not."""
     plan: MaskPlan = mask.plan  # type: ignore[assignment]
@@ -350,12 +364,7 @@ def compile_row_masker(mask: StatementMask, masking: Masking) -> Callable[[memor
             tally.clear()
         return b"".join(pieces), row, taken
 
-    def mask_row(raw: memoryview) -> bytes:
-        data = bytes(raw)
-        return mask_rows(data, 0, len(data), None)[0]
-
-    mask_row.rows = mask_rows  # type: ignore[attr-defined]
-    return mask_row
+    return _row_masker(mask_rows)
 
 
 def _single_column_masker(index: int, col: ColumnMask, masking: Masking) -> Callable[[memoryview], bytes]:
@@ -405,12 +414,7 @@ def _single_column_masker(index: int, col: ColumnMask, masking: Masking) -> Call
             masking.count(rule, masked_count)
         return b"".join(pieces), row, taken
 
-    def mask_row(raw: memoryview) -> bytes:
-        data = bytes(raw)
-        return mask_rows(data, 0, len(data), None)[0]
-
-    mask_row.rows = mask_rows  # type: ignore[attr-defined]
-    return mask_row
+    return _row_masker(mask_rows)
 
 
 def mask_copy_line(data: bytes, mask: StatementMask, masking: Masking) -> bytes:
