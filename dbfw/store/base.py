@@ -14,6 +14,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii as _json_string
 from pathlib import Path
 from typing import Any
 
@@ -92,23 +93,41 @@ MIGRATIONS: list[list[str]] = [
 GENESIS = "0" * 64
 
 
-def finish_detail(detail: dict[str, Any]) -> dict[str, Any]:
-    """Done when a recorded event is written: the shape (literals replaced, with markers) becomes the statement's
-    fingerprint, as pg_stat_statements' queryid."""
+def finish_detail(detail: dict[str, Any]) -> str:
+    """A recorded event's detail as the JSON stored: the shape (literals replaced, with markers) becomes
+    the statement's fingerprint, as pg_stat_statements' queryid. Written out by hand for the few value
+    types events hold: this runs for every statement recorded."""
     shape = detail.get("shape")
-    if shape is None:
-        return detail
-    out = {k: v for k, v in detail.items() if k != "shape"}
-    out["fingerprint"] = hashlib.sha256(shape.encode("utf-8", "surrogateescape")).hexdigest()[:20]
-    return out
+    parts = []
+    for key in sorted(detail):
+        value = detail[key]
+        if key == "shape":
+            key, value = "fingerprint", hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest()[:20]
+        if isinstance(value, str):
+            text = _json_string(value)
+        elif isinstance(value, bool) or value is None:
+            text = "true" if value is True else "false" if value is False else "null"
+        elif isinstance(value, int | float):
+            text = repr(value)
+        else:
+            text = json.dumps(value, sort_keys=True)
+        parts.append(f"{_json_string(key)}: {text}")
+    if shape is not None:  # keep the keys sorted as json.dumps(sort_keys=True) would
+        parts.sort()
+    return "{" + ", ".join(parts) + "}"
 
 
 
 def chain_hash(prev: str, row: Sequence[Any]) -> str:
-    """sha256 over the previous record's hash and this record's fields, in a canonical form."""
+    """sha256 over the previous record's hash and this record's fields, in a canonical form: each field's
+    length and text, so no two different records can share an encoding."""
     at, actor, action, request_id, session_id, detail = row
-    body = json.dumps([prev, repr(float(at)), actor, action, request_id, session_id, detail], ensure_ascii=True)
-    return hashlib.sha256(body.encode()).hexdigest()
+    h = hashlib.sha256(prev.encode())
+    for part in (repr(float(at)), actor, action, request_id or "", session_id or "", detail):
+        b = part.encode("utf-8", "surrogateescape")
+        h.update(b"%d:" % len(b))
+        h.update(b)
+    return h.hexdigest()
 
 
 class StoreError(Exception):

@@ -129,7 +129,7 @@ class SQLiteStore(Store):
             rows = []
             for e in events:
                 if not isinstance(e[5], str):  # a recorder's detail, finished here, on the store's thread
-                    e = (*e[:5], json.dumps(finish_detail(e[5]), sort_keys=True))
+                    e = (*e[:5], finish_detail(e[5]))
                 seq += 1
                 digest = chain_hash(prev, e)
                 rows.append((*e, seq, prev, digest))
