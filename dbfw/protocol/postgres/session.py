@@ -701,10 +701,12 @@ class PgSession:
         """Bind remembers which prepared statement a portal runs; Execute records one execution of it."""
         if tag == _BIND:
             payload = bytes(frame.payload)
-            end = payload.index(0)
-            portal = payload[:end].decode("utf-8", "surrogateescape")
-            statement = payload[end + 1:payload.index(0, end + 1)].decode("utf-8", "surrogateescape")
-            self._portals[portal] = statement
+            try:
+                end = payload.index(0)
+                statement = payload[end + 1:payload.index(0, end + 1)].decode("utf-8", "surrogateescape")
+            except ValueError:
+                raise m.ProtocolError("Bind names are not NUL-terminated") from None
+            self._portals[payload[:end].decode("utf-8", "surrogateescape")] = statement
             return None
         portal = m.Execute.decode(frame.payload).portal
         return self._prepared.get(self._portals.get(portal, ""))
