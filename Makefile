@@ -33,6 +33,8 @@ bench: $(STAMP)
 	@command -v pgbouncer >/dev/null || test -x /usr/sbin/pgbouncer || \
 	  (apt-get install -y pgbouncer >/dev/null 2>&1 || echo "pgbouncer not installed: its column will read unavailable")
 	$(BIN)/python benchmarks/classify_bench.py
+	$(BIN)/python benchmarks/masking_bench.py
+	$(BIN)/python benchmarks/recording_bench.py
 	$(BIN)/python benchmarks/run.py
 
 clean:
