@@ -793,6 +793,12 @@ class CommandComplete(Message):
         return _cstr(self.tag)
 
 
+def command_rows(payload: bytes | memoryview) -> int | None:
+    """The row count a CommandComplete tag reports ("SELECT 5", "INSERT 0 5", "UPDATE 5"), if any."""
+    words = bytes(payload).rstrip(b"\x00").split()
+    return int(words[-1]) if len(words) > 1 and words[-1].isdigit() else None
+
+
 @dataclass
 class CopyInResponse(Message):
     TAG = b"G"

@@ -34,6 +34,10 @@ class _Entry:
     index: int = 0  # query: the statement whose response is arriving
     failed: bool = False
 
+    def current(self) -> StatementMask | None:
+        """For a query: the mask of the statement whose response is arriving."""
+        return self.masks[self.index] if self.index < len(self.masks) else None
+
 
 OidLookup = Callable[[int, int], ColumnMask | None]
 
@@ -121,7 +125,7 @@ class ResultTracker:
                     self.portals[name].mask = mask
             return
         if head.kind == "query":
-            mask = head.masks[head.index] if head.index < len(head.masks) else None
+            mask = head.current()
             mask = self._upgrade(mask, fields)
             if mask is not None and mask.plan is not None and mask.plan.active:
                 self.active, self.active_formats = mask, [f.format for f in fields]
@@ -179,7 +183,7 @@ class ResultTracker:
     def copy_out(self) -> None:
         head = self._head()
         if head is not None and head.kind == "query":
-            mask = head.masks[head.index] if head.index < len(head.masks) else None
+            mask = head.current()
             self.active = mask if mask is not None and mask.plan is not None and mask.plan.active else None
         elif head is not None and head.kind == "exec":
             self.active = head.mask if head.mask is not None and head.mask.plan is not None else None
@@ -193,7 +197,7 @@ class ResultTracker:
         if head is None:
             return
         if head.kind == "query":
-            mask = head.masks[head.index] if head.index < len(head.masks) else None
+            mask = head.current()
             head.index += 1
         elif head.kind == "exec":
             mask = head.mask
@@ -202,8 +206,7 @@ class ResultTracker:
             return
         if mask is not None and mask.counted and command_tag is not None:
             # Masked by the upstream: one masked value per row and masked column, as the tag counts rows.
-            words = bytes(command_tag).rstrip(b"\x00").split()
-            rows = int(words[-1]) if words and words[-1].isdigit() else 0
+            rows = m.command_rows(command_tag) or 0
             for rule in mask.counted:
                 self.masking.count(rule, rows)
 

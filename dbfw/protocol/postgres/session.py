@@ -653,9 +653,9 @@ class PgSession:
                             continue
                     if recorder is not None:
                         if tag == _COMMAND_COMPLETE:
-                            words = bytes(raw[5:]).rstrip(b"\x00").split()
-                            if words and words[-1].isdigit():
-                                rows = (rows or 0) + int(words[-1])
+                            counted = m.command_rows(raw[5:])
+                            if counted is not None:
+                                rows = (rows or 0) + counted
                         elif tag == _E:
                             error = m.ErrorResponse.decode(raw[5:]).sqlstate
                     if tag == _Z:
