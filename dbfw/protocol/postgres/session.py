@@ -429,7 +429,7 @@ class PgSession:
         finally:
             for t in (c2u, u2c, drain):
                 t.cancel()
-        if drain in done:
+        if drain in done or (c2u in done and _outcome(c2u) == ("drained", None)):
             await self._fatal_quietly("57P01", "dbfw: the firewall is shutting down",
                                       detail="reconnect to continue")
             return "drained"
@@ -486,6 +486,9 @@ class PgSession:
                 return "client_gone"
             if not data:
                 return "client_gone"
+            if self.draining and self.inflight == 0:
+                # Shutting down and nothing in flight: new work is not started; the client is told why.
+                return "drained"
             bytes_in.inc(len(data))
             arrived = clock()
             frames.feed(data)
