@@ -15,7 +15,7 @@ from typing import Any
 from .. import log
 from ..context import StatementContext
 from ..sql.classify import Classification
-from ..store.base import Store
+from ..store.base import STATEMENTS, Store
 
 FLUSH_INTERVAL = 0.2
 SEAL_INTERVAL = 1.0
@@ -87,16 +87,19 @@ class Recorder:
                  error: str | None) -> None:
         """The response is complete: one event per deferred statement, with its result; or, for statements
         recorded before they ran, a result event."""
-        outcome: dict[str, Any] = {"seconds": round(seconds, 6)}
-        if rows is not None:
-            outcome["rows"] = rows
-        if error:
-            outcome["error"] = error
         now = time.time()
+        seconds = round(seconds, 6)
         if not statements:
+            outcome: dict[str, Any] = {"seconds": seconds}
+            if rows is not None:
+                outcome["rows"] = rows
+            if error:
+                outcome["error"] = error
             self._event(now, ctx.identity, "result", ctx.session_id, outcome)
-        for detail in statements:
-            self._event(now, ctx.identity, "statement", ctx.session_id, {**detail, **outcome})
+            return
+        append, identity, session_id = self._events.append, ctx.identity, ctx.session_id
+        for detail in statements:  # packed into the session's statement run when written
+            append((now, identity, STATEMENTS, None, session_id, (detail, seconds, rows, error or None)))
 
     def _event(self, at: float, actor: str, action: str, session_id: str | None, detail: dict[str, Any]) -> None:
         # Serialised when written, off the event loop's path.
@@ -142,5 +145,6 @@ class Recorder:
                 await self.flush()
                 await self.store.seal()
                 return
-            except Exception:
+            except Exception as e:
+                log.warning("recording.stop_failed", error=repr(e))
                 await asyncio.sleep(0.2)

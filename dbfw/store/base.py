@@ -118,6 +118,68 @@ def finish_detail(detail: dict[str, Any]) -> str:
 
 
 
+# Statements that ran without needing to be durable first (reads, ordinary writes) are recorded in
+# runs: one audit record per session and flush holds the session's consecutive statements as rows of
+# these columns. A run is chained like any record, so editing, dropping or reordering one statement
+# in it breaks the chain; readers expand it back into one event per statement.
+STATEMENTS = "statements"
+STATEMENT_COLUMNS = ("at", "sql", "fingerprint", "class", "action", "policy", "approval", "seconds", "rows",
+                     "error")
+_FINGERPRINTS: dict[str, str] = {}
+
+
+def fingerprint(shape: str) -> str:
+    fp = _FINGERPRINTS.get(shape)
+    if fp is None:
+        if len(_FINGERPRINTS) > 20_000:
+            _FINGERPRINTS.clear()
+        fp = _FINGERPRINTS[shape] = hashlib.sha256(shape.encode("utf-8", "surrogateescape")).hexdigest()[:20]
+    return fp
+
+
+def _pack_run(run: list[tuple[Any, ...]]) -> tuple[Any, ...]:
+    rows = []
+    for at, _, _, _, _, (d, seconds, nrows, error) in run:
+        rows.append([at, d["sql"], fingerprint(d["shape"]), d["class"], d["action"], d["policy"],
+                     d.get("approval"), seconds, nrows, error])
+    first = run[0]
+    detail = json.dumps({"columns": STATEMENT_COLUMNS, "rows": rows}, separators=(",", ":"))
+    return (first[0], first[1], STATEMENTS, None, first[4], detail)
+
+
+def pack_events(events: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Recorded events as stored rows (at, actor, action, request_id, session_id, detail_json): details
+    finished, and each session's consecutive statement outcomes gathered into one run record, placed
+    where its first statement was, so every session's own order is kept."""
+    out: list[Any] = []
+    runs: dict[str | None, list[tuple[Any, ...]]] = {}
+    for e in events:
+        if e[2] == STATEMENTS:
+            run = runs.get(e[4])
+            if run is None:
+                run = runs[e[4]] = []
+                out.append(run)
+            run.append(e)
+        else:
+            runs.pop(e[4], None)  # a session's later statements start a new run after this event
+            out.append(e if isinstance(e[5], str) else (*e[:5], finish_detail(e[5])))
+    return [_pack_run(item) if isinstance(item, list) else item for item in out]
+
+
+def expand_event(at: float, action: str, detail: str) -> list[dict[str, Any]]:
+    """One stored record as the events it holds: a statement run becomes one event per statement."""
+    body = json.loads(detail)
+    if action != STATEMENTS:
+        return [{"at": _iso(at), "t": float(at), "kind": action, **body}]
+    columns = body["columns"]
+    out = []
+    for row in body["rows"]:
+        event = {k: v for k, v in zip(columns, row, strict=True) if v is not None}
+        t = float(event.pop("at"))
+        out.append({"at": _iso(t), "t": t, "kind": "statement", **event})
+    return out
+
+
 def chain_hash(prev: str, row: Sequence[Any]) -> str:
     """sha256 over the previous record's hash and this record's fields, in a canonical form: each field's
     length and text, so no two different records can share an encoding."""
@@ -410,7 +472,7 @@ class Store(ABC):
         out = _session_json(rows[0])
         events = await self._fetch("SELECT at, action, detail FROM audit_events WHERE session_id = ? ORDER BY id",
                                    (session_id,))
-        out["events"] = [{"at": _iso(e[0]), "t": float(e[0]), "kind": e[1], **json.loads(e[2])} for e in events]
+        out["events"] = [event for e in events for event in expand_event(e[0], e[1], e[2])]
         return out
 
     async def audit_events(self, request_id: str | None = None, limit: int = 500) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from .base import GENESIS, MIGRATIONS, Store, StoreError, chain_hash, finish_detail
+from .base import GENESIS, MIGRATIONS, Store, StoreError, chain_hash, pack_events
 
 _PLACEHOLDER = re.compile(r"\?")
 _MIGRATION_LOCK = 0x64626677  # "dbfw": serialises migrations of instances starting together
@@ -73,9 +73,7 @@ class PostgresStore(Store):
                                        "ORDER BY seal_seq DESC LIMIT 1")
             prev, seq = (last[0], last[1]) if last else (GENESIS, 0)
             rows = []
-            for e in events:
-                if not isinstance(e[5], str):
-                    e = (*e[:5], finish_detail(e[5]))
+            for e in pack_events(events):
                 seq += 1
                 digest = chain_hash(prev, e)
                 rows.append((*e, seq, prev, digest))

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from .base import GENESIS, MIGRATIONS, Store, StoreError, chain_hash, finish_detail
+from .base import GENESIS, MIGRATIONS, Store, StoreError, chain_hash, pack_events
 
 
 class SQLiteStore(Store):
@@ -127,9 +127,7 @@ class SQLiteStore(Store):
                                 "ORDER BY seal_seq DESC LIMIT 1").fetchone()
             prev, seq = (last[0], last[1]) if last else (GENESIS, 0)
             rows = []
-            for e in events:
-                if not isinstance(e[5], str):  # a recorder's detail, finished here, on the store's thread
-                    e = (*e[:5], finish_detail(e[5]))
+            for e in pack_events(events):
                 seq += 1
                 digest = chain_hash(prev, e)
                 rows.append((*e, seq, prev, digest))

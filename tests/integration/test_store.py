@@ -12,7 +12,7 @@ from uuid import uuid4
 import psycopg
 import pytest
 
-from dbfw.store.base import ApprovalRecord, Store, open_store
+from dbfw.store.base import STATEMENTS, ApprovalRecord, Store, open_store
 from tests.conftest import PgTarget
 
 
@@ -148,6 +148,54 @@ def test_recordings_are_chained_and_tampering_is_found(store_url: str) -> None:
             assert [e["kind"] for e in session["events"]] == ["session_start", "statement", "session_end"]
             assert len(session["events"][1]["fingerprint"]) == 20 and "shape" not in session["events"][1]
             await store._transaction([("UPDATE audit_events SET actor = 'mallory' WHERE action = 'statement'", ())])
+            _, broken = await store.verify()
+            assert broken is not None and "changed" in broken["why"]
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
+
+
+@BACKENDS
+def test_statement_runs_keep_each_sessions_order_and_are_chained(store_url: str) -> None:
+    """Deferred statements are stored as one run per session and flush; readers see one event each."""
+
+    def ran(at: float, session: str, sql: str, **extra: object) -> tuple[object, ...]:
+        detail = {"sql": sql, "shape": sql, "class": "read", "action": "allow", "policy": "p", **extra}
+        return (at, "agent-ci", STATEMENTS, None, session, (detail, 0.001, 1, None))
+
+    async def scenario() -> None:
+        store = await _opened(store_url)
+        try:
+            t = time.time()
+            await store.record(
+                [("a", "agent-ci", "x", "pg", "app", t), ("b", "agent-ci", "y", "pg", "app", t)], [],
+                [(t, "agent-ci", "session_start", None, "a", {"client": "x"}),
+                 ran(t + 1, "a", "select 1"),
+                 (t + 1.5, "agent-ci", "session_start", None, "b", {"client": "y"}),
+                 ran(t + 2, "b", "select 'b1'"),
+                 ran(t + 3, "a", "select 2", approval="req_9"),
+                 (t + 4, "agent-ci", "statement", None, "a", {"sql": "drop table t", "shape": "drop table t",
+                                                              "class": "ddl"}),
+                 ran(t + 5, "a", "select 3"),
+                 ran(t + 6, "b", "select 'b2'")])
+            rows = await store._fetch("SELECT action, session_id FROM audit_events ORDER BY id")
+            assert rows == [("session_start", "a"), (STATEMENTS, "a"), ("session_start", "b"), (STATEMENTS, "b"),
+                            ("statement", "a"), (STATEMENTS, "a")]
+            a = await store.session("a")
+            assert a is not None
+            assert [(e["kind"], e.get("sql")) for e in a["events"]] == [
+                ("session_start", None), ("statement", "select 1"), ("statement", "select 2"),
+                ("statement", "drop table t"), ("statement", "select 3")]
+            second = a["events"][2]
+            assert second["approval"] == "req_9" and second["t"] == pytest.approx(t + 3) and second["rows"] == 1
+            assert "error" not in second and len(second["fingerprint"]) == 20
+            b = await store.session("b")
+            assert b is not None and [e.get("sql") for e in b["events"]] == [None, "select 'b1'", "select 'b2'"]
+            checked, broken = await store.verify()
+            assert broken is None and checked == 6
+            await store._transaction([("UPDATE audit_events SET detail = replace(detail, 'select 2', 'select 7') "
+                                       "WHERE action = ?", (STATEMENTS,))])
             _, broken = await store.verify()
             assert broken is not None and "changed" in broken["why"]
         finally:
