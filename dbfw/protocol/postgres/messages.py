@@ -81,12 +81,19 @@ class FrameReader:
     is held until complete and may not exceed ``max_size``.
     """
 
-    __slots__ = ("_buf", "_pos", "_remaining", "_stream_tag", "max_size", "startup", "streamable")
+    __slots__ = ("_buf", "_need", "_parts", "_parts_len", "_pos", "_remaining", "_stream_tag", "max_size", "startup",
+                 "streamable")
 
     def __init__(self, max_size: int = DEFAULT_MAX_MESSAGE, *, startup: bool = False,
                  streamable: frozenset[int] = frozenset()):
-        self._buf = bytearray()
+        # The bytes read and not yet framed. Immutable, so a frame is a view into them, not a copy.
+        self._buf = b""
         self._pos = 0
+        # A message arriving in many reads is gathered here and joined once it can be complete, so
+        # a large message costs one copy, not one per read.
+        self._parts: list[bytes] = []
+        self._parts_len = 0
+        self._need = 0  # bytes from _pos needed before another frame can come out
         self._remaining = 0  # bytes still to come of a message being streamed
         self._stream_tag = 0
         self.max_size = max_size
@@ -98,57 +105,66 @@ class FrameReader:
 
     def take_buffered(self) -> bytes:
         """Hand over the bytes read but not yet framed (to a RelayScanner taking over the stream)."""
-        data = bytes(self._buf[self._pos:])
-        self._buf.clear()
-        self._pos = 0
+        data = b"".join([self._buf[self._pos:], *self._parts])
+        self._buf, self._pos, self._parts, self._parts_len = b"", 0, [], 0
         return data
 
     @property
     def buffered(self) -> int:
-        return len(self._buf) - self._pos
+        return len(self._buf) - self._pos + self._parts_len
 
-    def feed(self, data: bytes) -> None:
-        if self._pos and self._pos == len(self._buf):
-            self._buf.clear()
-            self._pos = 0
-        self._buf += data
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        if type(data) is not bytes:
+            data = bytes(data)
+        rest = len(self._buf) - self._pos
+        if not rest and not self._parts:
+            self._buf, self._pos = data, 0
+            return
+        if not self._parts:
+            self._parts, self._parts_len = [self._buf[self._pos:]], rest
+            self._buf, self._pos = b"", 0
+        self._parts.append(data)
+        self._parts_len += len(data)
+        if self._parts_len >= self._need:
+            self._buf, self._pos = b"".join(self._parts), 0
+            self._parts, self._parts_len = [], 0
 
     def frames(self) -> Iterator[Frame]:
         """Yield every frame (or streamed piece) available now. Raises ProtocolError on bad input."""
         while True:
             frame = self._next()
             if frame is None:
-                self._compact()
                 return
             yield frame
 
-    def _compact(self) -> None:
-        if self._pos:
-            del self._buf[: self._pos]
-            self._pos = 0
-
     def _next(self) -> Frame | None:
+        if self._parts:
+            return None  # still gathering
         buf, pos = self._buf, self._pos
         avail = len(buf) - pos
         if self._remaining:
             if not avail:
+                self._need = 1
                 return None
             n = min(avail, self._remaining)
             self._remaining -= n
             self._pos = pos + n
-            return Frame(self._stream_tag, memoryview(bytes(buf[pos:pos + n])), 0,
+            return Frame(self._stream_tag, memoryview(buf)[pos:pos + n], 0,
                          final=self._remaining == 0, streamed=True)
         if self.startup:
             if avail < 4:
+                self._need = 4
                 return None
             (length,) = _I32.unpack_from(buf, pos)
             if length < 8 or length > min(self.max_size, 10_000):
                 raise ProtocolError(f"invalid startup packet length {length}")
             if avail < length:
+                self._need = length
                 return None
             self._pos = pos + length
-            return Frame(0, memoryview(bytes(buf[pos:pos + length])), 4)
+            return Frame(0, memoryview(buf)[pos:pos + length], 4)
         if avail < 5:
+            self._need = 5
             return None
         tag = buf[pos]
         (length,) = _U32.unpack_from(buf, pos + 1)
@@ -157,21 +173,23 @@ class FrameReader:
         total = length + 1
         if avail >= total and total <= self.max_size:
             self._pos = pos + total
-            return Frame(tag, memoryview(bytes(buf[pos:pos + total])))
+            return Frame(tag, memoryview(buf)[pos:pos + total])
         if tag in self.streamable and length <= ABSOLUTE_MAX_MESSAGE:
             if avail >= total:
                 self._pos = pos + total
-                return Frame(tag, memoryview(bytes(buf[pos:pos + total])))
+                return Frame(tag, memoryview(buf)[pos:pos + total])
             if avail >= STREAM_CHUNK or total > self.max_size:
                 self._stream_tag = tag
                 self._remaining = total - avail
                 self._pos = pos + avail
-                return Frame(tag, memoryview(bytes(buf[pos:pos + avail])), final=False, streamed=True)
+                return Frame(tag, memoryview(buf)[pos:pos + avail], final=False, streamed=True)
+            self._need = min(total, STREAM_CHUNK)
             return None
         if total > self.max_size:
             raise ProtocolError(
                 f"message of type {chr(tag)!r} is {length} bytes, over the limit of {self.max_size}"
             )
+        self._need = total
         return None
 
 

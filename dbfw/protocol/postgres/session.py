@@ -711,7 +711,11 @@ class PgSession:
                 raise m.ProtocolError("Bind names are not NUL-terminated") from None
             self._portals[payload[:end].decode("utf-8", "surrogateescape")] = statement
             return None
-        portal = m.Execute.decode(frame.payload).portal
+        payload = bytes(frame.payload)  # Execute: portal name, NUL, row limit (int32)
+        end = payload.find(0)
+        if end < 0 or len(payload) != end + 5:
+            raise m.ProtocolError("malformed Execute message")
+        portal = payload[:end].decode("utf-8", "surrogateescape") if end else ""
         return self._prepared.get(self._portals.get(portal, ""))
 
     def _rewritten(self, verdict: Verdict) -> str | None:
