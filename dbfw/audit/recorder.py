@@ -98,8 +98,9 @@ class Recorder:
             self._event(now, ctx.identity, "result", ctx.session_id, outcome)
             return
         append, identity, session_id = self._events.append, ctx.identity, ctx.session_id
-        for detail in statements:  # packed into the session's statement run when written
-            append((now, identity, STATEMENTS, None, session_id, (detail, seconds, rows, error or None)))
+        error = error or None
+        for detail in statements:  # packed into the session's run of executions when written
+            append((now, identity, STATEMENTS, None, session_id, detail, seconds, rows, error))
 
     def _event(self, at: float, actor: str, action: str, session_id: str | None, detail: dict[str, Any]) -> None:
         # Serialised when written, off the event loop's path.

@@ -119,12 +119,15 @@ def finish_detail(detail: dict[str, Any]) -> str:
 
 
 # Statements that ran without needing to be durable first (reads, ordinary writes) are recorded in
-# runs: one audit record per session and flush holds the session's consecutive statements as rows of
-# these columns. A run is chained like any record, so editing, dropping or reordering one statement
-# in it breaks the chain; readers expand it back into one event per statement.
+# runs: one audit record per session and flush holds the session's consecutive executions. A run lists
+# each distinct statement once and then one row per execution (when, which statement, how long, how
+# many rows, which error), so a statement executed a thousand times costs a few numbers per execution.
+# A run is chained like any record: editing, dropping or reordering one execution breaks the chain.
+# Readers expand it back into one event per execution.
+# A recorder's execution event: (at, actor, STATEMENTS, None, session_id, detail, seconds, rows, error).
 STATEMENTS = "statements"
-STATEMENT_COLUMNS = ("at", "sql", "fingerprint", "class", "action", "policy", "approval", "seconds", "rows",
-                     "error")
+RUN_STATEMENT_KEYS = ("sql", "fingerprint", "class", "action", "policy", "approval")
+RUN_COLUMNS = ("at", "statement", "seconds", "rows", "error")
 _FINGERPRINTS: dict[str, str] = {}
 
 
@@ -138,19 +141,26 @@ def fingerprint(shape: str) -> str:
 
 
 def _pack_run(run: list[tuple[Any, ...]]) -> tuple[Any, ...]:
+    index: dict[int, int] = {}
+    statements: list[dict[str, Any]] = []
     rows = []
-    for at, _, _, _, _, (d, seconds, nrows, error) in run:
-        rows.append([at, d["sql"], fingerprint(d["shape"]), d["class"], d["action"], d["policy"],
-                     d.get("approval"), seconds, nrows, error])
+    for e in run:
+        d = e[5]
+        i = index.get(id(d))
+        if i is None:
+            i = index[id(d)] = len(statements)
+            statements.append({"sql": d["sql"], "fingerprint": fingerprint(d["shape"]), "class": d["class"],
+                               "action": d["action"], "policy": d["policy"], "approval": d.get("approval")})
+        rows.append((e[0], i, e[6], e[7], e[8]))
     first = run[0]
-    detail = json.dumps({"columns": STATEMENT_COLUMNS, "rows": rows}, separators=(",", ":"))
+    detail = json.dumps({"statements": statements, "columns": RUN_COLUMNS, "rows": rows}, separators=(",", ":"))
     return (first[0], first[1], STATEMENTS, None, first[4], detail)
 
 
 def pack_events(events: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     """Recorded events as stored rows (at, actor, action, request_id, session_id, detail_json): details
-    finished, and each session's consecutive statement outcomes gathered into one run record, placed
-    where its first statement was, so every session's own order is kept."""
+    finished, and each session's consecutive executions gathered into one run record, placed where its
+    first execution was, so every session's own order is kept."""
     out: list[Any] = []
     runs: dict[str | None, list[tuple[Any, ...]]] = {}
     for e in events:
@@ -161,22 +171,26 @@ def pack_events(events: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
                 out.append(run)
             run.append(e)
         else:
-            runs.pop(e[4], None)  # a session's later statements start a new run after this event
+            runs.pop(e[4], None)  # a session's later executions start a new run after this event
             out.append(e if isinstance(e[5], str) else (*e[:5], finish_detail(e[5])))
     return [_pack_run(item) if isinstance(item, list) else item for item in out]
 
 
 def expand_event(at: float, action: str, detail: str) -> list[dict[str, Any]]:
-    """One stored record as the events it holds: a statement run becomes one event per statement."""
+    """One stored record as the events it holds: a run becomes one statement event per execution."""
     body = json.loads(detail)
     if action != STATEMENTS:
         return [{"at": _iso(at), "t": float(at), "kind": action, **body}]
-    columns = body["columns"]
+    statements = [{k: v for k, v in s.items() if v is not None} for s in body["statements"]]
     out = []
-    for row in body["rows"]:
-        event = {k: v for k, v in zip(columns, row, strict=True) if v is not None}
-        t = float(event.pop("at"))
-        out.append({"at": _iso(t), "t": t, "kind": "statement", **event})
+    for t, i, seconds, rows, error in body["rows"]:
+        event: dict[str, Any] = {"at": _iso(t), "t": float(t), "kind": "statement", **statements[i],
+                                 "seconds": seconds}
+        if rows is not None:
+            event["rows"] = rows
+        if error is not None:
+            event["error"] = error
+        out.append(event)
     return out
 
 

@@ -162,7 +162,7 @@ def test_statement_runs_keep_each_sessions_order_and_are_chained(store_url: str)
 
     def ran(at: float, session: str, sql: str, **extra: object) -> tuple[object, ...]:
         detail = {"sql": sql, "shape": sql, "class": "read", "action": "allow", "policy": "p", **extra}
-        return (at, "agent-ci", STATEMENTS, None, session, (detail, 0.001, 1, None))
+        return (at, "agent-ci", STATEMENTS, None, session, detail, 0.001, 1, None)
 
     async def scenario() -> None:
         store = await _opened(store_url)

@@ -193,6 +193,9 @@ class FrameReader:
         return None
 
 
+_RESULT_BOUNDS = frozenset(b"TCIsE")  # RowDescription starts a result; the others end one
+
+
 class RelayScanner:
     """Finds message boundaries in a relayed byte stream without copying it.
 
@@ -206,7 +209,8 @@ class RelayScanner:
     looks at.
     """
 
-    __slots__ = ("_carry", "_data", "_drop", "_pos", "_skip", "limit_hit", "max_size", "more", "rows_left")
+    __slots__ = ("_carry", "_data", "_drop", "_pos", "_skip", "limit", "limit_hit", "max_size", "more", "noted",
+                 "notes", "rows_left")
 
     def __init__(self, max_size: int = DEFAULT_MAX_MESSAGE, initial: bytes = b""):
         self._carry = initial
@@ -220,6 +224,13 @@ class RelayScanner:
         # and limit_hit says so.
         self.rows_left: int | None = None
         self.limit_hit = False
+        # The allowance each result starts with; the scanner renews it as results start and end, and,
+        # once a result passed it, stops at that result's end so the caller can say so.
+        self.limit: int | None = None
+        # Messages forwarded without a stop whose payloads the caller still wants (CommandComplete, for
+        # the row counts recordings keep): collected in ``notes``, which the caller empties.
+        self.noted: frozenset[int] = frozenset()
+        self.notes: list[bytes] = []
 
     def feed(self, data: bytes, wanted: frozenset[int],
              row_fn: Callable[[memoryview], bytes] | None = None) -> list[memoryview | bytes | tuple[int, memoryview]]:
@@ -283,7 +294,21 @@ class RelayScanner:
                     out.append(masked)
                     pos = seg = run_end
                     continue
-            if tag not in wanted:
+            held = tag in wanted
+            if not held and self.rows_left is not None and tag in _RESULT_BOUNDS:
+                if self.limit_hit:
+                    held = True
+                else:
+                    self.rows_left = self.limit
+            if not held:
+                if tag in self.noted:
+                    if end > n:
+                        if length >= self.max_size:
+                            raise ProtocolError(f"message of type {chr(tag)!r} has an invalid length {length}")
+                        break  # held until whole (it is small)
+                    self.notes.append(data[pos + 5:end])
+                    pos = end
+                    continue
                 if end > n:
                     self._skip, self._drop = end - n, False
                     pos = n

@@ -21,6 +21,7 @@ import secrets
 import ssl
 import time
 from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from ... import log, metrics
@@ -43,6 +44,7 @@ READ_SIZE = 256 * 1024
 
 _Q, _P, _S, _X, _F = (ord(c) for c in "QPSXF")
 _RELAYED = frozenset(b"BEDCHdcf")  # Bind Execute Describe Close Flush CopyData CopyDone CopyFail
+_DECIDED = frozenset((_Q, _P, _F))  # what the firewall decides on: Query, Parse, FunctionCall
 _Z, _E, _PS = ord("Z"), ord("E"), ord("S")
 _BIND, _DESCRIBE, _EXECUTE, _CLOSE = ord("B"), ord("D"), ord("E"), ord("C")  # frontend
 _TRACKED = frozenset((_BIND, _DESCRIBE, _EXECUTE, _CLOSE))
@@ -56,7 +58,6 @@ _WANTED = frozenset(b"ZES")
 # the others by their headers.
 _WANTED_MASKING = _WANTED | (_RESULT_TAGS - {ord("D")})
 _RESULT_ENDS = frozenset(b"TCIsE")  # a result starts (RowDescription) or ends
-_WANTED_LIMIT = _WANTED | _RESULT_ENDS
 
 # PostgreSQL encoding names -> Python codecs, for reading SQL text in the client's encoding.
 _ENCODINGS = {"UTF8": "utf-8", "UNICODE": "utf-8", "SQL_ASCII": "latin-1", "LATIN1": "latin-1",
@@ -84,11 +85,36 @@ def _counted(verdict: Verdict) -> StatementMask:
     return StatementMask(counted=rules)
 
 
-def _outcome(task: asyncio.Task[str]) -> tuple[str | None, BaseException | None]:
-    if task.cancelled():
-        return None, None
-    exc = task.exception()
-    return (None, exc) if exc is not None else (task.result(), None)
+class _Side(asyncio.Protocol):
+    """One end of the relay: what arrives, ends or backs up is handed straight to the session."""
+
+    __slots__ = ("_end", "_paused", "data_received")
+
+    def __init__(self, on_data: Callable[[bytes], None], on_end: Callable[[BaseException | None], None],
+                 on_paused: Callable[[bool], None]):
+        self.data_received = on_data  # type: ignore[method-assign]
+        self._end, self._paused = on_end, on_paused
+
+    def eof_received(self) -> None:
+        self._end(None)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._end(exc)
+
+    def pause_writing(self) -> None:
+        self._paused(True)
+
+    def resume_writing(self) -> None:
+        self._paused(False)
+
+
+def _take_buffered(reader: asyncio.StreamReader) -> tuple[bytes, bool]:
+    """What a stream reader has read ahead (the relay takes the transport over), and whether it saw EOF."""
+    buffer = getattr(reader, "_buffer", None)
+    data = bytes(buffer) if buffer else b""
+    if buffer:
+        buffer.clear()
+    return data, reader.at_eof()
 
 
 def _is_true(value: str) -> bool:
@@ -126,10 +152,24 @@ class PgSession:
         self._timing: deque[tuple[float, str, list[dict[str, object]]]] = deque()
         self._batch_details: list[dict[str, object]] = []
         # For recordings: what each prepared statement is, and which statement each portal runs.
-        self._prepared: dict[str, dict[str, object] | None] = {}
-        self._portals: dict[str, str] = {}
+        # Keyed by the names' bytes as they travel.
+        self._prepared: dict[bytes, dict[str, object] | None] = {}
+        self._portals: dict[bytes, bytes] = {}
         self._batch_start = 0.0
         self._batch_cls = ""
+        # The relay, once both transports are handed over to it.
+        self._done: asyncio.Future[tuple[str, str | None, BaseException | None]] | None = None
+        self._client_t: asyncio.BaseTransport | None = None
+        self._up_t: asyncio.BaseTransport | None = None
+        self._client_holds: set[str] = set()
+        self._client_task: asyncio.Task[None] | None = None
+        self._client_backlog: list[bytes] = []
+        self._arrived = 0.0
+        self._scanner: m.RelayScanner | None = None
+        self._cut_off = False  # the current result passed the row limit: its remaining rows are dropped
+        self._rows: int | None = None
+        self._error: str | None = None
+        self._durations: dict[str, object] = {}
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -421,20 +461,48 @@ class PgSession:
     # --- relay -------------------------------------------------------------------------------------
 
     async def _relay(self) -> str:
-        c2u = asyncio.create_task(self._client_to_upstream())
-        u2c = asyncio.create_task(self._upstream_to_client())
+        """Relay until one side ends. Both transports are driven by protocol callbacks from here on: a
+        message that needs no decision is handled in the callback itself, without a task switch."""
+        assert self.upstream is not None
+        loop = asyncio.get_running_loop()
+        self._done = loop.create_future()
+        up = self.upstream
+        client_t, up_t = self.writer.transport, up.writer.transport
+        self._client_t, self._up_t = client_t, up_t
+        self._bytes_in = metrics.bytes_total.labels(self.listener.name, "client_to_upstream")
+        self._bytes_out = metrics.bytes_total.labels(self.listener.name, "upstream_to_client")
+        self._scanner = m.RelayScanner(up.frames.max_size, up.frames.take_buffered())
+        if self.rt.recorder is not None and self.tracker is None:
+            self._scanner.noted = frozenset((_COMMAND_COMPLETE,))  # row counts, for the recording
+        # What the stream readers of start-up had read ahead is handed to the relay.
+        client_rest, client_eof = _take_buffered(self.reader)
+        up_rest, up_eof = _take_buffered(up.reader)
+        client_t.set_protocol(_Side(self._client_data, self._client_end, self._client_write_paused))
+        up_t.set_protocol(_Side(self._upstream_data, self._upstream_end, self._upstream_write_paused))
+        client_t.resume_reading()
+        up_t.resume_reading()
+        if up_rest or self._scanner.more:
+            self._upstream_data(up_rest)
+        if up_eof:
+            self._upstream_end(None)
+        if client_rest or self.frames.buffered:
+            self._client_data(client_rest)
+        if client_eof:
+            self._client_end(None)
         drain = asyncio.create_task(self._drain_now.wait())
         try:
-            done, _ = await asyncio.wait({c2u, u2c, drain}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({self._done, drain}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for t in (c2u, u2c, drain):
-                t.cancel()
-        if drain in done or (c2u in done and _outcome(c2u) == ("drained", None)):
+            drain.cancel()
+            if self._client_task is not None:
+                self._client_task.cancel()
+            self._finish("relay", "closed")
+        side, reason, exc = self._done.result()
+        if drain in done or reason == "drained":
             await self._fatal_quietly("57P01", "dbfw: the firewall is shutting down",
                                       detail="reconnect to continue")
             return "drained"
-        if c2u in done:
-            reason, exc = _outcome(c2u)
+        if side == "client":
             if exc is not None:
                 raise exc
             if reason != "terminate" and self.inflight > 0:
@@ -442,7 +510,6 @@ class PgSession:
                 log.event("session.client_vanished_busy", session=self.session_id, inflight=self.inflight)
                 await self.cancel_upstream()
             return reason or "client_gone"
-        reason, exc = _outcome(u2c)
         if isinstance(exc, m.ProtocolError):
             log.warning("upstream.protocol_error", session=self.session_id, error=str(exc))
             await self._fatal_quietly("08P01", "dbfw: the database sent an invalid message")
@@ -460,6 +527,37 @@ class PgSession:
         log.warning("upstream.lost", session=self.session_id, upstream=self.listener.upstream)
         return "upstream_lost"
 
+    def _finish(self, side: str, reason: str | None, exc: BaseException | None = None) -> None:
+        done = self._done
+        if done is not None and not done.done():
+            done.set_result((side, reason, exc))
+
+    # Reading from the client stops while a statement is being decided (so messages stay in order) and
+    # while the upstream cannot take more; reading from the upstream stops while the client cannot.
+    def _hold_client(self, why: str, on: bool) -> None:
+        holds = self._client_holds
+        before = bool(holds)
+        if on:
+            holds.add(why)
+        else:
+            holds.discard(why)
+        if bool(holds) != before and self._client_t is not None and not self._client_t.is_closing():
+            self._client_t.pause_reading() if holds else self._client_t.resume_reading()
+
+    def _upstream_write_paused(self, paused: bool) -> None:
+        self._hold_client("upstream_full", paused)
+
+    def _client_write_paused(self, paused: bool) -> None:
+        up_t = self._up_t
+        if up_t is not None and not up_t.is_closing():
+            up_t.pause_reading() if paused else up_t.resume_reading()
+
+    def _client_end(self, exc: BaseException | None) -> None:
+        self._finish("client", "client_gone")
+
+    def _upstream_end(self, exc: BaseException | None) -> None:
+        self._finish("upstream", "upstream_gone")
+
     def _sql_text(self, text: str) -> str:
         if self.codec == "utf-8":
             return text
@@ -470,253 +568,317 @@ class PgSession:
         self.substitutions.append(_Substitution(token, batch, verdict))
         return token
 
-    async def _client_to_upstream(self) -> str:
-        assert self.upstream is not None and self.ctx is not None
-        up_writer = self.upstream.writer
-        frames, fw, ctx = self.frames, self.rt.firewall, self.ctx
-        reader = self.reader
-        bytes_in = metrics.bytes_total.labels(self.listener.name, "client_to_upstream")
-        timing = self._timing
-        recorder = self.rt.recorder
-        clock = time.perf_counter
-        while True:
-            try:
-                data = await reader.read(READ_SIZE)
-            except (ConnectionError, ssl.SSLError):
-                return "client_gone"
-            if not data:
-                return "client_gone"
+    # --- client -> upstream --------------------------------------------------------------------------
+
+    def _client_data(self, data: bytes) -> None:
+        if self._done is None or self._done.done():
+            return
+        if self._client_task is not None:  # read before the pause took effect: kept in order
+            self._client_backlog.append(data)
+            return
+        if data:
             if self.draining and self.inflight == 0:
                 # Shutting down and nothing in flight: new work is not started; the client is told why.
-                return "drained"
-            bytes_in.inc(len(data))
-            arrived = clock()
-            frames.feed(data)
-            out: list[bytes | memoryview] = []
-            tracker = self.tracker
-            for frame in frames.frames():
+                self._finish("client", "drained")
+                return
+            self._bytes_in.inc(len(data))
+            self._arrived = time.perf_counter()
+            self.frames.feed(data)
+        out: list[bytes | memoryview] = []
+        try:
+            self._client_frames(self.frames.frames(), out)
+        except Exception as e:
+            self._finish("client", None, e)
+
+    def _client_frames(self, frames: Iterator[m.Frame], out: list[bytes | memoryview]) -> None:
+        """The messages that need no decision, handled here; at the first one that does (a statement, or
+        an execution that must be recorded durably before it runs), the rest goes to a task."""
+        for frame in frames:
+            tag = frame.tag
+            if tag in _RELAYED or frame.streamed:
+                durable = self._relayed(tag, frame)
+                if durable is not None:
+                    self._go_async(frames, out, frame, durable)
+                    return
+                out.append(frame.raw)
+            elif tag == _S:
+                self._sync(frame, out)
+            elif tag == _X:
+                self._to_upstream(out)
+                self._finish("client", "terminate")
+                return
+            elif tag in _DECIDED:
+                self._go_async(frames, out, frame, None)
+                return
+            else:
+                raise m.ProtocolError(f"unexpected message type {frame.kind!r}")
+        self._to_upstream(out)
+
+    def _to_upstream(self, out: list[bytes | memoryview]) -> None:
+        if out:
+            self._up_t.writelines(out)  # type: ignore[union-attr]
+            out.clear()
+
+    def _relayed(self, tag: int, frame: m.Frame) -> dict[str, object] | None:
+        """Bookkeeping for a message relayed as is; returns the event to record durably before it, if any."""
+        tracker = self.tracker
+        if tracker is not None and tag in _TRACKED and not frame.streamed:
+            self._track_frontend(tracker, tag, frame)
+        recorder = self.rt.recorder
+        if recorder is not None and not frame.streamed and (tag == _BIND or tag == _EXECUTE):
+            detail = self._recorded_execution(tag, frame)
+            if detail is not None:
+                if not recorder.deferred(detail):
+                    return detail  # high-risk: durable before it runs
+                self._batch_details.append(detail)  # recorded with its result
+        return None
+
+    def _sync(self, frame: m.Frame, out: list[bytes | memoryview]) -> None:
+        self.inflight += 1
+        self.sent_sync_points += 1
+        self._timing.append((self._batch_start or self._arrived, self._batch_cls or "read", self._batch_details))
+        self._batch_start = 0.0
+        self._batch_details = []
+        if self.tracker is not None:
+            self.tracker.sync()
+        out.append(frame.raw)
+
+    def _go_async(self, frames: Iterator[m.Frame], out: list[bytes | memoryview], frame: m.Frame,
+                  durable: dict[str, object] | None) -> None:
+        self._hold_client("deciding", True)
+        self._client_task = asyncio.get_running_loop().create_task(
+            self._client_frames_async(frames, out, frame, durable))
+
+    async def _client_frames_async(self, frames: Iterator[m.Frame], out: list[bytes | memoryview],
+                                   frame: m.Frame | None, durable: dict[str, object] | None) -> None:
+        try:
+            if durable is not None and frame is not None:
+                self._to_upstream(out)
+                await self.rt.recorder.statement(self.ctx, durable)  # type: ignore[union-attr,arg-type]
+                out.append(frame.raw)
+                frame = None
+            while True:
+                if frame is None:
+                    frame = next(frames, None)
+                    if frame is None:
+                        break
                 tag = frame.tag
-                if tag in _RELAYED or frame.streamed:
-                    if tracker is not None and tag in _TRACKED and not frame.streamed:
-                        self._track_frontend(tracker, tag, frame)
-                    if recorder is not None and not frame.streamed and tag in (_BIND, _EXECUTE):
-                        detail = self._recorded_execution(tag, frame)
-                        if detail is not None:
-                            if recorder.deferred(detail):
-                                self._batch_details.append(detail)  # recorded with its result
-                            else:
-                                if out:
-                                    up_writer.writelines(out)
-                                    out = []
-                                await recorder.statement(ctx, detail)  # high-risk: durable before it runs
+                if tag in _DECIDED:
+                    await self._decided(tag, frame, out)
+                elif tag in _RELAYED or frame.streamed:
+                    durable = self._relayed(tag, frame)
+                    if durable is not None:
+                        self._to_upstream(out)
+                        await self.rt.recorder.statement(self.ctx, durable)  # type: ignore[union-attr,arg-type]
                     out.append(frame.raw)
-                elif tag == _Q:
-                    self.inflight += 1
-                    self.sent_sync_points += 1
-                    query = m.Query.decode(frame.payload)
-                    started = arrived
-                    if out:
-                        up_writer.writelines(out)
-                        out = []
-                    verdict = await fw.check(ctx, self._sql_text(query.query))
-                    self.statements += 1
-                    rewritten = self._rewritten(verdict)
-                    pending_records = getattr(fw, "recording", None) if recorder is not None else None
-                    deferred = pending_records.pop(ctx.session_id, None) if pending_records is not None else None
-                    timing.append((started, verdict.cls, [deferred] if deferred else []))
-                    if tracker is not None:
-                        tracker.query([_counted(verdict)] if rewritten else (verdict.masks or []))
-                    if rewritten:
-                        out.append(m.Query(rewritten).encode())
-                    elif verdict.allowed:
-                        out.append(frame.raw)
-                    else:
-                        out.append(m.Query(self._substitute(verdict, self.sent_sync_points)).encode())
-                elif tag == _P:
-                    parse = m.Parse.decode(frame.payload)
-                    if out:
-                        up_writer.writelines(out)
-                        out = []
-                    if not self._batch_start:
-                        self._batch_start = arrived
-                    verdict = await fw.check(ctx, self._sql_text(parse.query), record=False)
-                    recording = getattr(fw, "recording", None)
-                    if recording is not None:
-                        self._prepared[parse.name] = recording.pop(ctx.session_id, None)
-                    self._batch_cls = verdict.cls
-                    self.statements += 1
-                    rewritten = self._rewritten(verdict)
-                    if tracker is not None:
-                        tracker.parse(parse.name, _counted(verdict) if rewritten else (
-                            verdict.masks[0] if verdict.masks else None))
-                    if rewritten:
-                        out.append(m.Parse(parse.name, rewritten, parse.param_types).encode())
-                    elif verdict.allowed:
-                        out.append(frame.raw)
-                    else:
-                        token = self._substitute(verdict, self.sent_sync_points + 1)
-                        out.append(m.Parse(parse.name, token, parse.param_types).encode())
                 elif tag == _S:
-                    self.inflight += 1
-                    self.sent_sync_points += 1
-                    timing.append((self._batch_start or arrived, self._batch_cls or "read", self._batch_details))
-                    self._batch_start = 0.0
-                    self._batch_details = []
-                    if tracker is not None:
-                        tracker.sync()
-                    out.append(frame.raw)
-                elif tag == _F:
-                    timing.append((arrived, "procedural", []))
-                    if tracker is not None:
-                        tracker.sync()  # answered by FunctionCallResponse and ReadyForQuery
-                    call = m.FunctionCall.decode(frame.payload)
-                    self.inflight += 1
-                    self.sent_sync_points += 1
-                    verdict = await fw.check_function_call(ctx, call.oid)
-                    self.statements += 1
-                    if verdict.allowed:
-                        out.append(frame.raw)
-                    else:
-                        out.append(m.Query(self._substitute(verdict, self.sent_sync_points)).encode())
+                    self._sync(frame, out)
                 elif tag == _X:
-                    if out:
-                        up_writer.writelines(out)
-                    return "terminate"
+                    self._to_upstream(out)
+                    self._finish("client", "terminate")
+                    return
                 else:
                     raise m.ProtocolError(f"unexpected message type {frame.kind!r}")
-            if out:
-                up_writer.writelines(out)
-                try:
-                    await up_writer.drain()
-                except ConnectionError:
-                    return "upstream_gone"
+                frame = None
+            self._to_upstream(out)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            self._finish("client", None, e)
+            return
+        finally:
+            self._client_task = None
+        self._hold_client("deciding", False)
+        backlog, self._client_backlog = self._client_backlog, []
+        for data in backlog:
+            self._client_data(data)
 
-    async def _upstream_to_client(self) -> str:
-        assert self.upstream is not None
-        up = self.upstream
-        reader, writer = up.reader, self.writer
-        tracker = self.tracker
-        scanner = m.RelayScanner(up.frames.max_size, up.frames.take_buffered())
-        bytes_out = metrics.bytes_total.labels(self.listener.name, "upstream_to_client")
-        durations: dict[str, object] = {}
+    async def _decided(self, tag: int, frame: m.Frame, out: list[bytes | memoryview]) -> None:
+        """A statement (Query, Parse) or a fast-path function call: the firewall decides before it goes on."""
+        fw, ctx, tracker, recorder = self.rt.firewall, self.ctx, self.tracker, self.rt.recorder
+        assert ctx is not None
+        arrived = self._arrived
+        if tag == _Q:
+            self.inflight += 1
+            self.sent_sync_points += 1
+            query = m.Query.decode(frame.payload)
+            self._to_upstream(out)
+            verdict = await fw.check(ctx, self._sql_text(query.query))
+            self.statements += 1
+            rewritten = self._rewritten(verdict)
+            pending_records = getattr(fw, "recording", None) if recorder is not None else None
+            deferred = pending_records.pop(ctx.session_id, None) if pending_records is not None else None
+            self._timing.append((arrived, verdict.cls, [deferred] if deferred else []))
+            if tracker is not None:
+                tracker.query([_counted(verdict)] if rewritten else (verdict.masks or []))
+            if rewritten:
+                out.append(m.Query(rewritten).encode())
+            elif verdict.allowed:
+                out.append(frame.raw)
+            else:
+                out.append(m.Query(self._substitute(verdict, self.sent_sync_points)).encode())
+        elif tag == _P:
+            parse = m.Parse.decode(frame.payload)
+            self._to_upstream(out)
+            if not self._batch_start:
+                self._batch_start = arrived
+            verdict = await fw.check(ctx, self._sql_text(parse.query), record=False)
+            recording = getattr(fw, "recording", None)
+            if recording is not None:
+                self._prepared[parse.name.encode("utf-8", "surrogateescape")] = recording.pop(ctx.session_id, None)
+            self._batch_cls = verdict.cls
+            self.statements += 1
+            rewritten = self._rewritten(verdict)
+            if tracker is not None:
+                tracker.parse(parse.name, _counted(verdict) if rewritten else (
+                    verdict.masks[0] if verdict.masks else None))
+            if rewritten:
+                out.append(m.Parse(parse.name, rewritten, parse.param_types).encode())
+            elif verdict.allowed:
+                out.append(frame.raw)
+            else:
+                token = self._substitute(verdict, self.sent_sync_points + 1)
+                out.append(m.Parse(parse.name, token, parse.param_types).encode())
+        else:  # FunctionCall
+            self._timing.append((arrived, "procedural", []))
+            if tracker is not None:
+                tracker.sync()  # answered by FunctionCallResponse and ReadyForQuery
+            call = m.FunctionCall.decode(frame.payload)
+            self.inflight += 1
+            self.sent_sync_points += 1
+            verdict = await fw.check_function_call(ctx, call.oid)
+            self.statements += 1
+            if verdict.allowed:
+                out.append(frame.raw)
+            else:
+                out.append(m.Query(self._substitute(verdict, self.sent_sync_points)).encode())
+
+    # --- upstream -> client --------------------------------------------------------------------------
+
+    def _upstream_data(self, data: bytes) -> None:
+        if self._done is None or self._done.done():
+            return
+        try:
+            self._upstream_messages(data)
+        except Exception as e:
+            self._finish("upstream", None, e)
+
+    def _upstream_messages(self, data: bytes) -> None:
+        scanner, tracker, recorder, ctx = self._scanner, self.tracker, self.rt.recorder, self.ctx
+        assert scanner is not None
+        if data:
+            self._bytes_out.inc(len(data))
+        out: list[bytes | memoryview] = []
+        limit = self._row_limit()
+        wanted = _WANTED_MASKING if tracker is not None else _WANTED
+        scanner.limit = limit
+        if limit is None:
+            scanner.rows_left = None
+        elif scanner.rows_left is None:
+            scanner.rows_left = limit
+        row_fn = tracker.row_masker() if tracker is not None else None
+        pieces = scanner.feed(data, wanted, row_fn)
         timing = self._timing
-        recorder, ctx = self.rt.recorder, self.ctx
-        rows: int | None = None
-        error: str | None = None
-        if recorder is not None and tracker is None:
-            base_wanted = _WANTED | {_COMMAND_COMPLETE}
-        else:
-            base_wanted = _WANTED
-        clock = time.perf_counter
-        cut_off = False  # the current result passed the row limit: its remaining rows are dropped
         while True:
-            try:
-                data = await reader.read(READ_SIZE)
-            except (ConnectionError, ssl.SSLError):
-                return "upstream_gone"
-            if not data:
-                return "upstream_gone"
-            bytes_out.inc(len(data))
-            out: list[bytes | memoryview] = []
-            limit = self._row_limit()
-            wanted = _WANTED_MASKING if tracker is not None else (
-                (base_wanted | _RESULT_ENDS) if limit else base_wanted)
-            if limit is None:
-                scanner.rows_left = None
-            elif scanner.rows_left is None:
-                scanner.rows_left = limit
-            row_fn = tracker.row_masker() if tracker is not None else None
-            pieces = scanner.feed(data, wanted, row_fn)
-            while True:
-                for piece in pieces:
-                    if type(piece) is not tuple:  # bytes to forward, or a row already masked
-                        out.append(piece)  # type: ignore[arg-type]
+            for piece in pieces:
+                if type(piece) is not tuple:  # bytes to forward, or a row already masked
+                    out.append(piece)  # type: ignore[arg-type]
+                    continue
+                tag, raw = piece
+                if scanner.limit_hit and not self._cut_off:
+                    # Rows past the limit are dropped as they arrive (memory stays flat); the upstream is
+                    # not cancelled, since a late cancel could hit the session's next statement.
+                    self._cut_off = True
+                    log.warning("session.row_limit", session=self.session_id, limit=limit)
+                if limit is not None and tag in _RESULT_ENDS:
+                    scanner.rows_left = limit  # the next result starts with the whole allowance
+                    if self._cut_off and tag != _ROW_DESCRIPTION:
+                        self._cut_off = scanner.limit_hit = False
+                        if tracker is not None:
+                            tracker.error() if tag == _E else tracker.statement_done()
+                        out.append(m.ErrorResponse.make(
+                            "ERROR", "DBF06", f"dbfw: the result passed limits.max_result_rows ({limit} rows) "
+                            "and was cut off", "The rows before the limit were sent.",
+                            "add a WHERE or LIMIT, or ask for an approved export").encode())
                         continue
-                    tag, raw = piece
-                    if scanner.limit_hit and not cut_off:
-                        # Rows past the limit are dropped as they arrive (memory stays flat); the upstream is
-                        # not cancelled, since a late cancel could hit the session's next statement.
-                        cut_off = True
-                        log.warning("session.row_limit", session=self.session_id, limit=limit)
-                    if limit is not None and tag in _RESULT_ENDS:
-                        scanner.rows_left = limit  # the next result starts with the whole allowance
-                        if cut_off and tag != _ROW_DESCRIPTION:
-                            cut_off = scanner.limit_hit = False
-                            if tracker is not None:
-                                tracker.error() if tag == _E else tracker.statement_done()
-                            out.append(m.ErrorResponse.make(
-                                "ERROR", "DBF06", f"dbfw: the result passed limits.max_result_rows ({limit} rows) "
-                                "and was cut off", "The rows before the limit were sent.",
-                                "add a WHERE or LIMIT, or ask for an approved export").encode())
-                            continue
-                    if tracker is not None and tag in _RESULT_TAGS:
-                        rebuilt = self._track_backend(tracker, tag, raw)
-                        if rebuilt is not None:
-                            out.append(rebuilt)
-                            continue
-                    if recorder is not None:
-                        if tag == _COMMAND_COMPLETE:
-                            counted = m.command_rows(raw[5:])
-                            if counted is not None:
-                                rows = (rows or 0) + counted
-                        elif tag == _E:
-                            error = m.ErrorResponse.decode(raw[5:]).sqlstate
-                    if tag == _Z:
-                        self.inflight -= 1
-                        self.received_ready += 1
-                        if timing:
-                            began, cls, details = timing.popleft()
-                            hist = durations.get(cls)
-                            if hist is None:
-                                hist = durations[cls] = metrics.statement_duration.labels(self.listener.name, cls)
-                            elapsed = clock() - began
-                            hist.observe(elapsed)  # type: ignore[attr-defined]
-                            if recorder is not None and ctx is not None:
-                                recorder.executed(ctx, details, elapsed, rows, error)
-                        rows = error = None
-                        subs = self.substitutions
-                        while subs and subs[0].batch <= self.received_ready:
-                            subs.popleft()
+                if tracker is not None and tag in _RESULT_TAGS:
+                    rebuilt = self._track_backend(tracker, tag, raw)
+                    if rebuilt is not None:
+                        out.append(rebuilt)
+                        continue
+                if recorder is not None:
+                    if tag == _COMMAND_COMPLETE:
+                        counted = m.command_rows(raw[5:])
+                        if counted is not None:
+                            self._rows = (self._rows or 0) + counted
                     elif tag == _E:
-                        replaced = self._replace_error(raw)
-                        if replaced is not None:
-                            out.append(replaced)
-                            continue
-                    elif tag == _PS:
-                        ps = m.ParameterStatus.decode(raw[5:])
-                        if ps.name == "client_encoding":
-                            self.codec = _ENCODINGS.get(ps.value.upper(), "utf-8")
-                    out.append(raw)
-                if not scanner.more:
-                    break
-                row_fn = tracker.row_masker() if tracker is not None else None
-                pieces = scanner.feed(b"", wanted, row_fn)
-            if out:
-                writer.writelines(out)
-                try:
-                    await writer.drain()
-                except (ConnectionError, ssl.SSLError):
-                    return "client_gone"
-            if self.draining and self.inflight == 0:
-                self._drain_now.set()
+                        self._error = m.ErrorResponse.decode(raw[5:]).sqlstate
+                if tag == _Z:
+                    self.inflight -= 1
+                    self.received_ready += 1
+                    notes = scanner.notes
+                    if notes:
+                        for note in notes:
+                            counted = m.command_rows(note)
+                            if counted is not None:
+                                self._rows = (self._rows or 0) + counted
+                        notes.clear()
+                    if timing:
+                        began, cls, details = timing.popleft()
+                        hist = self._durations.get(cls)
+                        if hist is None:
+                            hist = self._durations[cls] = metrics.statement_duration.labels(self.listener.name, cls)
+                        elapsed = time.perf_counter() - began
+                        hist.observe(elapsed)
+                        if recorder is not None and ctx is not None:
+                            recorder.executed(ctx, details, elapsed, self._rows, self._error)
+                    self._rows = self._error = None
+                    subs = self.substitutions
+                    while subs and subs[0].batch <= self.received_ready:
+                        subs.popleft()
+                elif tag == _E:
+                    replaced = self._replace_error(raw)
+                    if replaced is not None:
+                        out.append(replaced)
+                        continue
+                elif tag == _PS:
+                    ps = m.ParameterStatus.decode(raw[5:])
+                    if ps.name == "client_encoding":
+                        self.codec = _ENCODINGS.get(ps.value.upper(), "utf-8")
+                out.append(raw)
+            if not scanner.more:
+                break
+            row_fn = tracker.row_masker() if tracker is not None else None
+            pieces = scanner.feed(b"", wanted, row_fn)
+        if out:
+            client_t = self._client_t
+            if client_t is None or client_t.is_closing():
+                self._finish("upstream", "client_gone")
+                return
+            client_t.writelines(out)
+        if self.draining and self.inflight == 0:
+            self._drain_now.set()
 
     def _recorded_execution(self, tag: int, frame: m.Frame) -> dict[str, object] | None:
         """Bind remembers which prepared statement a portal runs; Execute records one execution of it."""
-        if tag == _BIND:
-            payload = bytes(frame.payload)
-            try:
-                end = payload.index(0)
-                statement = payload[end + 1:payload.index(0, end + 1)].decode("utf-8", "surrogateescape")
-            except ValueError:
-                raise m.ProtocolError("Bind names are not NUL-terminated") from None
-            self._portals[payload[:end].decode("utf-8", "surrogateescape")] = statement
+        raw = frame.raw
+        if tag == _BIND:  # portal name, NUL, statement name, NUL, then the parameters (maybe large)
+            head = bytes(raw[5:261])
+            end = head.find(0)
+            stmt_end = head.find(0, end + 1) if end >= 0 else -1
+            if stmt_end < 0:
+                head = bytes(raw[5:])
+                end = head.find(0)
+                stmt_end = head.find(0, end + 1) if end >= 0 else -1
+                if stmt_end < 0:
+                    raise m.ProtocolError("Bind names are not NUL-terminated")
+            self._portals[head[:end]] = head[end + 1:stmt_end]
             return None
-        payload = bytes(frame.payload)  # Execute: portal name, NUL, row limit (int32)
+        payload = bytes(raw[5:])  # Execute: portal name, NUL, row limit (int32)
         end = payload.find(0)
         if end < 0 or len(payload) != end + 5:
             raise m.ProtocolError("malformed Execute message")
-        portal = payload[:end].decode("utf-8", "surrogateescape") if end else ""
-        return self._prepared.get(self._portals.get(portal, ""))
+        return self._prepared.get(self._portals.get(payload[:end], b""))
 
     def _rewritten(self, verdict: Verdict) -> str | None:
         """The statement as the upstream should run it, with its masks inside, when that is possible:
