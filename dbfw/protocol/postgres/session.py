@@ -57,6 +57,8 @@ _WANTED = frozenset(b"ZES")
 # DataRows are not "wanted": the scanner masks the rows of a masked result itself (row_fn) and skips
 # the others by their headers.
 _WANTED_MASKING = _WANTED | (_RESULT_TAGS - {ord("D")})
+# Following results for masking, outside a COPY whose lines are masked: CopyData passes untouched.
+_WANTED_TRACKING = _WANTED_MASKING - {_COPY_DATA}
 _RESULT_ENDS = frozenset(b"TCIsE")  # a result starts (RowDescription) or ends
 
 # PostgreSQL encoding names -> Python codecs, for reading SQL text in the client's encoding.
@@ -770,7 +772,7 @@ class PgSession:
             self._bytes_out.inc(len(data))
         out: list[bytes | memoryview] = []
         limit = self._row_limit()
-        wanted = _WANTED_MASKING if tracker is not None else _WANTED
+        wanted = (_WANTED_MASKING if tracker.copying else _WANTED_TRACKING) if tracker is not None else _WANTED
         scanner.limit = limit
         if limit is None:
             scanner.rows_left = None
@@ -848,7 +850,9 @@ class PgSession:
                 out.append(raw)
             if not scanner.more:
                 break
-            row_fn = tracker.row_masker() if tracker is not None else None
+            if tracker is not None:
+                row_fn = tracker.row_masker()
+                wanted = _WANTED_MASKING if tracker.copying else _WANTED_TRACKING
             pieces = scanner.feed(b"", wanted, row_fn)
         if out:
             client_t = self._client_t
