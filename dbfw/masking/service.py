@@ -6,7 +6,7 @@ import hashlib
 import os
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .. import log
 from ..context import StatementContext
@@ -64,6 +64,10 @@ class Masking:
         self.planner = MaskPlanner(rules, key)
         self.catalogs = catalogs
         self._plans: dict[tuple[str, int, frozenset[str], str], MaskPlan] = {}
+        # A message's masks, by the classification object (the classifier keeps one per message text);
+        # lets a statement seen before be decided without awaiting anything.
+        self._results: dict[tuple[int, int, str, str], tuple[Classification, list[StatementMask | None]]] = {}
+        self._applicable: dict[tuple[str, frozenset[str]], list[MaskRule]] = {}
         self.generation = 0
         self.counts: dict[str, int] = {}
         self.on_invalidate: Callable[[str | None], None] | None = None
@@ -74,6 +78,7 @@ class Masking:
 
     def invalidate(self) -> None:
         self._plans.clear()
+        self._results.clear()
         self.generation += 1
         if self.on_invalidate is not None:
             self.on_invalidate(None)
@@ -85,13 +90,37 @@ class Masking:
         self.invalidate()
         asyncio.get_running_loop().call_later(1.0, self.invalidate)
 
-    async def masks_for(self, ctx: StatementContext, classification: Classification) -> list[StatementMask | None]:
-        rules = self.planner.applicable(ctx)
+    def _rules_for(self, ctx: StatementContext) -> list[MaskRule]:
+        key = (ctx.identity, ctx.roles)
+        rules = self._applicable.get(key)
+        if rules is None:
+            rules = self._applicable[key] = self.planner.applicable(ctx)
+        return rules
+
+    def masks_known(self, ctx: StatementContext, classification: Classification) -> list[StatementMask | None] | None:
+        """The masks of a message whose masks were worked out before (same text, same identity, same
+        schema generation), or None."""
+        rules = self._rules_for(ctx)
         if not rules or self.catalogs is None:
             return [None] * len(classification.statements)
+        found = self._results.get((id(classification), self.generation, ctx.database, ctx.identity))
+        if found is None or found[0] is not classification:
+            return None
+        # A session fills in a mask's column types: each gets its own copy.
+        return [replace(mask) if mask is not None else None for mask in found[1]]
+
+    async def masks_for(self, ctx: StatementContext, classification: Classification) -> list[StatementMask | None]:
+        rules = self._rules_for(ctx)
+        if not rules or self.catalogs is None:
+            return [None] * len(classification.statements)
+        generation = self.generation
         out: list[StatementMask | None] = []
         for i, stmt in enumerate(classification.statements):
             out.append(await self._mask(ctx, classification, i, stmt, rules))
+        if generation == self.generation and not any(s.cls == "ddl" for s in classification.statements):
+            if len(self._results) >= PLAN_CACHE:
+                self._results.pop(next(iter(self._results)))
+            self._results[(id(classification), generation, ctx.database, ctx.identity)] = (classification, out)
         return out
 
     async def _mask(self, ctx: StatementContext, classification: Classification, i: int, stmt: Statement,

@@ -610,11 +610,36 @@ class PgSession:
                 self._finish("client", "terminate")
                 return
             elif tag in _DECIDED:
-                self._go_async(frames, out, frame, None)
-                return
+                if not self._decided_now(tag, frame, out):
+                    self._go_async(frames, out, frame, None)
+                    return
             else:
                 raise m.ProtocolError(f"unexpected message type {frame.kind!r}")
         self._to_upstream(out)
+
+    def _decided_now(self, tag: int, frame: m.Frame, out: list[bytes | memoryview]) -> bool:
+        """A statement the firewall can decide on without waiting (see Firewall.check_now)."""
+        fw, ctx = self.rt.firewall, self.ctx
+        assert ctx is not None
+        if tag == _Q:
+            query = m.Query.decode(frame.payload)
+            verdict = fw.check_now(ctx, self._sql_text(query.query))
+            if verdict is None:
+                return False
+            self.inflight += 1
+            self.sent_sync_points += 1
+            self._query_decided(frame, verdict, self._arrived, out)
+            return True
+        if tag == _P:
+            parse = m.Parse.decode(frame.payload)
+            verdict = fw.check_now(ctx, self._sql_text(parse.query), record=False)
+            if verdict is None:
+                return False
+            if not self._batch_start:
+                self._batch_start = self._arrived
+            self._parse_decided(frame, parse, verdict, out)
+            return True
+        return False
 
     def _to_upstream(self, out: list[bytes | memoryview]) -> None:
         if out:
@@ -697,7 +722,7 @@ class PgSession:
 
     async def _decided(self, tag: int, frame: m.Frame, out: list[bytes | memoryview]) -> None:
         """A statement (Query, Parse) or a fast-path function call: the firewall decides before it goes on."""
-        fw, ctx, tracker, recorder = self.rt.firewall, self.ctx, self.tracker, self.rt.recorder
+        fw, ctx, tracker = self.rt.firewall, self.ctx, self.tracker
         assert ctx is not None
         arrived = self._arrived
         if tag == _Q:
@@ -706,41 +731,14 @@ class PgSession:
             query = m.Query.decode(frame.payload)
             self._to_upstream(out)
             verdict = await fw.check(ctx, self._sql_text(query.query))
-            self.statements += 1
-            rewritten = self._rewritten(verdict)
-            pending_records = getattr(fw, "recording", None) if recorder is not None else None
-            deferred = pending_records.pop(ctx.session_id, None) if pending_records is not None else None
-            self._timing.append((arrived, verdict.cls, [deferred] if deferred else []))
-            if tracker is not None:
-                tracker.query([_counted(verdict)] if rewritten else (verdict.masks or []))
-            if rewritten:
-                out.append(m.Query(rewritten).encode())
-            elif verdict.allowed:
-                out.append(frame.raw)
-            else:
-                out.append(m.Query(self._substitute(verdict, self.sent_sync_points)).encode())
+            self._query_decided(frame, verdict, arrived, out)
         elif tag == _P:
             parse = m.Parse.decode(frame.payload)
             self._to_upstream(out)
             if not self._batch_start:
                 self._batch_start = arrived
             verdict = await fw.check(ctx, self._sql_text(parse.query), record=False)
-            recording = getattr(fw, "recording", None)
-            if recording is not None:
-                self._prepared[parse.name.encode("utf-8", "surrogateescape")] = recording.pop(ctx.session_id, None)
-            self._batch_cls = verdict.cls
-            self.statements += 1
-            rewritten = self._rewritten(verdict)
-            if tracker is not None:
-                tracker.parse(parse.name, _counted(verdict) if rewritten else (
-                    verdict.masks[0] if verdict.masks else None))
-            if rewritten:
-                out.append(m.Parse(parse.name, rewritten, parse.param_types).encode())
-            elif verdict.allowed:
-                out.append(frame.raw)
-            else:
-                token = self._substitute(verdict, self.sent_sync_points + 1)
-                out.append(m.Parse(parse.name, token, parse.param_types).encode())
+            self._parse_decided(frame, parse, verdict, out)
         else:  # FunctionCall
             self._timing.append((arrived, "procedural", []))
             if tracker is not None:
@@ -754,6 +752,43 @@ class PgSession:
                 out.append(frame.raw)
             else:
                 out.append(m.Query(self._substitute(verdict, self.sent_sync_points)).encode())
+
+    def _query_decided(self, frame: m.Frame, verdict: Verdict, arrived: float, out: list[bytes | memoryview]) -> None:
+        fw, ctx, tracker = self.rt.firewall, self.ctx, self.tracker
+        assert ctx is not None
+        self.statements += 1
+        rewritten = self._rewritten(verdict)
+        pending_records = getattr(fw, "recording", None) if self.rt.recorder is not None else None
+        deferred = pending_records.pop(ctx.session_id, None) if pending_records is not None else None
+        self._timing.append((arrived, verdict.cls, [deferred] if deferred else []))
+        if tracker is not None:
+            tracker.query([_counted(verdict)] if rewritten else (verdict.masks or []))
+        if rewritten:
+            out.append(m.Query(rewritten).encode())
+        elif verdict.allowed:
+            out.append(frame.raw)
+        else:
+            out.append(m.Query(self._substitute(verdict, self.sent_sync_points)).encode())
+
+    def _parse_decided(self, frame: m.Frame, parse: m.Parse, verdict: Verdict, out: list[bytes | memoryview]) -> None:
+        fw, ctx, tracker = self.rt.firewall, self.ctx, self.tracker
+        assert ctx is not None
+        recording = getattr(fw, "recording", None)
+        if recording is not None:
+            self._prepared[parse.name.encode("utf-8", "surrogateescape")] = recording.pop(ctx.session_id, None)
+        self._batch_cls = verdict.cls
+        self.statements += 1
+        rewritten = self._rewritten(verdict)
+        if tracker is not None:
+            tracker.parse(parse.name, _counted(verdict) if rewritten else (
+                verdict.masks[0] if verdict.masks else None))
+        if rewritten:
+            out.append(m.Parse(parse.name, rewritten, parse.param_types).encode())
+        elif verdict.allowed:
+            out.append(frame.raw)
+        else:
+            token = self._substitute(verdict, self.sent_sync_points + 1)
+            out.append(m.Parse(parse.name, token, parse.param_types).encode())
 
     # --- upstream -> client --------------------------------------------------------------------------
 

@@ -1,0 +1,60 @@
+"""Firewall.check_now (decided without waiting) agrees with Firewall.check on every corpus statement."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import yaml
+
+from dbfw import metrics
+from dbfw.context import StatementContext
+from dbfw.firewall import Firewall
+from dbfw.policy.rules import load_rules
+from dbfw.verdict import ALLOW, Verdict
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _ctx(identity: str = "agent-ci", roles: frozenset[str] = frozenset({"agent"})) -> StatementContext:
+    return StatementContext(identity, roles, "app", "fastpath", "postgres", "s-fast", "127.0.0.1:1")
+
+
+def test_check_now_agrees_with_check_or_defers_to_it() -> None:
+    entries = yaml.safe_load((ROOT / "tests" / "corpus" / "postgres.yaml").read_text())
+    for rules in ("default.yaml", "strict.yaml"):
+        fw = Firewall(load_rules(ROOT / "rules" / rules))
+        ctx = _ctx()
+        decided_now = 0
+        for entry in entries:
+            sql = entry["sql"]
+            slow = asyncio.run(fw.check(ctx, sql))
+            fast = fw.check_now(ctx, sql)
+            if fast is None:
+                assert not slow.allowed or slow.cls in ("unknown",) or slow.masks, (rules, sql, slow)
+                continue
+            decided_now += 1
+            assert fast.allowed and slow.allowed, (rules, sql)
+            assert (fast.cls, fast.sqlstate, fast.masks) == (slow.cls, slow.sqlstate, slow.masks), (rules, sql)
+        assert decided_now > 50, rules  # reads and ordinary writes take the fast path
+
+
+def test_check_now_counts_each_statement_once() -> None:
+    fw = Firewall(load_rules(ROOT / "rules" / "default.yaml"))
+    ctx = _ctx(identity="agent-count")
+    counter = metrics.statements_total.labels("fastpath", "agent-count", "read", "allow")
+    before = counter.value
+    assert fw.check_now(ctx, "select 1") is not None
+    assert fw.check_now(ctx, "drop table t") is None  # not allowed: check() decides, and counts
+    assert counter.value == before + 1
+
+
+def test_a_firewall_that_overrides_check_is_never_bypassed() -> None:
+    class Own(Firewall):
+        def __init__(self) -> None:
+            super().__init__(load_rules(ROOT / "rules" / "default.yaml"))
+
+        async def check(self, ctx: StatementContext, sql: str, record: bool = True) -> Verdict:
+            return ALLOW
+
+    assert Own().check_now(_ctx(), "select 1") is None
