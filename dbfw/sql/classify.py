@@ -395,7 +395,7 @@ class _Classifier:
         # Every data-changing statement anywhere in the tree counts: CTEs, subqueries, INSERT ... SELECT.
         for node in root.find_all(exp.Insert, exp.Update, exp.Delete, exp.Merge):
             in_merge = node.find_ancestor(exp.Merge) is not None  # MERGE's actions are bounded by its ON join
-            if isinstance(node, exp.Update | exp.Delete) and not in_merge and not self._restricted(node):
+            if isinstance(node, exp.Update | exp.Delete) and not in_merge and not self._restricted(node, res):
                 res.raise_to("destructive_write", f"{type(node).__name__.upper()} without a restricting WHERE")
             else:
                 res.raise_to("write", f"{type(node).__name__.upper()} changes data")
@@ -404,13 +404,16 @@ class _Classifier:
                                 for f in root.find_all(exp.Func)})
         return res
 
-    def _restricted(self, node: exp.Expression) -> bool:
+    def _restricted(self, node: exp.Expression, res: _Result) -> bool:
         where = node.args.get("where")
         if where is None:
             return False
         cond = where.this
         if all(_has_column(leaf) for leaf in _leaves(cond)):
             return True  # every branch of the condition depends on a row: it restricts
+        # From here the answer depends on the values of literals (WHERE 1 = 2 touches nothing, WHERE
+        # 1 = 1 every row): another message of the same shape must be classified on its own.
+        res.literal_sensitive = True
         try:
             cond = simplify(cond.copy())
         except Exception:  # sqlglot could not simplify: judge the condition as written
