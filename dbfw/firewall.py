@@ -49,10 +49,13 @@ class Firewall:
         self._decisions: dict[str, Decision] = {}
         self.recording: dict[str, dict[str, object]] = {}
         self._overhead: dict[str, object] = {}
+        # Which policy allowed a shape, for whom and where (cleared when the rules change).
+        self._allowed_shapes: dict[tuple[object, ...], str] = {}
 
     def reload(self, rules: RuleSet, masking: Masking | None = None) -> None:
         self.rules = rules
         self.masking = masking
+        self._allowed_shapes.clear()
 
     def classify(self, ctx: StatementContext, sql: str) -> Classification:
         return self.classifiers[ctx.protocol].classify(sql, ctx.database)
@@ -73,9 +76,22 @@ class Firewall:
             return None
         started = time.perf_counter()
         classification = self.classify(ctx, sql)
-        decision = decide(self.rules, ctx, classification)
-        if decision.action != "allow":
-            return None
+        shape = classification.shape
+        # The rules look at each statement's class, command and tables, and at who asks, where. The shape
+        # fixes commands and tables; a class can turn on a literal (WHERE 1 = 1), so the classes are in
+        # the key too.
+        key = (shape, tuple(s.cls for s in classification.statements), ctx.identity, ctx.roles, ctx.database,
+               ctx.listener)
+        policy = self._allowed_shapes.get(key) if shape else None
+        if policy is None:
+            decision = decide(self.rules, ctx, classification)
+            if decision.action != "allow":
+                return None
+            policy = decision.policy
+            if shape:
+                if len(self._allowed_shapes) >= 10_000:
+                    self._allowed_shapes.clear()
+                self._allowed_shapes[key] = policy
         masking = self.masking
         verdict = ALLOWED[classification.cls]
         if masking is not None and masking.enabled:
@@ -87,7 +103,7 @@ class Firewall:
         recorder = self.recorder
         detail = None
         if recorder is not None:
-            detail = recorder.describe(sql, classification, "allow", decision.policy, None, None)
+            detail = recorder.describe(sql, classification, "allow", policy, None, None)
             if record and not recorder.deferred(detail):
                 return None
         self._account(ctx, verdict, started)

@@ -68,6 +68,7 @@ class Masking:
         # lets a statement seen before be decided without awaiting anything.
         self._results: dict[tuple[int, int, str, str], tuple[Classification, list[StatementMask | None]]] = {}
         self._applicable: dict[tuple[str, frozenset[str]], list[MaskRule]] = {}
+        self._unmasked_shapes: dict[tuple[str, int, str, str], bool] = {}
         self.generation = 0
         self.counts: dict[str, int] = {}
         self.on_invalidate: Callable[[str | None], None] | None = None
@@ -79,6 +80,7 @@ class Masking:
     def invalidate(self) -> None:
         self._plans.clear()
         self._results.clear()
+        self._unmasked_shapes.clear()
         self.generation += 1
         if self.on_invalidate is not None:
             self.on_invalidate(None)
@@ -105,6 +107,11 @@ class Masking:
             return [None] * len(classification.statements)
         found = self._results.get((id(classification), self.generation, ctx.database, ctx.identity))
         if found is None or found[0] is not classification:
+            # Masks come from plans made per shape: when no statement of this shape was masked, none
+            # of another message of the same shape (other literals) is.
+            if classification.shape and (classification.shape, self.generation, ctx.database,
+                                         ctx.identity) in self._unmasked_shapes:
+                return [None] * len(classification.statements)
             return None
         # A session fills in a mask's column types: each gets its own copy.
         return [replace(mask) if mask is not None else None for mask in found[1]]
@@ -121,6 +128,10 @@ class Masking:
             if len(self._results) >= PLAN_CACHE:
                 self._results.pop(next(iter(self._results)))
             self._results[(id(classification), generation, ctx.database, ctx.identity)] = (classification, out)
+            if classification.shape and not any(out):
+                if len(self._unmasked_shapes) >= PLAN_CACHE:
+                    self._unmasked_shapes.pop(next(iter(self._unmasked_shapes)))
+                self._unmasked_shapes[(classification.shape, generation, ctx.database, ctx.identity)] = True
         return out
 
     async def _mask(self, ctx: StatementContext, classification: Classification, i: int, stmt: Statement,

@@ -58,3 +58,15 @@ def test_a_firewall_that_overrides_check_is_never_bypassed() -> None:
             return ALLOW
 
     assert Own().check_now(_ctx(), "select 1") is None
+
+
+def test_a_literal_that_changes_the_class_is_not_decided_by_shape() -> None:
+    # Same shape, different classes: a constant-false WHERE is an ordinary write, a constant-true one
+    # deletes every row. Deciding the second by the first one's shape would let it through.
+    fw = Firewall(load_rules(ROOT / "rules" / "default.yaml"))
+    ctx = _ctx(identity="agent-shape")
+    first = fw.check_now(ctx, "delete from t where 1 = 2")
+    slow = asyncio.run(fw.check(ctx, "delete from t where 1 = 1"))
+    assert not slow.allowed and slow.cls == "destructive_write"
+    assert fw.check_now(ctx, "delete from t where 1 = 1") is None
+    assert first is None or first.cls != "destructive_write"

@@ -326,3 +326,24 @@ def test_streamed_messages_reassemble_exactly(msgs: list[m.Message], points: lis
     for f in frames:
         if f.streamed and f.header_len == 0:
             assert f.tag in b"Dd" and len(f.raw) >= 1
+
+
+@given(st.text(max_size=80), st.text(max_size=80), st.lists(st.integers(0, 1), max_size=5),
+       st.lists(st.one_of(st.none(), st.binary(max_size=300)), max_size=6), st.lists(st.integers(0, 1), max_size=5))
+def test_bind_targets_reads_what_bind_decode_reads(portal: str, statement: str, pf: list[int],
+                                                   params: list[bytes | None], rf: list[int]) -> None:
+    portal, statement = portal.replace("\0", ""), statement.replace("\0", "")
+    payload = m.Bind(portal, statement, pf, params, rf).encode()[5:]
+    assert m.bind_targets(payload) == (portal, statement, rf)
+    assert m.bind_targets(memoryview(payload)) == (portal, statement, rf)
+
+
+@given(st.binary(max_size=400))
+def test_bind_targets_on_garbage_is_a_protocol_error_or_agrees_with_decode(data: bytes) -> None:
+    try:
+        expected = m.Bind.decode(data)
+    except m.ProtocolError:
+        with pytest.raises(m.ProtocolError):
+            m.bind_targets(data)
+        return
+    assert m.bind_targets(data) == (expected.portal, expected.statement, expected.result_formats)

@@ -591,6 +591,39 @@ class Bind(Message):
                 + _values(self.params) + _i16s(self.result_formats))
 
 
+def bind_targets(payload: bytes | memoryview) -> tuple[str, str, list[int]]:
+    """A Bind's portal, statement and result formats, without copying its parameter values. Anything
+    malformed is left to Bind.decode, which says what is wrong."""
+    data = bytes(payload[:256]) if len(payload) > 256 else bytes(payload)
+    end = data.find(0)
+    stmt_end = data.find(0, end + 1) if end >= 0 else -1
+    if stmt_end < 0:
+        b = Bind.decode(payload)
+        return b.portal, b.statement, b.result_formats
+    if len(data) < len(payload):
+        data = bytes(payload)
+    try:
+        pos = stmt_end + 1
+        (n,) = _U16.unpack_from(data, pos)
+        pos += 2 + 2 * n
+        (n,) = _U16.unpack_from(data, pos)
+        pos += 2
+        for _ in range(n):
+            (size,) = _I32.unpack_from(data, pos)
+            if size < -1:
+                raise struct.error("invalid parameter length")
+            pos += 4 + (size if size > 0 else 0)
+        (n,) = _U16.unpack_from(data, pos)
+        formats = list(struct.unpack_from(f"!{n}h", data, pos + 2)) if n else []
+        if pos + 2 + 2 * n != len(data):
+            raise struct.error("trailing bytes")
+    except struct.error:
+        b = Bind.decode(payload)
+        return b.portal, b.statement, b.result_formats
+    return (data[:end].decode("utf-8", "surrogateescape"), data[end + 1:stmt_end].decode("utf-8", "surrogateescape"),
+            formats)
+
+
 @dataclass
 class Describe(Message):
     TAG = b"D"

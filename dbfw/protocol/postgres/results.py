@@ -54,6 +54,8 @@ class ResultTracker:
         # Second line of defence: RowDescription names the table column a result column is (when it is
         # one); a sensitive one is masked even if lineage missed it.
         self.oid_lookup = oid_lookup
+        # RowDescriptions (as bytes) seen to have no sensitive column.
+        self._plain_descriptions: set[bytes] = set()
         self.queue: deque[_Entry] = deque()
         self.statements: dict[str, StatementMask | None] = {}
         self.portals: dict[str, _Portal] = {}
@@ -113,7 +115,23 @@ class ResultTracker:
         head = self._head()
         if head is None:
             return
-        fields = m.RowDescription.decode(payload).fields
+        if (head.current() if head.kind == "query" else head.mask) is None:
+            # Nothing masked by lineage: only a column RowDescription names as sensitive could be. The
+            # same description (same bytes) comes back for every execution of a statement: looked at once.
+            key = bytes(payload)
+            if key in self._plain_descriptions:
+                if head.kind == "describe":
+                    self.queue.popleft()
+                elif head.kind == "query":
+                    self.active = None
+                return
+            fields = m.RowDescription.decode(payload).fields
+            if not self._sensitive(fields):
+                if len(self._plain_descriptions) >= 256:
+                    self._plain_descriptions.clear()
+                self._plain_descriptions.add(key)
+        else:
+            fields = m.RowDescription.decode(payload).fields
         if head.kind == "describe":
             self.queue.popleft()
             mask = self._upgrade(head.mask, fields)
@@ -133,6 +151,10 @@ class ResultTracker:
                 self.active = None
         elif head.kind == "exec":
             head.mask = self._upgrade(head.mask, fields)
+
+    def _sensitive(self, fields: list[m.FieldDescription]) -> bool:
+        lookup = self.oid_lookup
+        return lookup is not None and any(f.table_oid and lookup(f.table_oid, f.column) is not None for f in fields)
 
     def _upgrade(self, mask: StatementMask | None, fields: list[m.FieldDescription]) -> StatementMask | None:
         """The mask with the column types of this result, and with every column RowDescription says is a

@@ -933,8 +933,7 @@ class PgSession:
 
     def _track_frontend(self, tracker: ResultTracker, tag: int, frame: m.Frame) -> None:
         if tag == _BIND:
-            bind = m.Bind.decode(frame.payload)
-            tracker.bind(bind.portal, bind.statement, bind.result_formats)
+            tracker.bind(*m.bind_targets(frame.payload))
         elif tag == _DESCRIBE:
             d = m.Describe.decode(frame.payload)
             tracker.describe(d.kind, d.name)
