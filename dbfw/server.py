@@ -106,6 +106,7 @@ class Server:
                                          Notifier(notify) if notify else None)
         self.approvals.start()
         if self.settings.audit.record:
+            await self.store.start_writer()
             self.recorder = Recorder(self.store, self.settings.audit.redact_literals)
             self.recorder.start()
             if hasattr(self.rt.firewall, "recorder"):

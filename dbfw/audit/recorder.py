@@ -88,9 +88,8 @@ class Recorder:
         """The response is complete: one event per deferred statement, with its result; or, for statements
         recorded before they ran, a result event."""
         now = time.time()
-        seconds = round(seconds, 6)
         if not statements:
-            outcome: dict[str, Any] = {"seconds": seconds}
+            outcome: dict[str, Any] = {"seconds": round(seconds, 6)}
             if rows is not None:
                 outcome["rows"] = rows
             if error:
@@ -99,7 +98,7 @@ class Recorder:
             return
         append, identity, session_id = self._events.append, ctx.identity, ctx.session_id
         error = error or None
-        for detail in statements:  # packed into the session's run of executions when written
+        for detail in statements:  # packed (seconds rounded too) into the session's run when written
             append((now, identity, STATEMENTS, None, session_id, detail, seconds, rows, error))
 
     def _event(self, at: float, actor: str, action: str, session_id: str | None, detail: dict[str, Any]) -> None:

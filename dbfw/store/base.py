@@ -91,6 +91,9 @@ MIGRATIONS: list[list[str]] = [
 ]
 
 GENESIS = "0" * 64
+SESSION_INSERT = ("INSERT INTO sessions (id, identity, client_addr, listener, database_name, started_at) "
+                  "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
+SESSION_END = "UPDATE sessions SET ended_at = ?, end_reason = ? WHERE id = ?"
 
 
 def finish_detail(detail: dict[str, Any]) -> str:
@@ -151,7 +154,7 @@ def _pack_run(run: list[tuple[Any, ...]]) -> tuple[Any, ...]:
             i = index[id(d)] = len(statements)
             statements.append({"sql": d["sql"], "fingerprint": fingerprint(d["shape"]), "class": d["class"],
                                "action": d["action"], "policy": d["policy"], "approval": d.get("approval")})
-        rows.append((e[0], i, e[6], e[7], e[8]))
+        rows.append((e[0], i, round(e[6], 6), e[7], e[8]))
     first = run[0]
     detail = json.dumps({"statements": statements, "columns": RUN_COLUMNS, "rows": rows}, separators=(",", ":"))
     return (first[0], first[1], STATEMENTS, None, first[4], detail)
@@ -439,17 +442,19 @@ class Store(ABC):
     async def _insert_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         """Insert rows in one transaction (one round trip where the backend allows)."""
 
+    async def start_writer(self) -> None:  # noqa: B027 - most backends write in-process
+        """Recordings are about to flow: a backend that writes them out of process starts that here."""
+
     async def record(self, sessions: list[tuple[Any, ...]], ends: list[tuple[Any, ...]],
                      events: list[tuple[Any, ...]]) -> None:
         """Store recorded sessions, their ends and their events. Events: (at, actor, action, request_id,
         session_id, detail_json)."""
         if sessions:
-            await self._insert_many("INSERT INTO sessions (id, identity, client_addr, listener, database_name, "
-                                    "started_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", sessions)
+            await self._insert_many(SESSION_INSERT, sessions)
         if events:
             await self._insert_chained(events)
         if ends:
-            await self._insert_many("UPDATE sessions SET ended_at = ?, end_reason = ? WHERE id = ?", ends)
+            await self._insert_many(SESSION_END, ends)
 
     @abstractmethod
     async def _insert_chained(self, events: list[tuple[Any, ...]]) -> None:

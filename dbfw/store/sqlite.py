@@ -10,7 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from .base import GENESIS, MIGRATIONS, Store, StoreError, chain_hash, pack_events
+from .. import log
+from .base import GENESIS, MIGRATIONS, SESSION_END, SESSION_INSERT, Store, StoreError, chain_hash, pack_events
+from .writer import RecordingWriter
 
 
 class SQLiteStore(Store):
@@ -18,6 +20,7 @@ class SQLiteStore(Store):
         self.path = path
         self.url = url
         self._conn: sqlite3.Connection | None = None
+        self._writer: RecordingWriter | None = None
         # One thread owns the connection: sqlite3 objects must stay on the thread that made them.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dbfw-sqlite")
 
@@ -60,6 +63,9 @@ class SQLiteStore(Store):
             raise StoreError(f"cannot open the SQLite store {self.path}: {e}") from e
 
     async def close(self) -> None:
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            await self._run(writer.close)
         if self._conn is not None:
             await self._run(self._conn.close)
             self._conn = None
@@ -117,27 +123,83 @@ class SQLiteStore(Store):
     async def _insert_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         await self._run(self._insert_many_sync, sql, rows)
 
+    async def start_writer(self) -> None:
+        await self._run(self.enable_writer)
+
+    def enable_writer(self) -> None:
+        """Write recordings through a process of their own (see dbfw.store.writer); in-process if it
+        cannot start."""
+        if self.path == ":memory:" or self._writer is not None:
+            return
+        writer = RecordingWriter(self.path)
+        try:
+            writer.start()
+        except OSError as e:
+            log.warning("recording.writer_unavailable", error=str(e))
+            return
+        self._writer = writer
+
+    def _record_via_writer(self, sessions: list[tuple[Any, ...]], ends: list[tuple[Any, ...]],
+                           events: list[tuple[Any, ...]]) -> None:
+        writer = self._writer
+        if writer is not None:
+            try:
+                writer.write(sessions, ends, events)
+                return
+            except OSError as e:
+                # Gone: this batch and the next are written here. Had it written this batch just before
+                # going, the batch is recorded twice: never lost.
+                log.warning("recording.writer_lost", error=str(e))
+                self._writer = None
+                writer.close()
+        self._record_sync(sessions, ends, events)
+
+    async def record(self, sessions: list[tuple[Any, ...]], ends: list[tuple[Any, ...]],
+                     events: list[tuple[Any, ...]]) -> None:
+        await self._run(self._record_via_writer, sessions, ends, events)
+
+    def _record_sync(self, sessions: list[tuple[Any, ...]], ends: list[tuple[Any, ...]],
+                     events: list[tuple[Any, ...]]) -> None:
+        """Sessions, their events and their ends: one transaction."""
+        conn = self._conn
+        assert conn is not None
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if sessions:
+                conn.executemany(SESSION_INSERT, sessions)
+            if events:
+                self._chain_locked(conn, events)
+            if ends:
+                conn.executemany(SESSION_END, ends)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
     def _insert_chained_sync(self, events: list[tuple[Any, ...]]) -> None:
         conn = self._conn
         assert conn is not None
         conn.execute("BEGIN IMMEDIATE")
         try:
-            self._seal_locked(conn)  # anything written unchained (approval events) goes first
-            last = conn.execute("SELECT hash, seal_seq FROM audit_events WHERE seal_seq IS NOT NULL "
-                                "ORDER BY seal_seq DESC LIMIT 1").fetchone()
-            prev, seq = (last[0], last[1]) if last else (GENESIS, 0)
-            rows = []
-            for e in pack_events(events):
-                seq += 1
-                digest = chain_hash(prev, e)
-                rows.append((*e, seq, prev, digest))
-                prev = digest
-            conn.executemany("INSERT INTO audit_events (at, actor, action, request_id, session_id, detail, "
-                             "seal_seq, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            self._chain_locked(conn, events)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+    def _chain_locked(self, conn: sqlite3.Connection, events: list[tuple[Any, ...]]) -> None:
+        self._seal_locked(conn)  # anything written unchained (approval events) goes first
+        last = conn.execute("SELECT hash, seal_seq FROM audit_events WHERE seal_seq IS NOT NULL "
+                            "ORDER BY seal_seq DESC LIMIT 1").fetchone()
+        prev, seq = (last[0], last[1]) if last else (GENESIS, 0)
+        rows = []
+        for e in pack_events(events):
+            seq += 1
+            digest = chain_hash(prev, e)
+            rows.append((*e, seq, prev, digest))
+            prev = digest
+        conn.executemany("INSERT INTO audit_events (at, actor, action, request_id, session_id, detail, "
+                         "seal_seq, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     async def _insert_chained(self, events: list[tuple[Any, ...]]) -> None:
         await self._run(self._insert_chained_sync, events)

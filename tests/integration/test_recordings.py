@@ -146,8 +146,10 @@ def test_sigterm_under_load_loses_no_recorded_statement(recorded: Any) -> None:
     for t in threads:
         t.start()
     time.sleep(1.5)
+    assert len(_writer_pids(db_path)) == 1
     proc.proc.send_signal(signal.SIGTERM)
     assert proc.proc.wait(30) == 0
+    assert not _writer_pids(db_path)  # the writer process ends with dbfw, after the last flush
     stop.set()
     for t in threads:
         t.join()
@@ -158,3 +160,43 @@ def test_sigterm_under_load_loses_no_recorded_statement(recorded: Any) -> None:
     assert recorded_statements >= sum(ran)
     unsealed = db.execute("select count(*) from audit_events where seal_seq is null").fetchone()[0]
     assert unsealed == 0
+
+
+def _writer_pids(db_path: Path) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"dbfw.store.writer" in cmdline and str(db_path).encode() in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="finds the writer process through /proc")
+def test_recordings_survive_the_writer_process_going_away(recorded: Any) -> None:
+    proc, _, db_path = recorded
+    (writer,) = _writer_pids(db_path)  # recordings are written by a process of their own
+    with psycopg.connect(proc.conninfo(), autocommit=True) as conn:
+        for i in range(20):
+            conn.execute(f"select {i} /* before */", prepare=False)
+        time.sleep(0.5)  # flushed through the writer
+        os.kill(writer, signal.SIGKILL)
+        for i in range(20):
+            conn.execute(f"select {i} /* after */", prepare=False)
+    assert proc.stop() == 0
+    assert "recording.writer_lost" in proc.log()
+    db = sqlite3.connect(db_path)
+    events = [e for row in db.execute("select at, action, detail from audit_events") for e in expand_event(*row)]
+    sqls = [e["sql"] for e in events if e["kind"] == "statement"]
+    assert sum("/* before */" in s for s in sqls) == 20
+    assert sum("/* after */" in s for s in sqls) == 20
+    assert _cli_verify_ok(proc.config_path)
+
+
+def _cli_verify_ok(config: Path) -> bool:
+    res = _cli(config, "audit", "verify")
+    return res.returncode == 0 and "audit chain ok" in res.stdout

@@ -110,6 +110,17 @@ class _Side(asyncio.Protocol):
         self._paused(False)
 
 
+def _execute_portal(raw: memoryview) -> str:
+    """The portal an Execute message runs (its name, NUL, then a row limit)."""
+    if len(raw) == 10 and raw[5] == 0:
+        return ""  # the unnamed portal: almost every Execute
+    payload = bytes(raw[5:])
+    end = payload.find(0)
+    if end < 0 or len(payload) != end + 5:
+        raise m.ProtocolError("malformed Execute message")
+    return payload[:end].decode("utf-8", "surrogateescape")
+
+
 def _take_buffered(reader: asyncio.StreamReader) -> tuple[bytes, bool]:
     """What a stream reader has read ahead (the relay takes the transport over), and whether it saw EOF."""
     buffer = getattr(reader, "_buffer", None)
@@ -154,9 +165,8 @@ class PgSession:
         self._timing: deque[tuple[float, str, list[dict[str, object]]]] = deque()
         self._batch_details: list[dict[str, object]] = []
         # For recordings: what each prepared statement is, and which statement each portal runs.
-        # Keyed by the names' bytes as they travel.
-        self._prepared: dict[bytes, dict[str, object] | None] = {}
-        self._portals: dict[bytes, bytes] = {}
+        self._prepared: dict[str, dict[str, object] | None] = {}
+        self._portals: dict[str, str] = {}
         self._batch_start = 0.0
         self._batch_cls = ""
         # The relay, once both transports are handed over to it.
@@ -647,17 +657,31 @@ class PgSession:
             out.clear()
 
     def _relayed(self, tag: int, frame: m.Frame) -> dict[str, object] | None:
-        """Bookkeeping for a message relayed as is; returns the event to record durably before it, if any."""
-        tracker = self.tracker
-        if tracker is not None and tag in _TRACKED and not frame.streamed:
+        """Bookkeeping for a message relayed as is: which statement a portal runs (for masking and for
+        recordings). Returns the event to record durably before an execution, if any."""
+        if frame.streamed:
+            return None
+        tracker, recorder = self.tracker, self.rt.recorder
+        if tag == _BIND:
+            if tracker is not None or recorder is not None:
+                portal, statement, formats = m.bind_targets(frame.payload)
+                if tracker is not None:
+                    tracker.bind(portal, statement, formats)
+                if recorder is not None:
+                    self._portals[portal] = statement
+        elif tag == _EXECUTE:
+            if tracker is not None or recorder is not None:
+                portal = _execute_portal(frame.raw)
+                if tracker is not None:
+                    tracker.execute(portal)
+                if recorder is not None:
+                    detail = self._prepared.get(self._portals.get(portal, ""))
+                    if detail is not None:
+                        if not recorder.deferred(detail):
+                            return detail  # high-risk: durable before it runs
+                        self._batch_details.append(detail)  # recorded with its result
+        elif tracker is not None and tag in _TRACKED:
             self._track_frontend(tracker, tag, frame)
-        recorder = self.rt.recorder
-        if recorder is not None and not frame.streamed and (tag == _BIND or tag == _EXECUTE):
-            detail = self._recorded_execution(tag, frame)
-            if detail is not None:
-                if not recorder.deferred(detail):
-                    return detail  # high-risk: durable before it runs
-                self._batch_details.append(detail)  # recorded with its result
         return None
 
     def _sync(self, frame: m.Frame, out: list[bytes | memoryview]) -> None:
@@ -775,7 +799,7 @@ class PgSession:
         assert ctx is not None
         recording = getattr(fw, "recording", None)
         if recording is not None:
-            self._prepared[parse.name.encode("utf-8", "surrogateescape")] = recording.pop(ctx.session_id, None)
+            self._prepared[parse.name] = recording.pop(ctx.session_id, None)
         self._batch_cls = verdict.cls
         self.statements += 1
         rewritten = self._rewritten(verdict)
@@ -898,27 +922,6 @@ class PgSession:
         if self.draining and self.inflight == 0:
             self._drain_now.set()
 
-    def _recorded_execution(self, tag: int, frame: m.Frame) -> dict[str, object] | None:
-        """Bind remembers which prepared statement a portal runs; Execute records one execution of it."""
-        raw = frame.raw
-        if tag == _BIND:  # portal name, NUL, statement name, NUL, then the parameters (maybe large)
-            head = bytes(raw[5:261])
-            end = head.find(0)
-            stmt_end = head.find(0, end + 1) if end >= 0 else -1
-            if stmt_end < 0:
-                head = bytes(raw[5:])
-                end = head.find(0)
-                stmt_end = head.find(0, end + 1) if end >= 0 else -1
-                if stmt_end < 0:
-                    raise m.ProtocolError("Bind names are not NUL-terminated")
-            self._portals[head[:end]] = head[end + 1:stmt_end]
-            return None
-        payload = bytes(raw[5:])  # Execute: portal name, NUL, row limit (int32)
-        end = payload.find(0)
-        if end < 0 or len(payload) != end + 5:
-            raise m.ProtocolError("malformed Execute message")
-        return self._prepared.get(self._portals.get(payload[:end], b""))
-
     def _rewritten(self, verdict: Verdict) -> str | None:
         """The statement as the upstream should run it, with its masks inside, when that is possible:
         one plain SELECT whose masked columns are text columns with a mask SQL can express."""
@@ -932,13 +935,9 @@ class PgSession:
         return rules.limits.max_result_rows if rules is not None else None
 
     def _track_frontend(self, tracker: ResultTracker, tag: int, frame: m.Frame) -> None:
-        if tag == _BIND:
-            tracker.bind(*m.bind_targets(frame.payload))
-        elif tag == _DESCRIBE:
+        if tag == _DESCRIBE:
             d = m.Describe.decode(frame.payload)
             tracker.describe(d.kind, d.name)
-        elif tag == _EXECUTE:
-            tracker.execute(m.Execute.decode(frame.payload).portal)
         elif tag == _CLOSE:
             c = m.Close.decode(frame.payload)
             tracker.close(c.kind, c.name)

@@ -1,0 +1,125 @@
+"""Session recordings written by a process of their own (SQLite store).
+
+Packing a flush of recorded statements into runs, encoding them and chaining them costs a few µs per
+statement; done on a thread of the proxy's process, it also competes for the interpreter lock with
+the event loop, which under load cost more than the work itself. The proxy hands each flush, pickled,
+to this process over a pipe and waits for its answer (on the store's thread, never on the event
+loop); the process writes it in one transaction of its own on the same database file (WAL mode; the
+chain is extended under BEGIN IMMEDIATE, as by any dbfw process sharing the file).
+
+Protocol on stdin/stdout: a 4-byte big-endian length, then a pickled ``(sessions, ends, events)``;
+the answer is the same framing around ``None`` (written) or an error message. End of input: exit.
+If the process is gone, the store writes in-process instead (nothing is lost).
+"""
+
+from __future__ import annotations
+
+import pickle
+import signal
+import struct
+import subprocess
+import sys
+import threading
+from typing import IO, Any
+
+_LEN = struct.Struct("!I")
+
+
+def _read_frame(stream: IO[bytes]) -> bytes | None:
+    head = stream.read(4)
+    if len(head) < 4:
+        return None
+    (n,) = _LEN.unpack(head)
+    body = stream.read(n)
+    return body if len(body) == n else None
+
+
+def _write_frame(stream: IO[bytes], payload: bytes) -> None:
+    stream.write(_LEN.pack(len(payload)) + payload)
+    stream.flush()
+
+
+class RecordingWriter:
+    """The proxy's end: one writer process, used from one thread at a time."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        self._proc = subprocess.Popen([sys.executable, "-m", "dbfw.store.writer", self.path], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, close_fds=True)
+        # The child says it has opened the database before the first flush is sent.
+        reply = _read_frame(self._proc.stdout)  # type: ignore[arg-type]
+        if reply is None or pickle.loads(reply) is not None:
+            self.close()
+            raise OSError(f"the recording writer did not start: {pickle.loads(reply) if reply else 'no answer'}")
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def write(self, sessions: list[tuple[Any, ...]], ends: list[tuple[Any, ...]],
+              events: list[tuple[Any, ...]]) -> None:
+        """Blocks until the batch is written. OSError: the process is gone (the batch may not be written);
+        RuntimeError: it answered with an error (the batch is not written)."""
+        with self._lock:
+            proc = self._proc
+            if proc is None or proc.stdin is None or proc.stdout is None:
+                raise OSError("the recording writer is not running")
+            _write_frame(proc.stdin, pickle.dumps((sessions, ends, events), protocol=pickle.HIGHEST_PROTOCOL))
+            reply = _read_frame(proc.stdout)
+            if reply is None:
+                raise OSError("the recording writer went away")
+            error = pickle.loads(reply)
+            if error is not None:
+                raise RuntimeError(error)
+
+    def close(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        try:
+            if proc.stdin is not None:
+                proc.stdin.close()
+            proc.wait(10)
+        except Exception:
+            proc.kill()
+            proc.wait()
+        finally:
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+
+def main(path: str) -> int:
+    # Stopping is the proxy's decision: it closes the pipe after its last flush.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    from .sqlite import SQLiteStore
+
+    out, inp = sys.stdout.buffer, sys.stdin.buffer
+    store = SQLiteStore(path, f"sqlite:///{path}")
+    try:
+        store._open()
+    except Exception as e:
+        _write_frame(out, pickle.dumps(f"{type(e).__name__}: {e}"))
+        return 1
+    _write_frame(out, pickle.dumps(None))
+    while True:
+        frame = _read_frame(inp)
+        if frame is None:
+            break
+        try:
+            store._record_sync(*pickle.loads(frame))
+            answer = None
+        except Exception as e:  # the proxy keeps the batch and tries again
+            answer = f"{type(e).__name__}: {e}"
+        _write_frame(out, pickle.dumps(answer))
+    if store._conn is not None:
+        store._conn.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
