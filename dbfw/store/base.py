@@ -209,6 +209,21 @@ def chain_hash(prev: str, row: Sequence[Any]) -> str:
     return h.hexdigest()
 
 
+LAST_SEALED = "SELECT hash, seal_seq FROM audit_events WHERE seal_seq IS NOT NULL ORDER BY seal_seq DESC LIMIT 1"
+
+
+def chained_rows(events: list[tuple[Any, ...]], last: Sequence[Any] | None) -> list[tuple[Any, ...]]:
+    """Recorded events as audit rows chained after ``last`` (hash, seal_seq of the last sealed record)."""
+    prev, seq = (last[0], last[1]) if last else (GENESIS, 0)
+    rows = []
+    for e in pack_events(events):
+        seq += 1
+        digest = chain_hash(prev, e)
+        rows.append((*e, seq, prev, digest))
+        prev = digest
+    return rows
+
+
 class StoreError(Exception):
     pass
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from .base import GENESIS, MIGRATIONS, Store, StoreError, chain_hash, pack_events
+from .base import GENESIS, LAST_SEALED, MIGRATIONS, Store, StoreError, chain_hash, chained_rows
 
 _PLACEHOLDER = re.compile(r"\?")
 _MIGRATION_LOCK = 0x64626677  # "dbfw": serialises migrations of instances starting together
@@ -69,15 +69,7 @@ class PostgresStore(Store):
         assert self._pool is not None
         async with self._pool.acquire() as conn, conn.transaction():
             await self._seal_locked(conn)  # takes the lock; anything written unchained goes first
-            last = await conn.fetchrow("SELECT hash, seal_seq FROM audit_events WHERE seal_seq IS NOT NULL "
-                                       "ORDER BY seal_seq DESC LIMIT 1")
-            prev, seq = (last[0], last[1]) if last else (GENESIS, 0)
-            rows = []
-            for e in pack_events(events):
-                seq += 1
-                digest = chain_hash(prev, e)
-                rows.append((*e, seq, prev, digest))
-                prev = digest
+            rows = chained_rows(events, await conn.fetchrow(LAST_SEALED))
             await conn.executemany("INSERT INTO audit_events (at, actor, action, request_id, session_id, detail, "
                                    "seal_seq, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)", rows)
 
@@ -88,8 +80,7 @@ class PostgresStore(Store):
 
     async def _seal_locked(self, conn: Any) -> int:
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _SEAL_LOCK)  # one sealer across instances
-        last = await conn.fetchrow("SELECT hash, seal_seq FROM audit_events WHERE seal_seq IS NOT NULL "
-                                   "ORDER BY seal_seq DESC LIMIT 1")
+        last = await conn.fetchrow(LAST_SEALED)
         prev, seq = (last[0], last[1]) if last else (GENESIS, 0)
         rows = await conn.fetch("SELECT id, at, actor, action, request_id, session_id, detail FROM audit_events "
                                 "WHERE seal_seq IS NULL ORDER BY id")

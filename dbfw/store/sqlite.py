@@ -11,7 +11,17 @@ from pathlib import Path
 from typing import Any
 
 from .. import log
-from .base import GENESIS, MIGRATIONS, SESSION_END, SESSION_INSERT, Store, StoreError, chain_hash, pack_events
+from .base import (
+    GENESIS,
+    LAST_SEALED,
+    MIGRATIONS,
+    SESSION_END,
+    SESSION_INSERT,
+    Store,
+    StoreError,
+    chain_hash,
+    chained_rows,
+)
 from .writer import RecordingWriter
 
 
@@ -189,15 +199,7 @@ class SQLiteStore(Store):
 
     def _chain_locked(self, conn: sqlite3.Connection, events: list[tuple[Any, ...]]) -> None:
         self._seal_locked(conn)  # anything written unchained (approval events) goes first
-        last = conn.execute("SELECT hash, seal_seq FROM audit_events WHERE seal_seq IS NOT NULL "
-                            "ORDER BY seal_seq DESC LIMIT 1").fetchone()
-        prev, seq = (last[0], last[1]) if last else (GENESIS, 0)
-        rows = []
-        for e in pack_events(events):
-            seq += 1
-            digest = chain_hash(prev, e)
-            rows.append((*e, seq, prev, digest))
-            prev = digest
+        rows = chained_rows(events, conn.execute(LAST_SEALED).fetchone())
         conn.executemany("INSERT INTO audit_events (at, actor, action, request_id, session_id, detail, "
                          "seal_seq, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
@@ -205,8 +207,7 @@ class SQLiteStore(Store):
         await self._run(self._insert_chained_sync, events)
 
     def _seal_locked(self, conn: sqlite3.Connection) -> int:
-        last = conn.execute("SELECT hash, seal_seq FROM audit_events WHERE seal_seq IS NOT NULL "
-                            "ORDER BY seal_seq DESC LIMIT 1").fetchone()
+        last = conn.execute(LAST_SEALED).fetchone()
         prev, seq = (last[0], last[1]) if last else (GENESIS, 0)
         rows = conn.execute("SELECT id, at, actor, action, request_id, session_id, detail FROM audit_events "
                             "WHERE seal_seq IS NULL ORDER BY id").fetchall()

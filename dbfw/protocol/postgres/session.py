@@ -701,37 +701,16 @@ class PgSession:
             self._client_frames_async(frames, out, frame, durable))
 
     async def _client_frames_async(self, frames: Iterator[m.Frame], out: list[bytes | memoryview],
-                                   frame: m.Frame | None, durable: dict[str, object] | None) -> None:
+                                   frame: m.Frame, durable: dict[str, object] | None) -> None:
+        """The one message that needs waiting for; the rest of the read then goes on as any read does
+        (and may come back here at its next such message)."""
         try:
-            if durable is not None and frame is not None:
-                self._to_upstream(out)
+            self._to_upstream(out)
+            if durable is not None:
                 await self.rt.recorder.statement(self.ctx, durable)  # type: ignore[union-attr,arg-type]
                 out.append(frame.raw)
-                frame = None
-            while True:
-                if frame is None:
-                    frame = next(frames, None)
-                    if frame is None:
-                        break
-                tag = frame.tag
-                if tag in _DECIDED:
-                    await self._decided(tag, frame, out)
-                elif tag in _RELAYED or frame.streamed:
-                    durable = self._relayed(tag, frame)
-                    if durable is not None:
-                        self._to_upstream(out)
-                        await self.rt.recorder.statement(self.ctx, durable)  # type: ignore[union-attr,arg-type]
-                    out.append(frame.raw)
-                elif tag == _S:
-                    self._sync(frame, out)
-                elif tag == _X:
-                    self._to_upstream(out)
-                    self._finish("client", "terminate")
-                    return
-                else:
-                    raise m.ProtocolError(f"unexpected message type {frame.kind!r}")
-                frame = None
-            self._to_upstream(out)
+            else:
+                await self._decided(frame.tag, frame, out)
         except asyncio.CancelledError:
             raise
         except Exception as e:
@@ -739,10 +718,15 @@ class PgSession:
             return
         finally:
             self._client_task = None
-        self._hold_client("deciding", False)
-        backlog, self._client_backlog = self._client_backlog, []
-        for data in backlog:
-            self._client_data(data)
+        try:
+            self._client_frames(frames, out)
+        except Exception as e:
+            self._finish("client", None, e)
+            return
+        while self._client_task is None and self._client_backlog:
+            self._client_data(self._client_backlog.pop(0))
+        if self._client_task is None:
+            self._hold_client("deciding", False)
 
     async def _decided(self, tag: int, frame: m.Frame, out: list[bytes | memoryview]) -> None:
         """A statement (Query, Parse) or a fast-path function call: the firewall decides before it goes on."""
