@@ -64,7 +64,7 @@ class Firewall:
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
-        if "check" in cls.__dict__ and "check_now" not in cls.__dict__:
+        if any(name in cls.__dict__ for name in ("check", "_check")) and "check_now" not in cls.__dict__:
             cls._decides_now = False  # it decides its own way: every statement goes through its check()
 
     def check_now(self, ctx: StatementContext, sql: str, record: bool = True) -> Verdict | None:
@@ -76,6 +76,8 @@ class Firewall:
             return None
         started = time.perf_counter()
         classification = self.classify(ctx, sql)
+        if any(s.cls == "ddl" for s in classification.statements):
+            return None  # check() also makes masking plans stale when the schema changes
         shape = classification.shape
         # The rules look at each statement's class, command and tables, and at who asks, where. The shape
         # fixes commands and tables; a class can turn on a literal (WHERE 1 = 1), so the classes are in

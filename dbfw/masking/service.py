@@ -63,12 +63,12 @@ class Masking:
     def __init__(self, rules: list[MaskRule], key: bytes, catalogs: CatalogProvider | None):
         self.planner = MaskPlanner(rules, key)
         self.catalogs = catalogs
-        self._plans: dict[tuple[str, int, frozenset[str], str], MaskPlan] = {}
+        self._plans: dict[tuple[str, int, frozenset[str], str, str], MaskPlan] = {}
         # A message's masks, by the classification object (the classifier keeps one per message text);
         # lets a statement seen before be decided without awaiting anything.
-        self._results: dict[tuple[int, int, str, str], tuple[Classification, list[StatementMask | None]]] = {}
-        self._applicable: dict[tuple[str, frozenset[str]], list[MaskRule]] = {}
-        self._unmasked_shapes: dict[tuple[str, int, str, str], bool] = {}
+        self._results: dict[tuple[object, ...], tuple[Classification, list[StatementMask | None]]] = {}
+        self._applicable: dict[tuple[str, frozenset[str]], tuple[list[MaskRule], frozenset[str]]] = {}
+        self._unmasked_shapes: dict[tuple[object, ...], bool] = {}
         self.generation = 0
         self.counts: dict[str, int] = {}
         self.on_invalidate: Callable[[str | None], None] | None = None
@@ -92,32 +92,35 @@ class Masking:
         self.invalidate()
         asyncio.get_running_loop().call_later(1.0, self.invalidate)
 
-    def _rules_for(self, ctx: StatementContext) -> list[MaskRule]:
+    def _rules_for(self, ctx: StatementContext) -> tuple[list[MaskRule], frozenset[str]]:
+        """The mask rules that apply to this identity with these roles, and their names (what masks depend
+        on: two sessions with the same rules get the same masks, whoever they are)."""
         key = (ctx.identity, ctx.roles)
-        rules = self._applicable.get(key)
-        if rules is None:
-            rules = self._applicable[key] = self.planner.applicable(ctx)
-        return rules
+        found = self._applicable.get(key)
+        if found is None:
+            rules = self.planner.applicable(ctx)
+            found = self._applicable[key] = (rules, frozenset(r.name for r in rules))
+        return found
 
     def masks_known(self, ctx: StatementContext, classification: Classification) -> list[StatementMask | None] | None:
-        """The masks of a message whose masks were worked out before (same text, same identity, same
-        schema generation), or None."""
-        rules = self._rules_for(ctx)
+        """The masks of a message whose masks were worked out before (same text, same applicable rules,
+        same listener and database, same schema generation), or None."""
+        rules, names = self._rules_for(ctx)
         if not rules or self.catalogs is None:
             return [None] * len(classification.statements)
-        found = self._results.get((id(classification), self.generation, ctx.database, ctx.identity))
+        place = (self.generation, names, ctx.listener, ctx.database)
+        found = self._results.get((id(classification), *place))
         if found is None or found[0] is not classification:
             # Masks come from plans made per shape: when no statement of this shape was masked, none
             # of another message of the same shape (other literals) is.
-            if classification.shape and (classification.shape, self.generation, ctx.database,
-                                         ctx.identity) in self._unmasked_shapes:
+            if classification.shape and (classification.shape, *place) in self._unmasked_shapes:
                 return [None] * len(classification.statements)
             return None
         # A session fills in a mask's column types: each gets its own copy.
         return [replace(mask) if mask is not None else None for mask in found[1]]
 
     async def masks_for(self, ctx: StatementContext, classification: Classification) -> list[StatementMask | None]:
-        rules = self._rules_for(ctx)
+        rules, names = self._rules_for(ctx)
         if not rules or self.catalogs is None:
             return [None] * len(classification.statements)
         generation = self.generation
@@ -125,13 +128,14 @@ class Masking:
         for i, stmt in enumerate(classification.statements):
             out.append(await self._mask(ctx, classification, i, stmt, rules))
         if generation == self.generation and not any(s.cls == "ddl" for s in classification.statements):
+            place = (generation, names, ctx.listener, ctx.database)
             if len(self._results) >= PLAN_CACHE:
                 self._results.pop(next(iter(self._results)))
-            self._results[(id(classification), generation, ctx.database, ctx.identity)] = (classification, out)
+            self._results[(id(classification), *place)] = (classification, out)
             if classification.shape and not any(out):
                 if len(self._unmasked_shapes) >= PLAN_CACHE:
                     self._unmasked_shapes.pop(next(iter(self._unmasked_shapes)))
-                self._unmasked_shapes[(classification.shape, generation, ctx.database, ctx.identity)] = True
+                self._unmasked_shapes[(classification.shape, *place)] = True
         return out
 
     async def _mask(self, ctx: StatementContext, classification: Classification, i: int, stmt: Statement,
@@ -166,7 +170,7 @@ class Masking:
 
     async def _plan(self, ctx: StatementContext, shape: str, sql: str, command: str,
                     rules: list[MaskRule]) -> MaskPlan | None:
-        key = (shape, self.generation, frozenset(r.name for r in rules), ctx.database)
+        key = (shape, self.generation, frozenset(r.name for r in rules), ctx.listener, ctx.database)
         plan = self._plans.get(key)
         if plan is not None:
             return plan

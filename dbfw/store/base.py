@@ -516,8 +516,19 @@ class Store(ABC):
         else:
             rows = await self._fetch("SELECT at, actor, action, request_id, detail FROM audit_events WHERE "
                                      "request_id = ? ORDER BY id", (request_id,))
-        return [{"at": _iso(r[0]), "actor": r[1], "action": r[2], "request_id": r[3], "detail": json.loads(r[4])}
-                for r in rows]
+        out = []
+        for at, actor, action, rid, detail in rows:
+            if action != STATEMENTS:
+                out.append({"at": _iso(at), "actor": actor, "action": action, "request_id": rid,
+                            "detail": json.loads(detail)})
+                continue
+            executions = expand_event(at, action, detail)  # a run: one event per execution, as readers see them
+            if request_id is None:
+                executions.reverse()  # newest first, like the rows around them
+            for e in executions:
+                out.append({"at": e.pop("at"), "actor": actor, "action": e.pop("kind"), "request_id": rid,
+                            "detail": {k: v for k, v in e.items() if k != "t"}})
+        return out[:limit] if request_id is None else out
 
 
 def _session_json(r: Sequence[Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ If the process is gone, the store writes in-process instead (nothing is lost).
 from __future__ import annotations
 
 import pickle
+import select
 import signal
 import struct
 import subprocess
@@ -23,6 +24,7 @@ import threading
 from typing import IO, Any
 
 _LEN = struct.Struct("!I")
+REPLY_TIMEOUT = 15.0  # a flush is a few ms; SQLite's own busy timeout is 10 s
 
 
 def _read_frame(stream: IO[bytes]) -> bytes | None:
@@ -51,7 +53,8 @@ class RecordingWriter:
         self._proc = subprocess.Popen([sys.executable, "-m", "dbfw.store.writer", self.path], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, close_fds=True)
         # The child says it has opened the database before the first flush is sent.
-        reply = _read_frame(self._proc.stdout)  # type: ignore[arg-type]
+        ready, _, _ = select.select([self._proc.stdout], [], [], REPLY_TIMEOUT)
+        reply = _read_frame(self._proc.stdout) if ready else None  # type: ignore[arg-type]
         if reply is None or pickle.loads(reply) is not None:
             self.close()
             raise OSError(f"the recording writer did not start: {pickle.loads(reply) if reply else 'no answer'}")
@@ -69,6 +72,12 @@ class RecordingWriter:
             if proc is None or proc.stdin is None or proc.stdout is None:
                 raise OSError("the recording writer is not running")
             _write_frame(proc.stdin, pickle.dumps((sessions, ends, events), protocol=pickle.HIGHEST_PROTOCOL))
+            # A writer that stopped answering must not hold up the store's thread (approvals, durable
+            # records): after REPLY_TIMEOUT it is ended and the store writes in-process.
+            ready, _, _ = select.select([proc.stdout], [], [], REPLY_TIMEOUT)
+            if not ready:
+                proc.kill()
+                raise OSError(f"the recording writer did not answer within {REPLY_TIMEOUT:.0f} s")
             reply = _read_frame(proc.stdout)
             if reply is None:
                 raise OSError("the recording writer went away")

@@ -200,3 +200,31 @@ def test_recordings_survive_the_writer_process_going_away(recorded: Any) -> None
 def _cli_verify_ok(config: Path) -> bool:
     res = _cli(config, "audit", "verify")
     return res.returncode == 0 and "audit chain ok" in res.stdout
+
+
+def test_a_large_bind_is_recorded_as_the_statement_it_runs(pg: PgTarget, tmp_path: Path) -> None:
+    # A Bind larger than a read is not relayed in pieces past the portal bookkeeping: the execution it
+    # starts is recorded as its own statement, not as the portal's previous one.
+    config = write_config(tmp_path, pg)
+    (tmp_path / "rules.yaml").write_text("defaults: {action: allow}\npolicies: []\n")
+    table = f"rec_big_{os.getpid()}"
+    with psycopg.connect(pg.conninfo(), autocommit=True) as direct:
+        direct.execute(f"drop table if exists {table}")
+        direct.execute(f"create table {table} (id int)")
+        direct.execute(f"insert into {table} select generate_series(1, 10)")
+    proc = start_dbfw(config)
+    try:
+        with psycopg.connect(proc.conninfo(), autocommit=True) as conn:
+            conn.execute("select 1 /* first */", prepare=True)
+            big = "x" * 2_000_000
+            cur = conn.execute(f"delete from {table} where %s <> 'y' /* big */", (big,), prepare=True)
+            assert cur.rowcount == 10
+    finally:
+        assert proc.stop() == 0
+        with psycopg.connect(pg.conninfo(), autocommit=True) as direct:
+            direct.execute(f"drop table if exists {table}")
+    db = sqlite3.connect(tmp_path / "dbfw.db")
+    events = [e for row in db.execute("select at, action, detail from audit_events") for e in expand_event(*row)]
+    sqls = [e["sql"] for e in events if e["kind"] == "statement"]
+    assert sum("/* first */" in s for s in sqls) == 1
+    assert any("/* big */" in s for s in sqls)

@@ -10,7 +10,9 @@ import yaml
 from dbfw import metrics
 from dbfw.context import StatementContext
 from dbfw.firewall import Firewall
-from dbfw.policy.rules import load_rules
+from dbfw.masking.catalog import Catalog
+from dbfw.masking.service import Masking
+from dbfw.policy.rules import MaskRule, load_rules
 from dbfw.verdict import ALLOW, Verdict
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,3 +72,39 @@ def test_a_literal_that_changes_the_class_is_not_decided_by_shape() -> None:
     assert not slow.allowed and slow.cls == "destructive_write"
     assert fw.check_now(ctx, "delete from t where 1 = 1") is None
     assert first is None or first.cls != "destructive_write"
+
+
+def _masking_firewall() -> Firewall:
+    catalog = Catalog(schema={"public": {"people": {"id": "INT", "ssn": "TEXT", "name": "TEXT"}}})
+
+    async def catalogs(ctx: StatementContext) -> Catalog:
+        return catalog
+
+    rules = [MaskRule(name="ssn", columns=["public.people.ssn"], mask="redact", unmasked_for=["role:admin"]),
+             MaskRule(name="name", columns=["public.people.name"], mask="redact")]
+    return Firewall(load_rules(ROOT / "rules" / "default.yaml"), masking=Masking(rules, b"k", catalogs))
+
+
+def _masked_rules(verdict: Verdict | None) -> set[str]:
+    assert verdict is not None and verdict.allowed
+    plan = verdict.masks[0].plan if verdict.masks and verdict.masks[0] is not None else None
+    return {c.rule for c in plan.columns if c is not None} if plan is not None else set()
+
+
+def test_masks_remembered_for_one_set_of_roles_never_serve_another() -> None:
+    fw = _masking_firewall()
+    sql = "select lower(ssn) as s, name from people"
+    admin = _ctx(roles=frozenset({"agent", "admin"}))
+    agent = _ctx(roles=frozenset({"agent"}))  # the same identity after losing the admin role
+    assert _masked_rules(asyncio.run(fw.check(admin, sql))) == {"name"}
+    assert _masked_rules(fw.check_now(admin, sql)) == {"name"}
+    fast = fw.check_now(agent, sql)
+    assert fast is None or _masked_rules(fast) == {"ssn", "name"}
+    assert _masked_rules(asyncio.run(fw.check(agent, sql))) == {"ssn", "name"}
+    assert _masked_rules(fw.check_now(agent, sql)) == {"ssn", "name"}
+
+
+def test_ddl_always_goes_through_check_so_masking_plans_are_renewed() -> None:
+    fw = _masking_firewall()
+    admin = _ctx(identity="root-admin", roles=frozenset({"agent", "admin"}))
+    assert fw.check_now(admin, "create or replace view v as select id, ssn as note from people") is None

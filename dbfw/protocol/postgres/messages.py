@@ -134,6 +134,8 @@ class FrameReader:
         while True:
             frame = self._next()
             if frame is None:
+                if self._pos and self._pos >= len(self._buf):
+                    self._buf, self._pos = b"", 0  # an idle session holds no read buffer
                 return
             yield frame
 

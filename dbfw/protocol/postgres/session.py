@@ -461,6 +461,10 @@ class PgSession:
             self.tracker = ResultTracker(masking, masking.oid_lookup(self.ctx, catalog))
             up.frames.max_size = m.ABSOLUTE_MAX_MESSAGE
             self.frames.streamable = frozenset(b"d")
+        if self.rt.recorder is not None:
+            # A recording must know which statement each portal runs: Bind is read whole (up to the
+            # listener's max_message_size), never relayed in pieces past that bookkeeping.
+            self.frames.streamable = frozenset(b"d")
         pid, secret = self.cancel_key
         await self._send(b"".join(up.startup_messages) + m.BackendKeyData(pid, secret).encode()
                          + m.ReadyForQuery(up.status).encode())
@@ -712,6 +716,7 @@ class PgSession:
             else:
                 await self._decided(frame.tag, frame, out)
         except asyncio.CancelledError:
+            self._finish("client", "cancelled")  # never leave the client paused with the relay running
             raise
         except Exception as e:
             self._finish("client", None, e)
