@@ -88,6 +88,14 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX sessions_started ON sessions (started_at)",
     ],
+    [
+        # The last flush each recording writer committed: a flush retried after its writer went away
+        # is not written twice.
+        """CREATE TABLE recording_flushes (
+            writer TEXT PRIMARY KEY,
+            flush TEXT NOT NULL
+        )""",
+    ],
 ]
 
 GENESIS = "0" * 64

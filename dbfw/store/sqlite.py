@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import sqlite3
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +32,7 @@ class SQLiteStore(Store):
         self.url = url
         self._conn: sqlite3.Connection | None = None
         self._writer: RecordingWriter | None = None
+        self._writer_id = secrets.token_hex(8)  # this dbfw's writer, in recording_flushes
         # One thread owns the connection: sqlite3 objects must stay on the thread that made them.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dbfw-sqlite")
 
@@ -152,29 +154,39 @@ class SQLiteStore(Store):
     def _record_via_writer(self, sessions: list[tuple[Any, ...]], ends: list[tuple[Any, ...]],
                            events: list[tuple[Any, ...]]) -> None:
         writer = self._writer
-        if writer is not None:
-            try:
-                writer.write(sessions, ends, events)
-                return
-            except OSError as e:
-                # Gone: this batch and the next are written here. Had it written this batch just before
-                # going, the batch is recorded twice: never lost.
-                log.warning("recording.writer_lost", error=str(e))
-                self._writer = None
-                writer.close()
-        self._record_sync(sessions, ends, events)
+        if writer is None:
+            self._record_sync(sessions, ends, events)
+            return
+        flush = (self._writer_id, secrets.token_hex(8))
+        try:
+            writer.write(sessions, ends, events, flush)
+            return
+        except OSError as e:
+            # Gone: this batch and the next are written here; if it committed this batch just before
+            # going, its flush mark says so and the batch is not written twice.
+            log.warning("recording.writer_lost", error=str(e))
+            self._writer = None
+            writer.close()
+        self._record_sync(sessions, ends, events, flush)
 
     async def record(self, sessions: list[tuple[Any, ...]], ends: list[tuple[Any, ...]],
                      events: list[tuple[Any, ...]]) -> None:
         await self._run(self._record_via_writer, sessions, ends, events)
 
     def _record_sync(self, sessions: list[tuple[Any, ...]], ends: list[tuple[Any, ...]],
-                     events: list[tuple[Any, ...]]) -> None:
-        """Sessions, their events and their ends: one transaction."""
+                     events: list[tuple[Any, ...]], flush: tuple[str, str] | None = None) -> None:
+        """Sessions, their events and their ends: one transaction (with the writer's flush mark)."""
         conn = self._conn
         assert conn is not None
         conn.execute("BEGIN IMMEDIATE")
         try:
+            if flush is not None:
+                done = conn.execute("SELECT flush FROM recording_flushes WHERE writer = ?", (flush[0],)).fetchone()
+                if done is not None and done[0] == flush[1]:
+                    conn.execute("COMMIT")
+                    return
+                conn.execute("INSERT INTO recording_flushes (writer, flush) VALUES (?, ?) ON CONFLICT (writer) "
+                             "DO UPDATE SET flush = excluded.flush", flush)
             if sessions:
                 conn.executemany(SESSION_INSERT, sessions)
             if events:

@@ -7,7 +7,7 @@ to this process over a pipe and waits for its answer (on the store's thread, nev
 loop); the process writes it in one transaction of its own on the same database file (WAL mode; the
 chain is extended under BEGIN IMMEDIATE, as by any dbfw process sharing the file).
 
-Protocol on stdin/stdout: a 4-byte big-endian length, then a pickled ``(sessions, ends, events)``;
+Protocol on stdin/stdout: a 4-byte big-endian length, then a pickled ``(sessions, ends, events, flush)``;
 the answer is the same framing around ``None`` (written) or an error message. End of input: exit.
 If the process is gone, the store writes in-process instead (nothing is lost).
 """
@@ -64,14 +64,14 @@ class RecordingWriter:
         return self._proc is not None and self._proc.poll() is None
 
     def write(self, sessions: list[tuple[Any, ...]], ends: list[tuple[Any, ...]],
-              events: list[tuple[Any, ...]]) -> None:
+              events: list[tuple[Any, ...]], flush: tuple[str, str] | None = None) -> None:
         """Blocks until the batch is written. OSError: the process is gone (the batch may not be written);
         RuntimeError: it answered with an error (the batch is not written)."""
         with self._lock:
             proc = self._proc
             if proc is None or proc.stdin is None or proc.stdout is None:
                 raise OSError("the recording writer is not running")
-            _write_frame(proc.stdin, pickle.dumps((sessions, ends, events), protocol=pickle.HIGHEST_PROTOCOL))
+            _write_frame(proc.stdin, pickle.dumps((sessions, ends, events, flush), protocol=pickle.HIGHEST_PROTOCOL))
             # A writer that stopped answering must not hold up the store's thread (approvals, durable
             # records): after REPLY_TIMEOUT it is ended and the store writes in-process.
             ready, _, _ = select.select([proc.stdout], [], [], REPLY_TIMEOUT)

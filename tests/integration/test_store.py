@@ -202,3 +202,19 @@ def test_statement_runs_keep_each_sessions_order_and_are_chained(store_url: str)
             await store.close()
 
     asyncio.run(scenario())
+
+
+def test_a_flush_retried_after_its_writer_went_away_is_written_once(tmp_path: Path) -> None:
+    from dbfw.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(str(tmp_path / "flush.db"), "sqlite:///flush.db")
+    store._open()
+    t = time.time()
+    batch = ([("s", "agent-ci", "x", "pg", "app", t)], [],
+             [(t, "agent-ci", STATEMENTS, None, "s", {"sql": "select 1", "shape": "select 1", "class": "read",
+                                                      "action": "allow", "policy": "p"}, 0.001, 1, None)])
+    store._record_sync(*batch, ("writer-a", "flush-1"))  # the writer committed it, then went away
+    store._record_sync(*batch, ("writer-a", "flush-1"))  # the store's in-process retry of the same flush
+    store._record_sync(*batch, ("writer-a", "flush-2"))  # the next flush is written
+    assert store._conn is not None
+    assert store._conn.execute("select count(*) from audit_events").fetchone()[0] == 2
