@@ -41,6 +41,7 @@ class Recorder:
         self._events: list[tuple[Any, ...]] = []
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._details: dict[tuple[int, str, str], tuple[Classification, dict[str, Any]]] = {}
 
         self.recorded = 0
 
@@ -63,7 +64,14 @@ class Recorder:
     def describe(self, sql: str, classification: Classification, action: str, policy: str,
                  request_id: str | None, sqlstate: str | None) -> dict[str, Any]:
         """A statement event's content. Cheap on the hot path: the fingerprint is derived from the shape
-        when the event is written, on the store's thread."""
+        when the event is written, on the store's thread. The same message decided the same way gets
+        the same (never modified) dict, so a run lists it once however often it runs."""
+        key = None
+        if request_id is None and sqlstate is None:
+            key = (id(classification), action, policy)
+            known = self._details.get(key)
+            if known is not None and known[0] is classification:
+                return known[1]
         detail: dict[str, Any] = {"sql": redacted_sql(classification) if self.redact_literals else sql,
                                   "shape": classification.shape, "class": classification.cls, "action": action,
                                   "policy": policy}
@@ -71,6 +79,10 @@ class Recorder:
             detail["approval"] = request_id
         if sqlstate:
             detail["refused"] = sqlstate
+        if key is not None:
+            if len(self._details) >= 10_000:
+                self._details.clear()
+            self._details[key] = (classification, detail)
         return detail
 
     def deferred(self, detail: dict[str, Any]) -> bool:
