@@ -222,9 +222,14 @@ LAST_SEALED = "SELECT hash, seal_seq FROM audit_events WHERE seal_seq IS NOT NUL
 
 def chained_rows(events: list[tuple[Any, ...]], last: Sequence[Any] | None) -> list[tuple[Any, ...]]:
     """Recorded events as audit rows chained after ``last`` (hash, seal_seq of the last sealed record)."""
+    return chain(pack_events(events), last)
+
+
+def chain(packed: list[tuple[Any, ...]], last: Sequence[Any] | None) -> list[tuple[Any, ...]]:
+    """Stored rows (see pack_events) chained after ``last``."""
     prev, seq = (last[0], last[1]) if last else (GENESIS, 0)
     rows = []
-    for e in pack_events(events):
+    for e in packed:
         seq += 1
         digest = chain_hash(prev, e)
         rows.append((*e, seq, prev, digest))

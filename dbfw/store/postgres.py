@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Sequence
@@ -9,7 +10,7 @@ from typing import Any
 
 import asyncpg
 
-from .base import GENESIS, LAST_SEALED, MIGRATIONS, Store, StoreError, chain_hash, chained_rows
+from .base import GENESIS, LAST_SEALED, MIGRATIONS, Store, StoreError, chain, chain_hash, pack_events
 
 _PLACEHOLDER = re.compile(r"\?")
 _MIGRATION_LOCK = 0x64626677  # "dbfw": serialises migrations of instances starting together
@@ -67,9 +68,10 @@ class PostgresStore(Store):
 
     async def _insert_chained(self, events: list[tuple[Any, ...]]) -> None:
         assert self._pool is not None
+        packed = await asyncio.to_thread(pack_events, events)  # encoding a flush stays off the event loop
         async with self._pool.acquire() as conn, conn.transaction():
             await self._seal_locked(conn)  # takes the lock; anything written unchained goes first
-            rows = chained_rows(events, await conn.fetchrow(LAST_SEALED))
+            rows = chain(packed, await conn.fetchrow(LAST_SEALED))
             await conn.executemany("INSERT INTO audit_events (at, actor, action, request_id, session_id, detail, "
                                    "seal_seq, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)", rows)
 
