@@ -18,8 +18,10 @@ import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -269,6 +271,18 @@ def start_dbfw(config_path: Path, env_extra: dict[str, str] | None = None, timeo
         time.sleep(0.05)
     proc.kill()
     raise RuntimeError(f"dbfw did not become ready:\n{log_path.read_text(errors='replace')}")
+
+
+@contextmanager
+def running_dbfw(directory: Path, pg: PgTarget, rules: str, **config: Any) -> Iterator[DbfwProcess]:
+    """dbfw serving ``rules`` with a test config (write_config's options) in ``directory``, stopped after."""
+    path = write_config(directory, pg, **config)
+    (directory / "rules.yaml").write_text(rules)
+    proc = start_dbfw(path)
+    try:
+        yield proc
+    finally:
+        proc.stop()
 
 
 @pytest.fixture(scope="session")

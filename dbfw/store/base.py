@@ -237,6 +237,16 @@ def chain(packed: list[tuple[Any, ...]], last: Sequence[Any] | None) -> list[tup
     return rows
 
 
+UNSEALED = ("SELECT id, at, actor, action, request_id, session_id, detail FROM audit_events WHERE seal_seq IS NULL "
+            "ORDER BY id")
+
+
+def seal_updates(rows: Sequence[Sequence[Any]], last: Sequence[Any] | None) -> list[tuple[Any, ...]]:
+    """(seal_seq, prev_hash, hash, id) for records written unchained (rows as UNSEALED selects them)."""
+    chained = chain([tuple(r)[1:] for r in rows], last)
+    return [(c[6], c[7], c[8], r[0]) for r, c in zip(rows, chained, strict=True)]
+
+
 class StoreError(Exception):
     pass
 
@@ -466,27 +476,14 @@ class Store(ABC):
     _EVENT = ("INSERT INTO audit_events (at, actor, action, request_id, session_id, detail) "
               "VALUES (?, ?, ?, ?, ?, ?)")
 
-    @abstractmethod
-    async def _insert_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        """Insert rows in one transaction (one round trip where the backend allows)."""
-
     async def start_writer(self) -> None:  # noqa: B027 - most backends write in-process
         """Recordings are about to flow: a backend that writes them out of process starts that here."""
 
+    @abstractmethod
     async def record(self, sessions: list[tuple[Any, ...]], ends: list[tuple[Any, ...]],
                      events: list[tuple[Any, ...]]) -> None:
-        """Store recorded sessions, their ends and their events. Events: (at, actor, action, request_id,
-        session_id, detail_json)."""
-        if sessions:
-            await self._insert_many(SESSION_INSERT, sessions)
-        if events:
-            await self._insert_chained(events)
-        if ends:
-            await self._insert_many(SESSION_END, ends)
-
-    @abstractmethod
-    async def _insert_chained(self, events: list[tuple[Any, ...]]) -> None:
-        """Insert audit events already chained to the last sealed record (one pass, no later update)."""
+        """Store recorded sessions (SESSION_INSERT rows), their ends (SESSION_END rows) and their events
+        (see pack_events), the events chained to the last sealed record."""
 
     @abstractmethod
     async def seal(self) -> int:

@@ -10,7 +10,18 @@ from typing import Any
 
 import asyncpg
 
-from .base import GENESIS, LAST_SEALED, MIGRATIONS, Store, StoreError, chain, chain_hash, pack_events
+from .base import (
+    LAST_SEALED,
+    MIGRATIONS,
+    SESSION_END,
+    SESSION_INSERT,
+    UNSEALED,
+    Store,
+    StoreError,
+    chain,
+    pack_events,
+    seal_updates,
+)
 
 _PLACEHOLDER = re.compile(r"\?")
 _MIGRATION_LOCK = 0x64626677  # "dbfw": serialises migrations of instances starting together
@@ -61,19 +72,23 @@ class PostgresStore(Store):
         rows = await self._pool.fetch(sql, *args, now, actor, json.dumps(detail, sort_keys=True))
         return rows[0][0] if rows else None
 
-    async def _insert_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    async def record(self, sessions: list[tuple[Any, ...]], ends: list[tuple[Any, ...]],
+                     events: list[tuple[Any, ...]]) -> None:
+        """Sessions, their events and their ends: one transaction. Encoding the events happens first, on a
+        thread (off the event loop); only the chaining runs under the sealing lock."""
         assert self._pool is not None
+        packed = await asyncio.to_thread(pack_events, events) if events else []
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.executemany(self._q(sql), rows)
-
-    async def _insert_chained(self, events: list[tuple[Any, ...]]) -> None:
-        assert self._pool is not None
-        packed = await asyncio.to_thread(pack_events, events)  # encoding a flush stays off the event loop
-        async with self._pool.acquire() as conn, conn.transaction():
-            await self._seal_locked(conn)  # takes the lock; anything written unchained goes first
-            rows = chain(packed, await conn.fetchrow(LAST_SEALED))
-            await conn.executemany("INSERT INTO audit_events (at, actor, action, request_id, session_id, detail, "
-                                   "seal_seq, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)", rows)
+            if sessions:
+                await conn.executemany(self._q(SESSION_INSERT), sessions)
+            if packed:
+                await self._seal_locked(conn)  # takes the lock; anything written unchained goes first
+                rows = chain(packed, await conn.fetchrow(LAST_SEALED))
+                await conn.executemany("INSERT INTO audit_events (at, actor, action, request_id, session_id, "
+                                       "detail, seal_seq, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
+                                       "$9)", rows)
+            if ends:
+                await conn.executemany(self._q(SESSION_END), ends)
 
     async def seal(self) -> int:
         assert self._pool is not None
@@ -83,15 +98,7 @@ class PostgresStore(Store):
     async def _seal_locked(self, conn: Any) -> int:
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _SEAL_LOCK)  # one sealer across instances
         last = await conn.fetchrow(LAST_SEALED)
-        prev, seq = (last[0], last[1]) if last else (GENESIS, 0)
-        rows = await conn.fetch("SELECT id, at, actor, action, request_id, session_id, detail FROM audit_events "
-                                "WHERE seal_seq IS NULL ORDER BY id")
-        updates = []
-        for r in rows:
-            seq += 1
-            digest = chain_hash(prev, tuple(r)[1:])
-            updates.append((seq, prev, digest, r[0]))
-            prev = digest
+        updates = seal_updates(await conn.fetch(UNSEALED), last)
         if updates:
             await conn.executemany("UPDATE audit_events SET seal_seq = $1, prev_hash = $2, hash = $3 WHERE id = $4",
                                    updates)

@@ -6,22 +6,23 @@ import asyncio
 import json
 import secrets
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from .. import log
 from .base import (
-    GENESIS,
     LAST_SEALED,
     MIGRATIONS,
     SESSION_END,
     SESSION_INSERT,
+    UNSEALED,
     Store,
     StoreError,
-    chain_hash,
     chained_rows,
+    seal_updates,
 )
 from .writer import RecordingWriter
 
@@ -39,6 +40,19 @@ class SQLiteStore(Store):
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
+    @contextmanager
+    def _immediate(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken at once (BEGIN IMMEDIATE): writers queue here, across processes too."""
+        conn = self._conn
+        assert conn is not None
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
     def _open(self) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -50,10 +64,7 @@ class SQLiteStore(Store):
         self._migrate()
 
     def _migrate(self) -> None:
-        conn = self._conn
-        assert conn is not None
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._immediate() as conn:
             conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
             current = row[0] or 0
@@ -63,10 +74,6 @@ class SQLiteStore(Store):
                 for stmt in statements:
                     conn.execute(stmt.replace("${ID}", "INTEGER PRIMARY KEY AUTOINCREMENT"))
                 conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     async def open(self) -> None:
         try:
@@ -91,49 +98,20 @@ class SQLiteStore(Store):
         return await self._run(self._fetch_sync, sql, args)
 
     def _transaction_sync(self, steps: list[tuple[str, Sequence[Any]]]) -> list[list[tuple[Any, ...]]]:
-        conn = self._conn
-        assert conn is not None
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            out = [[tuple(r) for r in conn.execute(sql, tuple(args)).fetchall()] for sql, args in steps]
-            conn.execute("COMMIT")
-            return out
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        with self._immediate() as conn:
+            return [[tuple(r) for r in conn.execute(sql, tuple(args)).fetchall()] for sql, args in steps]
 
     def _consume_sync(self, update: str, args: Sequence[Any], actor: str, now: float, detail: str) -> str | None:
-        conn = self._conn
-        assert conn is not None
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._immediate() as conn:
             row = conn.execute(update, tuple(args)).fetchone()
             if row is not None:
                 conn.execute(self._AUDIT, (now, actor, "approval.consumed", row[0], detail))
-            conn.execute("COMMIT")
-            return row[0] if row is not None else None
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        return row[0] if row is not None else None
 
     async def _consume(self, update: str, args: Sequence[Any], actor: str, now: float,
                        detail: dict[str, Any]) -> str | None:
         """The consuming UPDATE and its audit record: one transaction, one hop to the store's thread."""
         return await self._run(self._consume_sync, update, args, actor, now, json.dumps(detail, sort_keys=True))
-
-    def _insert_many_sync(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        conn = self._conn
-        assert conn is not None
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.executemany(sql, rows)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-
-    async def _insert_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        await self._run(self._insert_many_sync, sql, rows)
 
     async def start_writer(self) -> None:
         await self._run(self.enable_writer)
@@ -176,74 +154,32 @@ class SQLiteStore(Store):
     def _record_sync(self, sessions: list[tuple[Any, ...]], ends: list[tuple[Any, ...]],
                      events: list[tuple[Any, ...]], flush: tuple[str, str] | None = None) -> None:
         """Sessions, their events and their ends: one transaction (with the writer's flush mark)."""
-        conn = self._conn
-        assert conn is not None
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._immediate() as conn:
             if flush is not None:
                 done = conn.execute("SELECT flush FROM recording_flushes WHERE writer = ?", (flush[0],)).fetchone()
                 if done is not None and done[0] == flush[1]:
-                    conn.execute("COMMIT")
                     return
                 conn.execute("INSERT INTO recording_flushes (writer, flush) VALUES (?, ?) ON CONFLICT (writer) "
                              "DO UPDATE SET flush = excluded.flush", flush)
             if sessions:
                 conn.executemany(SESSION_INSERT, sessions)
             if events:
-                self._chain_locked(conn, events)
+                self._seal_locked(conn)  # anything written unchained (approval events) goes first
+                rows = chained_rows(events, conn.execute(LAST_SEALED).fetchone())
+                conn.executemany("INSERT INTO audit_events (at, actor, action, request_id, session_id, detail, "
+                                 "seal_seq, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
             if ends:
                 conn.executemany(SESSION_END, ends)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-
-    def _insert_chained_sync(self, events: list[tuple[Any, ...]]) -> None:
-        conn = self._conn
-        assert conn is not None
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            self._chain_locked(conn, events)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-
-    def _chain_locked(self, conn: sqlite3.Connection, events: list[tuple[Any, ...]]) -> None:
-        self._seal_locked(conn)  # anything written unchained (approval events) goes first
-        rows = chained_rows(events, conn.execute(LAST_SEALED).fetchone())
-        conn.executemany("INSERT INTO audit_events (at, actor, action, request_id, session_id, detail, "
-                         "seal_seq, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-
-    async def _insert_chained(self, events: list[tuple[Any, ...]]) -> None:
-        await self._run(self._insert_chained_sync, events)
 
     def _seal_locked(self, conn: sqlite3.Connection) -> int:
-        last = conn.execute(LAST_SEALED).fetchone()
-        prev, seq = (last[0], last[1]) if last else (GENESIS, 0)
-        rows = conn.execute("SELECT id, at, actor, action, request_id, session_id, detail FROM audit_events "
-                            "WHERE seal_seq IS NULL ORDER BY id").fetchall()
-        updates = []
-        for r in rows:
-            seq += 1
-            digest = chain_hash(prev, r[1:])
-            updates.append((seq, prev, digest, r[0]))
-            prev = digest
+        updates = seal_updates(conn.execute(UNSEALED).fetchall(), conn.execute(LAST_SEALED).fetchone())
         if updates:
             conn.executemany("UPDATE audit_events SET seal_seq = ?, prev_hash = ?, hash = ? WHERE id = ?", updates)
         return len(updates)
 
     def _seal_sync(self) -> int:
-        conn = self._conn
-        assert conn is not None
-        conn.execute("BEGIN IMMEDIATE")  # one sealer at a time, even across processes
-        try:
-            n = self._seal_locked(conn)
-            conn.execute("COMMIT")
-            return n
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        with self._immediate() as conn:  # one sealer at a time, even across processes
+            return self._seal_locked(conn)
 
     async def seal(self) -> int:
         return await self._run(self._seal_sync)

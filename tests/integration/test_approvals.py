@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -19,7 +20,7 @@ import asyncpg
 import psycopg
 import pytest
 
-from tests.conftest import AGENT, AGENT_PASSWORD, DbfwProcess, PgTarget, start_dbfw, write_config
+from tests.conftest import AGENT, AGENT_PASSWORD, DbfwProcess, PgTarget, running_dbfw, start_dbfw, write_config
 
 RULES = """\
 defaults: {action: require_approval, unknown: require_approval}
@@ -75,14 +76,8 @@ def run(conninfo: str, sql: str) -> psycopg.Error | None:
 
 @pytest.fixture(scope="module")
 def fw(pg: PgTarget, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DbfwProcess]:
-    directory = tmp_path_factory.mktemp("approvals")
-    config = write_config(directory, pg)
-    (directory / "rules.yaml").write_text(RULES)
-    proc = start_dbfw(config)
-    try:
+    with running_dbfw(tmp_path_factory.mktemp("approvals"), pg, RULES) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture
@@ -94,6 +89,19 @@ def table(pg: PgTarget) -> Iterator[str]:
     yield name
     with psycopg.connect(pg.conninfo(), autocommit=True) as conn:
         conn.execute(f"drop table if exists {name}")
+
+
+@contextmanager
+def scratch_table(pg: PgTarget, prefix: str) -> Iterator[str]:
+    """A table of its own for one test, named so the rules that match ``prefix`` apply to it."""
+    name = f"{prefix}_{uuid4().hex[:6]}"
+    with psycopg.connect(pg.conninfo(), autocommit=True) as conn:
+        conn.execute(f"create table {name} (id int)")
+    try:
+        yield name
+    finally:
+        with psycopg.connect(pg.conninfo(), autocommit=True) as conn:
+            conn.execute(f"drop table if exists {name}")
 
 
 def exists(pg: PgTarget, table: str) -> bool:
@@ -184,17 +192,11 @@ def test_api_authentication_and_roles(fw: DbfwProcess, table: str) -> None:
 
 
 def test_only_the_named_reviewers_may_approve(fw: DbfwProcess, pg: PgTarget) -> None:
-    name = f"bob_only_{uuid4().hex[:6]}"
-    with psycopg.connect(pg.conninfo(), autocommit=True) as conn:
-        conn.execute(f"create table {name} (id int)")
-    try:
+    with scratch_table(pg, "bob_only") as name:
         rid = request_id_of(run(fw.conninfo(), f"TRUNCATE {name}"))  # type: ignore[arg-type]
         status, body = approve(fw, rid, "alice-api-key")
         assert status == 403 and "not among this request's reviewers" in body["error"]
         assert approve(fw, rid, "bob-api-key")[0] == 200
-    finally:
-        with psycopg.connect(pg.conninfo(), autocommit=True) as conn:
-            conn.execute(f"drop table {name}")
 
 
 def test_statement_identity_database_swaps_and_literals_do_not_use_an_approval(fw: DbfwProcess, table: str) -> None:
@@ -236,10 +238,7 @@ def test_explicit_token_comment(fw: DbfwProcess, pg: PgTarget, table: str) -> No
 
 
 def test_an_expired_approval_does_not_run(fw: DbfwProcess, pg: PgTarget) -> None:
-    name = f"short_ttl_{uuid4().hex[:6]}"
-    with psycopg.connect(pg.conninfo(), autocommit=True) as conn:
-        conn.execute(f"create table {name} (id int)")
-    try:
+    with scratch_table(pg, "short_ttl") as name:
         rid = request_id_of(run(fw.conninfo(), f"TRUNCATE {name}"))  # type: ignore[arg-type]
         token = approve(fw, rid)[1]["token"]
         time.sleep(1.3)
@@ -247,16 +246,10 @@ def test_an_expired_approval_does_not_run(fw: DbfwProcess, pg: PgTarget) -> None
         assert expired is not None and expired.sqlstate == "DBF04" and "expired" in str(expired.diag.message_detail)
         implicit = run(fw.conninfo(), f"TRUNCATE {name}")
         assert implicit is not None and implicit.sqlstate == "DBF01" and request_id_of(implicit) != rid
-    finally:
-        with psycopg.connect(pg.conninfo(), autocommit=True) as conn:
-            conn.execute(f"drop table {name}")
 
 
 def test_two_distinct_reviewers_are_needed(fw: DbfwProcess, pg: PgTarget) -> None:
-    name = f"two_person_{uuid4().hex[:6]}"
-    with psycopg.connect(pg.conninfo(), autocommit=True) as conn:
-        conn.execute(f"create table {name} (id int)")
-    try:
+    with scratch_table(pg, "two_person") as name:
         rid = request_id_of(run(fw.conninfo(), f"TRUNCATE {name}"))  # type: ignore[arg-type]
         status, first = approve(fw, rid, "alice-api-key")
         assert status == 200 and first["status"] == "pending" and first["token"] is None
@@ -267,9 +260,6 @@ def test_two_distinct_reviewers_are_needed(fw: DbfwProcess, pg: PgTarget) -> Non
         status, second = approve(fw, rid, "bob-api-key")
         assert status == 200 and second["status"] == "approved" and second["token"]
         assert run(fw.conninfo(), f"TRUNCATE {name}") is None
-    finally:
-        with psycopg.connect(pg.conninfo(), autocommit=True) as conn:
-            conn.execute(f"drop table {name}")
 
 
 def test_deny_with_reason(fw: DbfwProcess, pg: PgTarget, table: str) -> None:

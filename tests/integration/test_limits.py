@@ -11,7 +11,14 @@ import asyncpg
 import psycopg
 import pytest
 
-from tests.conftest import AGENT, AGENT_PASSWORD, DbfwProcess, PgTarget, client_binary, start_dbfw, write_config
+from tests.conftest import (
+    AGENT,
+    AGENT_PASSWORD,
+    DbfwProcess,
+    PgTarget,
+    client_binary,
+    running_dbfw,
+)
 
 RULES = """\
 defaults: {action: allow}
@@ -23,17 +30,11 @@ limits: {max_result_rows: 50}
 @pytest.fixture(scope="module", params=["plain", "masking"])
 def limited(request: pytest.FixtureRequest, pg: PgTarget,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[DbfwProcess]:
-    directory = tmp_path_factory.mktemp("limits")
-    config = write_config(directory, pg, admin=False)
     extra = ""
     if request.param == "masking":  # the same limit holds where results are followed for masking
         extra = "masking:\n  - {name: m, columns: ['*.*.never_a_column_here'], mask: redact}\n"
-    (directory / "rules.yaml").write_text(RULES + extra)
-    proc = start_dbfw(config)
-    try:
+    with running_dbfw(tmp_path_factory.mktemp("limits"), pg, RULES + extra, admin=False) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def test_a_result_within_the_limit_passes(limited: DbfwProcess) -> None:

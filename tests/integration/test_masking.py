@@ -15,7 +15,14 @@ import asyncpg
 import psycopg
 import pytest
 
-from tests.conftest import AGENT, AGENT_PASSWORD, DbfwProcess, PgTarget, client_binary, start_dbfw, write_config
+from tests.conftest import (
+    AGENT,
+    AGENT_PASSWORD,
+    DbfwProcess,
+    PgTarget,
+    client_binary,
+    running_dbfw,
+)
 
 SUFFIX = uuid4().hex[:6]
 C = f"mcust_{SUFFIX}"  # customers
@@ -133,14 +140,9 @@ def seeded(pg: PgTarget) -> Iterator[PgTarget]:
 
 @pytest.fixture(scope="module")
 def masked(seeded: PgTarget, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DbfwProcess]:
-    directory = tmp_path_factory.mktemp("masking")
-    config = write_config(directory, seeded, extra="masking_key: test-masking-key\n")
-    (directory / "rules.yaml").write_text(RULES)
-    proc = start_dbfw(config)
-    try:
+    with running_dbfw(tmp_path_factory.mktemp("masking"), seeded, RULES,
+                      extra="masking_key: test-masking-key\n") as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def assert_no_secret(text: str, query: str) -> None:

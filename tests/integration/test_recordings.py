@@ -19,7 +19,16 @@ import psycopg
 import pytest
 
 from dbfw.store.base import expand_event
-from tests.conftest import AGENT, AGENT_PASSWORD, REVIEWER_PASSWORD, DbfwProcess, PgTarget, start_dbfw, write_config
+from tests.conftest import (
+    AGENT,
+    AGENT_PASSWORD,
+    REVIEWER_PASSWORD,
+    DbfwProcess,
+    PgTarget,
+    running_dbfw,
+    start_dbfw,
+    write_config,
+)
 
 RULES = """\
 defaults: {action: require_approval}
@@ -94,14 +103,9 @@ def test_sessions_are_recorded_and_readable_by_auditors(recorded: Any) -> None:
 
 
 def test_literals_can_be_kept_out_of_recordings(pg: PgTarget, tmp_path: Path) -> None:
-    config = write_config(tmp_path, pg, extra="audit: {redact_literals: true}\n")
-    (tmp_path / "rules.yaml").write_text(RULES)
-    proc = start_dbfw(config)
-    try:
-        with psycopg.connect(proc.conninfo(), autocommit=True) as conn:
-            conn.execute("select 'a-secret-literal-77' as x, 12345 as y")
-    finally:
-        proc.stop()
+    with running_dbfw(tmp_path, pg, RULES, extra="audit: {redact_literals: true}\n") as proc, \
+            psycopg.connect(proc.conninfo(), autocommit=True) as conn:
+        conn.execute("select 'a-secret-literal-77' as x, 12345 as y")
     db = sqlite3.connect(tmp_path / "dbfw.db")
     details = " ".join(r[0] for r in db.execute("select detail from audit_events"))
     assert "a-secret-literal-77" not in details and "12345" not in details

@@ -195,7 +195,7 @@ class FrameReader:
         return None
 
 
-_RESULT_BOUNDS = frozenset(b"TCIsE")  # RowDescription starts a result; the others end one
+RESULT_BOUNDS = frozenset(b"TCIsE")  # RowDescription starts a result; the others end one
 
 
 class RelayScanner:
@@ -297,7 +297,7 @@ class RelayScanner:
                     pos = seg = run_end
                     continue
             held = tag in wanted
-            if not held and self.rows_left is not None and tag in _RESULT_BOUNDS:
+            if not held and self.rows_left is not None and tag in RESULT_BOUNDS:
                 if self.limit_hit:
                     held = True
                 else:

@@ -111,6 +111,13 @@ class ResultTracker:
     def _head(self) -> _Entry | None:
         return self.queue[0] if self.queue else None
 
+    def _result_over(self) -> _Entry | None:
+        """A result ended (completed, failed, or its batch is over): no rows or COPY lines are masked until
+        the next one starts. Returns the entry it belonged to."""
+        self.active = None
+        self.copying = False
+        return self._head()
+
     def row_description(self, payload: memoryview) -> None:
         head = self._head()
         if head is None:
@@ -213,9 +220,7 @@ class ResultTracker:
 
     def statement_done(self, command_tag: memoryview | None = None) -> None:
         """CommandComplete (with its tag), EmptyQueryResponse or PortalSuspended."""
-        self.active = None
-        self.copying = False
-        head = self._head()
+        head = self._result_over()
         if head is None:
             return
         if head.kind == "query":
@@ -233,9 +238,7 @@ class ResultTracker:
                 self.masking.count(rule, rows)
 
     def error(self) -> None:
-        self.active = None
-        self.copying = False
-        head = self._head()
+        head = self._result_over()
         if head is None:
             return
         if head.kind == "query":
@@ -246,20 +249,11 @@ class ResultTracker:
             self.queue.popleft()
 
     def ready(self) -> None:
-        self.active = None
-        self.copying = False
+        self._result_over()
         while self.queue:
             entry = self.queue.popleft()
             if entry.kind in ("sync", "query"):
                 return
-
-
-def _types_of(payload: memoryview) -> list[int]:
-    return [f.type_oid for f in m.RowDescription.decode(payload).fields]
-
-
-def _formats_of(payload: memoryview) -> list[int]:
-    return [f.format for f in m.RowDescription.decode(payload).fields]
 
 
 def _format(formats: list[int], i: int) -> int:

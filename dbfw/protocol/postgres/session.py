@@ -38,9 +38,7 @@ from .results import ResultTracker, mask_copy_line
 from .upstream import UpstreamConnection, UpstreamError, connect, send_cancel
 
 STREAMABLE_FRONTEND = frozenset(b"Bd")  # Bind, CopyData: relayed, never held whole
-STREAMABLE_BACKEND = frozenset(b"Dd")  # DataRow, CopyData
 AUTH_TIMEOUT = 60.0
-READ_SIZE = 256 * 1024
 
 _Q, _P, _S, _X, _F = (ord(c) for c in "QPSXF")
 _RELAYED = frozenset(b"BEDCHdcf")  # Bind Execute Describe Close Flush CopyData CopyDone CopyFail
@@ -48,7 +46,7 @@ _DECIDED = frozenset((_Q, _P, _F))  # what the firewall decides on: Query, Parse
 _Z, _E, _PS = ord("Z"), ord("E"), ord("S")
 _BIND, _DESCRIBE, _EXECUTE, _CLOSE = ord("B"), ord("D"), ord("E"), ord("C")  # frontend
 _TRACKED = frozenset((_BIND, _DESCRIBE, _EXECUTE, _CLOSE))
-_DATA_ROW, _ROW_DESCRIPTION, _NO_DATA, _COPY_OUT, _COPY_DATA = ord("D"), ord("T"), ord("n"), ord("H"), ord("d")
+_ROW_DESCRIPTION, _NO_DATA, _COPY_OUT, _COPY_DATA = ord("T"), ord("n"), ord("H"), ord("d")
 _DONE = frozenset(b"CIs")  # CommandComplete, EmptyQueryResponse, PortalSuspended
 _COMMAND_COMPLETE = ord("C")
 _RESULT_TAGS = frozenset(b"DTnCIsEZHd")
@@ -59,7 +57,6 @@ _WANTED = frozenset(b"ZES")
 _WANTED_MASKING = _WANTED | (_RESULT_TAGS - {ord("D")})
 # Following results for masking, outside a COPY whose lines are masked: CopyData passes untouched.
 _WANTED_TRACKING = _WANTED_MASKING - {_COPY_DATA}
-_RESULT_ENDS = frozenset(b"TCIsE")  # a result starts (RowDescription) or ends
 
 # PostgreSQL encoding names -> Python codecs, for reading SQL text in the client's encoding.
 _ENCODINGS = {"UTF8": "utf-8", "UNICODE": "utf-8", "SQL_ASCII": "latin-1", "LATIN1": "latin-1",
@@ -840,7 +837,7 @@ class PgSession:
                     # not cancelled, since a late cancel could hit the session's next statement.
                     self._cut_off = True
                     log.warning("session.row_limit", session=self.session_id, limit=limit)
-                if limit is not None and tag in _RESULT_ENDS:
+                if limit is not None and tag in m.RESULT_BOUNDS:
                     scanner.rows_left = limit  # the next result starts with the whole allowance
                     if self._cut_off and tag != _ROW_DESCRIPTION:
                         self._cut_off = scanner.limit_hit = False
