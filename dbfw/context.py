@@ -16,3 +16,4 @@ class StatementContext:
     protocol: str  # "postgres" | "mysql"
     session_id: str
     client_addr: str = ""
+    lex: int = 0  # how the server reads SQL text now (classify.LEX_* flags), from its own reports

@@ -58,7 +58,7 @@ class Firewall:
         self._allowed_shapes.clear()
 
     def classify(self, ctx: StatementContext, sql: str) -> Classification:
-        return self.classifiers[ctx.protocol].classify(sql, ctx.database)
+        return self.classifiers[ctx.protocol].classify(sql, ctx.database, ctx.lex)
 
     _decides_now = True
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from sqlglot.errors import ParseError, TokenError
 from sqlglot.optimizer.simplify import simplify
 from sqlglot.tokens import Token, TokenType
 
+from . import pglex
 from .dialects import MYSQL_FUNCTIONS, MYSQL_HARMLESS_SETTINGS, POSTGRES_FUNCTIONS, setting_class
 
 # sqlglot warns about statements it falls back on, quoting them; SQL text must never reach dbfw's logs.
@@ -58,12 +60,13 @@ class Statement:
     reason: str = ""
     tables_complete: bool = True  # False: the statement touches tables dbfw could not name
     dialect: str = "postgres"
+    lex: int = 0  # how the server reads the text (LEX_* flags): part of what an approval is bound to
 
     @property
     def fingerprint(self) -> str:
         """The statement's identity up to whitespace, comments and keyword case, literals kept: what an
         approval is bound to. Computed on demand: most statements never need it."""
-        return statement_fingerprint(self.sql, self.dialect)
+        return statement_fingerprint(self.sql, self.dialect, self.lex)
 
     def to_json(self) -> dict[str, Any]:
         return {"sql": self.sql, "class": self.cls, "command": self.command, "tables": list(self.tables),
@@ -85,7 +88,7 @@ class Classification:
         """The whole message's identity (see Statement.fingerprint)."""
         if len(self.statements) == 1:
             return self.statements[0].fingerprint
-        return _fingerprint([s.fingerprint for s in self.statements])
+        return _fingerprint(["message", [s.fingerprint for s in self.statements]])
 
     @property
     def tables(self) -> tuple[str, ...]:
@@ -112,12 +115,20 @@ def _words(tokens: Sequence[Token], n: int = 4) -> list[str]:
     return [_word(t) for t in tokens[:n]] + [""] * max(0, n - len(tokens))
 
 
-_LITERAL_MARK = {tt: f"?{tt.name}" for tt in _LITERALS}
-_SEP = "\x1f"
+# Lexing modes: what, beside the text, decides how the server reads it (the session reports them).
+LEX_STANDARD = 0
+LEX_BACKSLASH_ESCAPES = 1  # standard_conforming_strings is off: '...' reads backslash escapes
+LEX_ASCII_ONLY = 2         # the client encoding can hide ASCII bytes inside characters: only ASCII is safe
+
+FINGERPRINT_VERSION = 2
 
 
-def _fingerprint(parts: Sequence[str]) -> str:
-    return hashlib.sha256(_SEP.join(parts).encode("utf-8", "surrogateescape")).hexdigest()[:20]
+def _fingerprint(parts: Any) -> str:
+    """A digest of a JSON value: JSON is injective on nested lists of strings and numbers, so two different
+    token sequences never share the serialisation a fingerprint is taken of. The first character is the
+    scheme's version: a fingerprint of another scheme never matches."""
+    data = json.dumps([FINGERPRINT_VERSION, parts], ensure_ascii=False, separators=(",", ":"))
+    return f"{FINGERPRINT_VERSION}{hashlib.sha256(data.encode('utf-8', 'surrogatepass')).hexdigest()[:19]}"
 
 
 _MARK = {tt: f"\x00{i}\x00" for i, tt in enumerate(sorted(_LITERALS, key=lambda t: t.name))}
@@ -151,28 +162,41 @@ def _shape_and_bounds(text: str, tokens: Sequence[Token]) -> tuple[str, list[tup
     return "".join(parts), bounds
 
 
-def _identity_keys(tokens: Sequence[Token], fold_case: bool) -> list[str]:
-    """Tokens as an approval sees them: whitespace and comments gone (they are not tokens), keyword case
-    folded, unquoted names folded where the server folds them (PostgreSQL, not MySQL), literals kept."""
-    out: list[str] = []
+_ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _identity_keys(tokens: Sequence[Token], fold_case: bool) -> list[list[str]]:
+    """sqlglot's tokens as an approval sees them (MySQL): whitespace and comments gone (they are not
+    tokens), keyword case folded with ASCII rules, names kept as the server compares them, literals kept
+    with their kind."""
+    out: list[list[str]] = []
     identifier, var = TokenType.IDENTIFIER, TokenType.VAR
     for tok in tokens:
         tt = tok.token_type
         if tt in _LITERALS:
-            out.append(_MARK[tt] + tok.text)
+            out.append([tt.name, tok.text])
         elif tt is identifier:
-            out.append(f'"{tok.text}"')
+            out.append(["QIDENT", tok.text])
         elif tt is var and not fold_case:
-            out.append(tok.text)
+            out.append(["NAME", tok.text])
         else:
-            out.append(tok.text.upper())
+            out.append(["WORD", tok.text.translate(_ASCII_UPPER)])
     return out
 
 
 _TOKENIZERS: dict[str, Any] = {}
 
 
-def statement_fingerprint(sql: str, dialect: str) -> str:
+def statement_fingerprint(sql: str, dialect: str, lex: int = LEX_STANDARD) -> str:
+    """What an approval is bound to. PostgreSQL: the server's own tokens (pglex), unquoted names and
+    keywords folded as the server folds them, quoted names exact, literals by kind and value, and the
+    lexing mode. A text dbfw cannot lex is bound to its exact characters."""
+    if dialect == "postgres":
+        try:
+            lexed = pglex.lex(sql, not lex & LEX_BACKSLASH_ESCAPES)
+        except pglex.LexError:
+            return _fingerprint(["text", lex, sql])
+        return _fingerprint(["pg", lex, [[t.kind, t.value] for t in lexed.tokens if t.kind != pglex.SEMICOLON]])
     tokenizer = _TOKENIZERS.get(dialect)
     if tokenizer is None:
         tokenizer = _TOKENIZERS[dialect] = _Classifier(dialect).tokenizer
@@ -180,9 +204,9 @@ def statement_fingerprint(sql: str, dialect: str) -> str:
         text = expand_mysql_executable_comments(sql) if dialect == "mysql" else sql
         tokens = tokenizer.tokenize(text)
     except (TokenError, ValueError, IndexError):
-        return hashlib.sha256(sql.encode("utf-8", "surrogateescape")).hexdigest()[:20]
-    return _fingerprint(_identity_keys([t for t in tokens if t.token_type != TokenType.SEMICOLON],
-                                       dialect != "mysql"))
+        return _fingerprint(["text", lex, sql])
+    return _fingerprint([dialect, lex, _identity_keys([t for t in tokens if t.token_type != TokenType.SEMICOLON],
+                                                       dialect != "mysql")])
 
 
 def expand_mysql_executable_comments(sql: str) -> str:
@@ -978,18 +1002,23 @@ class SQLClassifier:
         self.shape_hits = 0
         self.misses = 0
 
-    def classify(self, sql: str, database: str | None = None) -> Classification:
-        key = (sql, database if self.dialect == "mysql" else None)
+    def classify(self, sql: str, database: str | None = None, lex: int = LEX_STANDARD) -> Classification:
+        key = (sql, database if self.dialect == "mysql" else None, lex)
         found = self._exact.get(key)
         if found is not None:
             self.hits += 1
             return found
-        result = self._classify(sql, key[1])
+        result = self._classify(sql, key[1], lex)
         exact = self._exact
         exact[key] = result
         if len(exact) > self.cache_size:
             del exact[next(iter(exact))]
         return result
+
+    def _unknown(self, sql: str, reason: str, lex: int) -> Classification:
+        self.misses += 1
+        stmt = Statement(sql, "unknown", "UNKNOWN", reason=reason, dialect=self.dialect, lex=lex)
+        return Classification(self.dialect, (stmt,), "unknown")
 
     def _classify_bounds(self, tokens: list[Token], a: int, b: int, text: str, database: str | None) -> _Result:
         chunk = tokens[a:b]
@@ -1007,22 +1036,42 @@ class SQLClassifier:
                         res.raise_to(inner_res.cls, f"the body {inner_res.reason or 'changes ' + inner_res.cls}")
         return res
 
-    def _classify(self, sql: str, database: str | None) -> Classification:
+    def _classify(self, sql: str, database: str | None, lex: int) -> Classification:
+        if lex & LEX_ASCII_ONLY and not sql.isascii():
+            return self._unknown(sql, "the client encoding can hide quotes and backslashes inside characters; "
+                                 "dbfw reads only ASCII text in it", lex)
         try:
             text = expand_mysql_executable_comments(sql) if self.dialect == "mysql" else sql
             tokens = self._c.tokenizer.tokenize(text)
         except Exception as e:  # TokenError, or anything else the tokenizer raises: fail closed
-            self.misses += 1
-            reason = f"cannot tokenize: {str(e).splitlines()[0][:200] if str(e) else type(e).__name__}"
-            stmt = Statement(sql, "unknown", "UNKNOWN", reason=reason, dialect=self.dialect)
-            return Classification(self.dialect, (stmt,), "unknown")
+            why = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+            return self._unknown(sql, f"cannot tokenize: {why}", lex)
         shape, bounds = _shape_and_bounds(text, tokens)
-        shape_key = (shape, database)
+        shape_key = (shape, database, lex)
         entry = self._shapes.get(shape_key)
+        postgres = self.dialect == "postgres"
+        standard = not lex & LEX_BACKSLASH_ESCAPES
         if entry is not None:
+            if postgres:
+                # The skeleton was read alike by the server and sqlglot when the shape was first seen; the
+                # literals are what is new.
+                try:
+                    why = pglex.literal_disagreement(text, tokens, _PG_LITERAL_KINDS, standard)
+                except pglex.LexError as e:
+                    why = str(e)
+                if why is not None:
+                    return self._unknown(sql, f"PostgreSQL could read this text differently: {why}", lex)
             self.shape_hits += 1
             cached = True
         else:
+            if postgres:
+                try:
+                    lexed = pglex.lex(text, standard)
+                except pglex.LexError as e:
+                    return self._unknown(sql, f"PostgreSQL would not read this text: {e}", lex)
+                why = pglex.disagreement(lexed, tokens, _PG_LITERAL_TYPES, TokenType.SEMICOLON)
+                if why is not None:
+                    return self._unknown(sql, f"PostgreSQL could read this text differently: {why}", lex)
             self.misses += 1
             if self.dialect == "mysql":
                 bounds = _mysql_compound_bounds(tokens, bounds)
@@ -1038,12 +1087,21 @@ class SQLClassifier:
         if len(bounds) == 1:
             a, b = bounds[0]
             statements: tuple[Statement, ...] = (
-                Statement(text[tokens[a].start:tokens[b - 1].end + 1], *entry.statements[0], dialect),)
+                Statement(text[tokens[a].start:tokens[b - 1].end + 1], *entry.statements[0], dialect, lex),)
         else:
             statements = tuple(
-                Statement(text[tokens[a].start:tokens[b - 1].end + 1], *f, dialect)  # type: ignore[arg-type]
+                Statement(text[tokens[a].start:tokens[b - 1].end + 1], *f, dialect, lex)  # type: ignore[arg-type]
                 for (a, b), f in zip(bounds, entry.statements, strict=True))
         return Classification(dialect, statements, entry.cls, shape, cached)
+
+
+# sqlglot's literal token types as the server's lexer knows them (quoted names included: their extent
+# and value decide what a statement names).
+_PG_LITERAL_KINDS = {TokenType.STRING: "string", TokenType.BYTE_STRING: "escape", TokenType.BIT_STRING: "bits",
+                     TokenType.HEX_STRING: "hex", TokenType.HEREDOC_STRING: "dollar",
+                     TokenType.UNICODE_STRING: "unicode", TokenType.NATIONAL_STRING: "national",
+                     TokenType.RAW_STRING: "unicode", TokenType.IDENTIFIER: "ident", TokenType.NUMBER: "number"}
+_PG_LITERAL_TYPES = frozenset(_PG_LITERAL_KINDS) - {TokenType.NUMBER}
 
 
 def parse_statement(sql: str, dialect: str = "postgres") -> exp.Expression:

@@ -22,7 +22,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ... import log, metrics
 from ...config import Listener
@@ -30,6 +30,8 @@ from ...context import StatementContext
 from ...firewall import Verdict
 from ...identity import Principal
 from ...masking.service import StatementMask
+from ...sql.classify import LEX_ASCII_ONLY, LEX_BACKSLASH_ESCAPES, LEX_STANDARD
+from ...sql.pglex import ASCII_UNSAFE_ENCODINGS
 from ...sql.settings import SettingNotAllowed, check_startup_settings
 from ..common import Runtime
 from . import messages as m
@@ -63,6 +65,19 @@ _ENCODINGS = {"UTF8": "utf-8", "UNICODE": "utf-8", "SQL_ASCII": "latin-1", "LATI
               "LATIN2": "iso8859-2", "LATIN9": "iso8859-15", "WIN1250": "cp1250", "WIN1251": "cp1251",
               "WIN1252": "cp1252", "EUC_JP": "euc_jp", "SJIS": "shift_jis", "EUC_KR": "euc_kr",
               "GBK": "gbk", "BIG5": "big5", "KOI8R": "koi8_r", "UHC": "cp949", "GB18030": "gb18030"}
+
+
+_LEXING_PARAMETERS = frozenset({"client_encoding", "standard_conforming_strings"})
+
+
+def _lex_mode(parameters: dict[str, str]) -> int:
+    """How the server reads SQL text, from what it reported."""
+    lex = LEX_STANDARD
+    if parameters.get("standard_conforming_strings", "on").lower() != "on":
+        lex |= LEX_BACKSLASH_ESCAPES
+    if parameters.get("client_encoding", "UTF8").upper() in ASCII_UNSAFE_ENCODINGS:
+        lex |= LEX_ASCII_ONLY
+    return lex
 
 
 class _ClientGone(Exception):
@@ -148,6 +163,7 @@ class PgSession:
         self.cancel_key: tuple[int, bytes] | None = None
         self.ctx: StatementContext | None = None
         self.codec = "utf-8"
+        self.parameters: dict[str, str] = {}  # the server's reported settings, as they change
         # Relay state, shared by the two pumps.
         self.inflight = 0  # sync points sent upstream whose ReadyForQuery has not come back
         self.sent_sync_points = 0
@@ -441,11 +457,22 @@ class PgSession:
                                   hint="try again later; if it persists, tell the dbfw operator")
             return False
         up = self.upstream
-        self.codec = _ENCODINGS.get(up.parameters.get("client_encoding", "UTF8").upper(), "utf-8")
+        encoding = up.parameters.get("client_encoding", "UTF8").upper()
+        if encoding in ASCII_UNSAFE_ENCODINGS:
+            # A multibyte character can end in a backslash or quote byte: dbfw could not read statements
+            # exactly as the server does.
+            await self._fatal("22023", f"dbfw: client encoding {encoding} is not supported",
+                              detail="in this encoding a character can hide a quote or backslash byte, so dbfw "
+                              "could not read statements exactly as the database does",
+                              hint="connect with client_encoding UTF8")
+            return False
+        self.codec = _ENCODINGS.get(encoding, "utf-8")
+        self.parameters = dict(up.parameters)
         self.cancel_key = self.rt.issue_cancel_key(self, up.pid)
         self.ctx = StatementContext(identity=principal.name, roles=principal.roles, database=database,
                                     listener=self.listener.name, protocol="postgres",
-                                    session_id=self.session_id, client_addr=self.client_addr)
+                                    session_id=self.session_id, client_addr=self.client_addr,
+                                    lex=_lex_mode(up.parameters))
         masking = getattr(self.rt.firewall, "masking", None)
         if masking is not None and masking.enabled:
             # Results may need masking: follow every result, and hold rows whole so they can be rebuilt.
@@ -570,6 +597,21 @@ class PgSession:
 
     def _upstream_end(self, exc: BaseException | None) -> None:
         self._finish("upstream", "upstream_gone")
+
+    def _reported(self, name: str, value: str) -> None:
+        """The server reports every change of a setting that decides how it reads SQL text, however the
+        change was made (SET, set_config, a function's SET clause, RESET): dbfw reads the next statement
+        the same way."""
+        self.parameters[name] = value
+        if name == "client_encoding":
+            self.codec = _ENCODINGS.get(value.upper(), "utf-8")
+        ctx = self.ctx
+        if ctx is not None:
+            lex = _lex_mode(self.parameters)
+            if lex != ctx.lex:
+                self.ctx = replace(ctx, lex=lex)
+                log.event("session.lexing", session=self.session_id, standard_conforming_strings=self.parameters.get(
+                    "standard_conforming_strings"), client_encoding=self.parameters.get("client_encoding"))
 
     def _sql_text(self, text: str) -> str:
         if self.codec == "utf-8":
@@ -890,8 +932,8 @@ class PgSession:
                         continue
                 elif tag == _PS:
                     ps = m.ParameterStatus.decode(raw[5:])
-                    if ps.name == "client_encoding":
-                        self.codec = _ENCODINGS.get(ps.value.upper(), "utf-8")
+                    if ps.name in _LEXING_PARAMETERS:
+                        self._reported(ps.name, ps.value)
                 out.append(raw)
             if not scanner.more:
                 break
