@@ -19,10 +19,12 @@ A message is as risky as its riskiest statement.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import itertools
 import json
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,11 +33,10 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, TokenError
-from sqlglot.optimizer.simplify import simplify
 from sqlglot.tokens import Token, TokenType
 
-from . import pglex
-from .dialects import MYSQL_FUNCTIONS, MYSQL_HARMLESS_SETTINGS, POSTGRES_FUNCTIONS, setting_class
+from . import catalog, pglex
+from .dialects import MYSQL_FUNCTIONS, MYSQL_HARMLESS_SETTINGS, POSTGRES_FUNCTIONS, setting_class, setting_value_class
 
 # sqlglot warns about statements it falls back on, quoting them; SQL text must never reach dbfw's logs.
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
@@ -363,10 +364,13 @@ class _Classifier:
             if name == "set_config" and not self.mysql:
                 res.literal_sensitive = True
                 arg = tokens[i + 2] if i + 2 < len(tokens) else None
+                value = tokens[i + 4] if i + 4 < len(tokens) and tokens[i + 3].token_type == TokenType.COMMA \
+                    else None
                 if arg is None or arg.token_type != TokenType.STRING:
                     res.raise_to("admin", "set_config with a setting name dbfw cannot read")
                 else:
-                    res.raise_to(setting_class(arg.text), f"set_config('{arg.text}')")
+                    text = value.text if value is not None and value.token_type in _STRINGS else None
+                    res.raise_to(setting_value_class(arg.text, text), f"set_config('{arg.text}')")
                 continue
             cls = self.functions.get(name)
             if cls is not None:
@@ -402,9 +406,6 @@ class _Classifier:
         res = _Result("read", kw)
         if isinstance(root, exp.Query | exp.Values) and kw in ("SELECT", "WITH", "VALUES", "TABLE", "("):
             res.command = "SELECT" if kw in ("WITH", "(", "TABLE") else kw
-            into = root.args.get("into") if isinstance(root, exp.Select) else None
-            if into is not None and not self.mysql:  # MySQL's SELECT ... INTO @var only sets variables
-                res.raise_to("ddl", "SELECT INTO creates a table")
             if any(True for _ in root.find_all(exp.Lock)):
                 res.raise_to("write", "locks rows (FOR UPDATE/SHARE)")
         elif isinstance(root, exp.Insert) and kw in ("INSERT", "WITH"):
@@ -418,33 +419,58 @@ class _Classifier:
             raise _Unknown(f"{kw} parsed as {type(root).__name__}, which dbfw does not understand")
         # Every data-changing statement anywhere in the tree counts: CTEs, subqueries, INSERT ... SELECT.
         for node in root.find_all(exp.Insert, exp.Update, exp.Delete, exp.Merge):
-            in_merge = node.find_ancestor(exp.Merge) is not None  # MERGE's actions are bounded by its ON join
-            if isinstance(node, exp.Update | exp.Delete) and not in_merge and not self._restricted(node, res):
-                res.raise_to("destructive_write", f"{type(node).__name__.upper()} without a restricting WHERE")
-            else:
+            if node.find_ancestor(exp.Merge) is not None:
+                continue  # a MERGE's actions: the MERGE is judged as a whole
+            if self._restricted(node, res):
                 res.raise_to("write", f"{type(node).__name__.upper()} changes data")
+            else:
+                res.raise_to("destructive_write", f"{type(node).__name__.upper()} changes rows its predicate "
+                             "does not provably limit")
+        if not self.mysql and any(True for _ in root.find_all(exp.Into)):
+            res.raise_to("ddl", "SELECT INTO creates a table")
         self._tables(root, res, database)
         res.functions = sorted({(f.name if isinstance(f, exp.Anonymous) else f.sql_name()).lower()
                                 for f in root.find_all(exp.Func)})
         return res
 
     def _restricted(self, node: exp.Expression, res: _Result) -> bool:
+        """Whether the statement provably changes only rows its predicate names (see _Restriction)."""
+        if isinstance(node, exp.Insert):
+            conflict = node.args.get("conflict")
+            if conflict is None or "UPDATE" not in str(conflict.args.get("action") or "").upper():
+                return True  # it only adds rows
+            # ON CONFLICT DO UPDATE changes as many existing rows as it is given: bounded by VALUES/parameters.
+            return _bounded_rows(node.expression)
+        if isinstance(node, exp.Merge):
+            if not any(isinstance(w, exp.When) and (w.args.get("then") is not None)
+                       and not isinstance(w.args.get("then"), exp.Insert) for w in node.find_all(exp.When)):
+                return True  # WHEN NOT MATCHED THEN INSERT only
+            if _bounded_rows(node.args.get("using")):
+                return True
+            return _Restriction(node.this, node.args.get("using"), res).restricts(node.args.get("on"))
         where = node.args.get("where")
         if where is None:
             return False
-        cond = where.this
-        if all(_has_column(leaf) for leaf in _leaves(cond)):
-            return True  # every branch of the condition depends on a row: it restricts
-        # From here the answer depends on the values of literals (WHERE 1 = 2 touches nothing, WHERE
-        # 1 = 1 every row): another message of the same shape must be classified on its own.
-        res.literal_sensitive = True
-        try:
-            cond = simplify(cond.copy())
-        except Exception:  # sqlglot could not simplify: judge the condition as written
-            pass
-        if isinstance(cond, exp.Boolean) and not cond.this:
-            return True  # WHERE false touches nothing
-        return any(True for _ in cond.find_all(exp.Column)) and not isinstance(cond, exp.Boolean)
+        others = [*(node.args.get("using") or [])]
+        from_ = node.args.get("from_") or node.args.get("from")
+        if from_ is not None:
+            others.append(from_)
+        others += node.args.get("joins") or []
+        return _Restriction(node.this, others or None, res).restricts(where.this)
+
+    @staticmethod
+    def _system_relation(table: exp.Table, written: bool, res: _Result) -> None:
+        """Writing any system catalog (pg_settings' update rule included), or reading one that holds
+        credentials or server files, is admin."""
+        schema = _pg_folded(table.args.get("db"))
+        name = _pg_folded(table.this)
+        system = catalog.system_relation(schema, name)
+        if system is None:
+            return
+        if written:
+            res.raise_to("admin", f"writes the system catalog {system}.{name}")
+        elif system == "pg_catalog" and name in catalog.CREDENTIAL_RELATIONS:
+            res.raise_to("admin", f"reads {system}.{name}, which holds credentials or server files")
 
     def _qualify(self, table: exp.Table, database: str | None) -> str:
         schema = table.db or (database if self.mysql else self.default_schema)
@@ -460,6 +486,8 @@ class _Classifier:
             if isinstance(t.parent, exp.Into) and self.mysql:
                 continue
             seen[self._qualify(t, database)] = None
+            if not self.mysql:
+                self._system_relation(t, False, res)
         res.tables = list(seen)
         written: dict[str, None] = dict.fromkeys(res.written)
         for node in root.find_all(exp.Insert, exp.Update, exp.Delete, exp.Merge):
@@ -468,6 +496,8 @@ class _Classifier:
                 table = target.this if isinstance(target, exp.Schema) else target
                 if isinstance(table, exp.Table) and table.name:
                     written[self._qualify(table, database)] = None
+                    if not self.mysql:
+                        self._system_relation(table, True, res)
         into = root.args.get("into") if isinstance(root, exp.Select) else None
         if into is not None:
             for t in into.find_all(exp.Table):
@@ -514,6 +544,92 @@ def _leaves(cond: exp.Expression) -> list[exp.Expression]:
     if isinstance(cond, exp.Not | exp.Paren):
         return _leaves(cond.this)
     return [cond]
+
+
+def _pg_folded(identifier: exp.Expression | None) -> str:
+    """A name as PostgreSQL reads it: unquoted names fold to lower case (ASCII rules), quoted stay exact."""
+    if not isinstance(identifier, exp.Identifier):
+        return ""
+    name = identifier.this
+    return name if identifier.quoted else name.translate(_ASCII_LOWER)
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_CONSTANT_BLOCKERS = (exp.Column, exp.Query, exp.Star, exp.AggFunc, exp.Window)
+
+
+def _constant(node: exp.Expression | None) -> bool:
+    """The same value for every row: literals, parameters, and expressions of them only."""
+    if node is None:
+        return False
+    return not isinstance(node, _CONSTANT_BLOCKERS) and next(node.find_all(*_CONSTANT_BLOCKERS), None) is None
+
+
+def _bounded_rows(source: exp.Expression | None) -> bool:
+    """A row source of a fixed number of rows written in the statement: VALUES, or a SELECT of constants
+    without FROM (parameters included)."""
+    while isinstance(source, exp.Subquery | exp.Paren):
+        source = source.this
+    if isinstance(source, exp.Values):
+        return all(_constant(row) for row in source.expressions)
+    if isinstance(source, exp.Select):
+        return source.args.get("from_") is None and source.args.get("from") is None and all(
+            _constant(e) for e in source.expressions)
+    return False
+
+
+class _Restriction:
+    """Proves that a predicate limits the rows of one target table: a conjunct compares a column of the
+    target with a constant (=, IN (...), a range, LIKE 'prefix%', = ANY(constant)); an OR restricts only
+    if every branch does. A column counts as the target's when qualified by its name or alias, or when
+    unqualified and no other table is in scope. One pass over the predicate, no rewriting."""
+
+    def __init__(self, target: exp.Expression, others: object, res: _Result):
+        table = target.this if isinstance(target, exp.Schema) else target
+        self.names = {n.lower() for n in (table.alias_or_name, table.name) if n} if isinstance(table, exp.Table) \
+            else set()
+        self.unqualified_ok = not others
+        self.res = res
+
+    def restricts(self, cond: exp.Expression | None) -> bool:
+        if cond is None:
+            return False
+        if isinstance(cond, exp.Paren):
+            return self.restricts(cond.this)
+        if isinstance(cond, exp.And):
+            return self.restricts(cond.left) or self.restricts(cond.right)
+        if isinstance(cond, exp.Or):
+            return self.restricts(cond.left) and self.restricts(cond.right)
+        if isinstance(cond, exp.EQ | exp.GT | exp.GTE | exp.LT | exp.LTE | exp.NullSafeEQ):
+            left, right = cond.left, cond.right
+            if self._target_column(left) and self._constant_or_any(right):
+                return True
+            return self._target_column(right) and self._constant_or_any(left)
+        if isinstance(cond, exp.In):
+            return self._target_column(cond.this) and not cond.args.get("query") and bool(cond.expressions) \
+                and all(_constant(e) for e in cond.expressions)
+        if isinstance(cond, exp.Between):
+            return self._target_column(cond.this) and _constant(cond.args.get("low")) \
+                and _constant(cond.args.get("high"))
+        if isinstance(cond, exp.Like | exp.ILike):
+            pattern = cond.expression
+            if not (self._target_column(cond.this) and isinstance(pattern, exp.Literal) and pattern.is_string):
+                return False
+            self.res.literal_sensitive = True  # LIKE 'p%' restricts, LIKE '%' does not
+            return bool(pattern.this) and pattern.this[0] not in "%_\\"
+        return False
+
+    def _target_column(self, node: exp.Expression) -> bool:
+        if not isinstance(node, exp.Column):
+            return False
+        qualifier = node.table
+        return qualifier.lower() in self.names if qualifier else self.unqualified_ok
+
+    @staticmethod
+    def _constant_or_any(node: exp.Expression) -> bool:
+        if isinstance(node, exp.Any):
+            return _constant(node.this)
+        return _constant(node)
 
 
 def _has_column(node: exp.Expression) -> bool:
@@ -662,6 +778,12 @@ def _copy(c: _Classifier, tokens: list[Token], res: _Result) -> None:
             raise _Unknown("COPY of nothing")
         table = ".".join(parts if len(parts) > 1 else [c.default_schema or "", parts[0]]).lstrip(".")
         res.tables = [table]
+        if not c.mysql:
+            names = [t.text if t.token_type == TokenType.IDENTIFIER else t.text.translate(_ASCII_LOWER)
+                     for t in source[:name_end] if t.token_type != TokenType.DOT]
+            relation = exp.Table(this=exp.Identifier(this=names[-1], quoted=True),
+                                 db=exp.Identifier(this=names[-2], quoted=True) if len(names) > 1 else None)
+            c._system_relation(relation, direction == "FROM", res)
         if direction == "FROM":
             res.written = [table]
     else:
@@ -774,6 +896,7 @@ def _set(c: _Classifier, tokens: list[Token], res: _Result) -> None:
         return
     if head in ("TRANSACTION", "CONSTRAINTS", "CHARACTERISTICS") or (head == "SESSION" and nxt == "CHARACTERISTICS"):
         res.cls = "transaction"
+        _read_write(tokens, res)
         return
     if head in ("NAMES", "CHARSET") or (head == "CHARACTER" and nxt == "SET") or (head == "TIME" and nxt == "ZONE") \
             or (head == "SCHEMA" and not c.mysql):
@@ -791,7 +914,8 @@ def _set(c: _Classifier, tokens: list[Token], res: _Result) -> None:
         raise _Unknown("SET without a value")
     name = "".join(name_tokens)
     value = [t.text.lower() for t in tokens[j + 1:]]
-    res.cls = setting_class(name)
+    res.literal_sensitive = True  # SET statement_timeout = 0 and = 5000 are different classes
+    res.cls = setting_value_class(name, "".join(value))
     if name.lower() == "standard_conforming_strings" and value in (["on"], ["true"], ["1"], ["yes"]):
         res.cls = "session"  # the default; turning it off would make the server read strings differently
     if res.cls != "session":
@@ -845,7 +969,8 @@ def _reset(c: _Classifier, tokens: list[Token], res: _Result) -> None:
     elif w[1] == "ALL":
         res.cls = "session"
     elif w[1]:
-        res.cls = setting_class(tokens[1].text)
+        # Back to the value the database or role gives: no limit is lifted, no identity changes.
+        res.cls = "privilege" if setting_class(tokens[1].text) == "privilege" else "session"
     else:
         raise _Unknown("RESET of nothing")
 
@@ -896,6 +1021,7 @@ def _start(c: _Classifier, tokens: list[Token], res: _Result) -> None:
     w = _words(tokens, 2)
     if w[1] == "TRANSACTION":
         res.cls, res.command = "transaction", "START TRANSACTION"
+        _read_write(tokens, res)
     elif c.mysql and w[1] in ("SLAVE", "REPLICA", "GROUP_REPLICATION"):
         res.cls, res.command = "admin", "START"
     else:
@@ -904,14 +1030,36 @@ def _start(c: _Classifier, tokens: list[Token], res: _Result) -> None:
 
 def _commit_like(c: _Classifier, tokens: list[Token], res: _Result) -> None:
     res.cls, res.command = "transaction", _word(tokens[0])
+    _read_write(tokens, res)
+
+
+def _read_write(tokens: list[Token], res: _Result) -> None:
+    """READ WRITE overrides a read-only default an operator set on the database or role."""
+    if any(_word(a) == "READ" and _word(b) == "WRITE" for a, b in itertools.pairwise(tokens)):
+        res.raise_to("admin", "READ WRITE overrides a read-only default")
 
 
 def _show(c: _Classifier, tokens: list[Token], res: _Result) -> None:
     res.cls, res.command = ("read" if c.mysql else "session"), "SHOW"
 
 
+_WEAK_LOCKS = frozenset({"ACCESS SHARE", "ROW SHARE", "ROW EXCLUSIVE"})
+
+
 def _lock(c: _Classifier, tokens: list[Token], res: _Result) -> None:
+    """LOCK [TABLE] t [IN mode MODE]: ACCESS EXCLUSIVE when no mode is given. Modes stronger than ROW
+    EXCLUSIVE block other sessions' writes (or reads), which no row-level write does: admin."""
     res.cls, res.command = "write", "LOCK"
+    if c.mysql:
+        return
+    words = [_word(t) for t in tokens]
+    mode = "ACCESS EXCLUSIVE"
+    if "IN" in words:
+        start = words.index("IN") + 1
+        end = words.index("MODE", start) if "MODE" in words[start:] else len(words)
+        mode = " ".join(words[start:end])
+    if mode not in _WEAK_LOCKS:
+        res.cls, res.reason = "admin", f"LOCK in {mode} mode blocks other sessions"
 
 
 def _load(c: _Classifier, tokens: list[Token], res: _Result) -> None:
@@ -1015,6 +1163,32 @@ class SQLClassifier:
             del exact[next(iter(exact))]
         return result
 
+    def _tokenize(self, text: str) -> list[Token]:
+        try:
+            return self._c.tokenizer.tokenize(text)
+        except TokenError:
+            if self.dialect != "postgres" or "$" not in text:
+                raise
+        # sqlglot's tokenizer fails on a parameter followed by another without a space ($1,$2), which JDBC
+        # and ORMs send: tokenize with a space after each parameter, then put the tokens back in place.
+        # Only whitespace is added between tokens, so the tokens are the same.
+        padded: list[str] = []
+        shifts: list[int] = []  # offsets in the original text after which one space was added
+        last = 0
+        for m in _PARAMETER.finditer(text):
+            padded.append(text[last:m.end()])
+            padded.append(" ")
+            shifts.append(m.end())
+            last = m.end()
+        padded.append(text[last:])
+        tokens = self._c.tokenizer.tokenize("".join(padded))
+        spaces = [offset + i for i, offset in enumerate(shifts)]  # where the added spaces are
+
+        def back(pos: int) -> int:
+            return pos - bisect.bisect_left(spaces, pos)
+
+        return [Token(t.token_type, t.text, t.line, t.col, back(t.start), back(t.end), t.comments) for t in tokens]
+
     def _unknown(self, sql: str, reason: str, lex: int) -> Classification:
         self.misses += 1
         stmt = Statement(sql, "unknown", "UNKNOWN", reason=reason, dialect=self.dialect, lex=lex)
@@ -1042,7 +1216,7 @@ class SQLClassifier:
                                  "dbfw reads only ASCII text in it", lex)
         try:
             text = expand_mysql_executable_comments(sql) if self.dialect == "mysql" else sql
-            tokens = self._c.tokenizer.tokenize(text)
+            tokens = self._tokenize(text)
         except Exception as e:  # TokenError, or anything else the tokenizer raises: fail closed
             why = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
             return self._unknown(sql, f"cannot tokenize: {why}", lex)
@@ -1094,6 +1268,8 @@ class SQLClassifier:
                 for (a, b), f in zip(bounds, entry.statements, strict=True))
         return Classification(dialect, statements, entry.cls, shape, cached)
 
+
+_PARAMETER = re.compile(r"\$[0-9]+(?![0-9])")
 
 # sqlglot's literal token types as the server's lexer knows them (quoted names included: their extent
 # and value decide what a statement names).

@@ -7,7 +7,7 @@ statement's class to at least the one given.
 
 from __future__ import annotations
 
-from .settings import HARMLESS_SETTINGS
+from .settings import CONTROL_SETTINGS, HARMLESS_SETTINGS, LIMIT_SETTINGS, value_escapes_control
 
 POSTGRES_FUNCTIONS: dict[str, str] = {
     # server files
@@ -15,7 +15,8 @@ POSTGRES_FUNCTIONS: dict[str, str] = {
         "pg_read_file", "pg_read_binary_file", "pg_ls_dir", "pg_stat_file", "pg_ls_logdir", "pg_ls_waldir",
         "pg_ls_tmpdir", "pg_ls_archive_statusdir", "pg_ls_logicalsnapdir", "pg_ls_logicalmapdir",
         "pg_ls_replslotdir", "pg_file_write", "pg_file_rename", "pg_file_unlink", "pg_file_sync", "pg_logdir_ls",
-        "lo_import", "lo_export", "pg_file_settings",
+        "lo_import", "lo_export", "pg_file_settings", "pg_hba_file_rules", "pg_ident_file_mappings",
+        "pg_show_all_file_settings", "pg_config",
     ), "admin"),
     # server processes and state
     **dict.fromkeys((
@@ -64,6 +65,17 @@ def setting_class(name: str) -> str:
     if name in HARMLESS_SETTINGS:
         return "session"
     return "admin"
+
+
+def setting_value_class(name: str, value: str | None) -> str:
+    """The class of setting ``name`` to ``value`` (None: a value dbfw cannot read, DEFAULT is "default"):
+    a harmless setting stays session unless the value switches off a limit or control the operator set."""
+    cls = setting_class(name)
+    name = name.lower().strip('"')
+    if cls == "session" and ((value is None and name in LIMIT_SETTINGS | CONTROL_SETTINGS)
+                             or (value is not None and value_escapes_control(name, value))):
+        return "admin"
+    return cls
 
 
 MYSQL_HARMLESS_SETTINGS = frozenset(s.lower() for s in (

@@ -24,6 +24,31 @@ HARMLESS_SETTINGS = frozenset(s.lower() for s in (
 ))
 
 
+# Limits an operator may set on a database or role. Turning one off (0; -1 for temp_file_limit) escapes it.
+LIMIT_SETTINGS = frozenset({"statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout",
+                            "idle_session_timeout", "transaction_timeout", "temp_file_limit"})
+# Boolean settings whose "off" escapes a control an operator set.
+CONTROL_SETTINGS = frozenset({"default_transaction_read_only", "transaction_read_only"})
+_FALSE = frozenset({"off", "false", "no", "0", "f", "n", "of"})
+
+
+def value_escapes_control(name: str, value: str) -> bool:
+    """Whether setting ``name`` to ``value`` switches off a limit or control (the value as the server reads
+    it, quotes removed). Unreadable values count as escaping."""
+    name, value = name.lower(), value.strip().strip("'\"").strip().lower()
+    if name in LIMIT_SETTINGS:
+        if value in ("default",):
+            return False
+        number = value.rstrip("abcdefghijklmnopqrstuvwxyz ").strip()
+        try:
+            return float(number) <= 0
+        except ValueError:
+            return True
+    if name in CONTROL_SETTINGS:
+        return value in _FALSE or not value
+    return False
+
+
 class SettingNotAllowed(ValueError):
     def __init__(self, name: str):
         super().__init__(name)
@@ -85,8 +110,8 @@ def check_startup_settings(params: dict[str, str], extra_allowed: frozenset[str]
                 pairs = parse_libpq_options(value)
             except ValueError:
                 raise SettingNotAllowed("options") from None
-            for name, _ in pairs:
-                if name.lower() not in allowed:
+            for name, setting in pairs:
+                if name.lower() not in allowed or value_escapes_control(name, setting):
                     raise SettingNotAllowed(name)
-        elif key.lower() not in allowed:
+        elif key.lower() not in allowed or value_escapes_control(key, value):
             raise SettingNotAllowed(key)

@@ -145,3 +145,14 @@ def test_the_shape_path_refuses_what_the_full_path_refuses(literals: list[tuple[
         pglex.lex(second, standard)
     except pglex.LexError:
         assert after.cls == "unknown", second
+
+
+def test_parameters_without_spaces_are_read() -> None:
+    """JDBC and ORMs send IN ($1,$2) and SET a=$1,b=$2; sqlglot's tokenizer alone fails on them."""
+    c = SQLClassifier("postgres")
+    assert c.classify("SELECT * FROM t WHERE id IN ($1,$2,$3) AND v = 'x'").cls == "read"
+    update = c.classify("UPDATE t SET status=$1,total=$2 WHERE id=$3")
+    assert update.cls == "write" and update.statements[0].sql == "UPDATE t SET status=$1,total=$2 WHERE id=$3"
+    # Inside a literal a parameter is text: padding would change its value, so the check refuses rather
+    # than guess.
+    assert c.classify("SELECT '$1,$2' || $1,$2").cls in ("read", "unknown")

@@ -109,7 +109,7 @@ def test_restrictive_table_policy_applies_when_tables_cannot_be_named(tmp_path: 
           - {name: let-locks, match: {tables: [orders], classes: [write]}, action: allow}
         """)
     # LOCK's tables are not named by the parser: a deny on tables must still hold.
-    assert action(rules, "LOCK TABLE orders") == ("deny", "protect")
+    assert action(rules, "LOCK TABLE orders IN ROW EXCLUSIVE MODE") == ("deny", "protect")
 
 
 def test_errors_name_file_line_and_rule(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ def test_driver_startup_parameters_are_allowed() -> None:
     # What psql, JDBC and asyncpg send.
     check_startup_settings({"user": "a", "database": "d", "application_name": "psql", "client_encoding": "UTF8",
                             "DateStyle": "ISO", "TimeZone": "UTC", "extra_float_digits": "3",
-                            "options": "-c statement_timeout=0"})
+                            "options": "-c statement_timeout=30s"})
 
 
 @pytest.mark.parametrize("params", [

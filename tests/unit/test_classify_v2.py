@@ -1,0 +1,94 @@
+"""The classifier fails closed by construction: restriction is proven from the predicate, settings that
+lift a limit are admin, system catalogs are admin to write and (credential ones) to read."""
+
+from __future__ import annotations
+
+import pytest
+
+from dbfw.sql.classify import classify
+
+
+@pytest.mark.parametrize(("sql", "cls"), [
+    # a conjunct comparing a target column with a constant restricts; an OR only if every branch does
+    ("DELETE FROM t WHERE id = 5", "write"),
+    ("UPDATE t SET v = 1 WHERE id IN (1, 2) AND v > 0", "write"),
+    ("UPDATE t AS a SET v = 1 WHERE a.id = ANY($1)", "write"),
+    ("DELETE FROM t WHERE id BETWEEN 1 AND 10", "write"),
+    ("DELETE FROM t WHERE name LIKE 'p%'", "write"),
+    ("DELETE FROM t WHERE id = 5 OR id = 6", "write"),
+    ("DELETE FROM t USING u WHERE t.id = 1 AND u.x = t.id", "write"),
+    ("DELETE FROM t WHERE id = id", "destructive_write"),
+    ("DELETE FROM t WHERE id IS NOT NULL", "destructive_write"),
+    ("DELETE FROM t WHERE id = 5 OR true", "destructive_write"),
+    ("DELETE FROM t WHERE 1 = 1 AND true", "destructive_write"),
+    ("DELETE FROM t WHERE NOT (id = 5)", "destructive_write"),
+    ("DELETE FROM t WHERE id <> 5", "destructive_write"),
+    ("DELETE FROM t WHERE id IN (SELECT id FROM t)", "destructive_write"),
+    ("DELETE FROM t WHERE name LIKE '%p'", "destructive_write"),
+    ("DELETE FROM t USING u WHERE u.x = 1", "destructive_write"),  # restricts u, not t
+    ("UPDATE t SET v = 1 FROM u WHERE x = 1", "destructive_write"),  # x may be u's column
+    ("WITH d AS (DELETE FROM t WHERE id = id RETURNING *) SELECT 1", "destructive_write"),
+    ("SELECT * FROM (WITH d AS (UPDATE t SET v = 1 RETURNING 1) SELECT 1) s", "unknown"),
+    # upserts are limited by the rows they are given
+    ("INSERT INTO t VALUES (1, 'a') ON CONFLICT (id) DO UPDATE SET v = excluded.v", "write"),
+    ("INSERT INTO t SELECT * FROM u ON CONFLICT (id) DO UPDATE SET v = 1", "destructive_write"),
+    ("INSERT INTO t SELECT * FROM u ON CONFLICT (id) DO NOTHING", "write"),
+    ("MERGE INTO t USING (VALUES (1)) AS s(id) ON t.id = s.id WHEN MATCHED THEN UPDATE SET v = 1", "write"),
+    ("MERGE INTO t USING u ON t.id = u.id WHEN MATCHED THEN DELETE", "destructive_write"),
+    ("MERGE INTO t USING u ON t.id = 7 AND t.id = u.id WHEN MATCHED THEN DELETE", "write"),
+    # SELECT INTO anywhere creates a table; strong locks block everyone
+    ("(SELECT 1 INTO x FROM t) UNION SELECT 2", "ddl"),
+    ("SELECT 1 UNION (SELECT 2 INTO y)", "ddl"),
+    ("LOCK t", "admin"),
+    ("LOCK TABLE t IN SHARE MODE", "admin"),
+    ("LOCK TABLE t IN ROW EXCLUSIVE MODE NOWAIT", "write"),
+])
+def test_a_predicate_restricts_only_when_proven(sql: str, cls: str) -> None:
+    got = classify(sql)
+    if cls == "unknown":
+        assert got.cls in ("unknown", "destructive_write"), sql
+    else:
+        assert got.cls == cls, (sql, [s.reason for s in got.statements])
+
+
+@pytest.mark.parametrize(("sql", "cls"), [
+    ("SET statement_timeout = 0", "admin"),
+    ("SET LOCAL lock_timeout TO '0'", "admin"),
+    ("SET idle_in_transaction_session_timeout = '0ms'", "admin"),
+    ("SET temp_file_limit = -1", "admin"),
+    ("SELECT set_config('statement_timeout', '0', false)", "admin"),
+    ("SELECT set_config('statement_timeout', $1, false)", "admin"),
+    ("SET default_transaction_read_only = off", "admin"),
+    ("SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE", "admin"),
+    ("BEGIN READ WRITE", "admin"),
+    ("SET session_replication_role = replica", "admin"),
+    ("SET row_security = off", "admin"),
+    ("SET statement_timeout = '5s'", "session"),
+    ("SELECT set_config('statement_timeout', '10s', false)", "session"),
+    ("SET statement_timeout TO DEFAULT", "session"),
+    ("RESET session_replication_role", "session"),
+    ("RESET statement_timeout", "session"),
+    ("BEGIN ISOLATION LEVEL SERIALIZABLE", "transaction"),
+])
+def test_settings_that_lift_a_limit_are_admin(sql: str, cls: str) -> None:
+    assert classify(sql).cls == cls, sql
+
+
+@pytest.mark.parametrize(("sql", "cls"), [
+    ("UPDATE pg_authid SET rolsuper = true WHERE rolname = 'x'", "admin"),
+    ("update PG_CATALOG.PG_SETTINGS set setting = '0' where name = 'statement_timeout'", "admin"),
+    ("DELETE FROM pg_class WHERE oid = 1", "admin"),
+    ("WITH x AS (UPDATE pg_trigger SET tgenabled = 'D' WHERE oid = 5 RETURNING 1) SELECT 1", "admin"),
+    ("UPDATE information_schema.tables SET table_name = 'x' WHERE table_name = 'y'", "admin"),
+    ("INSERT INTO pg_catalog.pg_largeobject VALUES (1, 0, '')", "admin"),
+    ("SELECT * FROM pg_authid", "admin"),
+    ('SELECT * FROM "pg_shadow"', "admin"),
+    ("SELECT * FROM pg_hba_file_rules", "admin"),
+    ("SELECT * FROM pg_hba_file_rules()", "admin"),
+    ("COPY pg_authid TO STDOUT", "admin"),
+    ("SELECT rolname FROM pg_roles", "read"),
+    ("SELECT * FROM information_schema.tables", "read"),
+    ("SELECT * FROM public.pg_authid", "read"),  # a user table of that name
+])
+def test_system_catalogs(sql: str, cls: str) -> None:
+    assert classify(sql).cls == cls, sql
