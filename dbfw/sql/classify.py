@@ -578,18 +578,47 @@ def _bounded_rows(source: exp.Expression | None) -> bool:
     return False
 
 
+def _limited(query: exp.Expression) -> bool:
+    """A query that returns at most a constant number of rows."""
+    while isinstance(query, exp.Subquery | exp.Paren):
+        query = query.this
+    if isinstance(query, exp.Values):
+        return True
+    limit = query.args.get("limit") if isinstance(query, exp.Select) else None
+    return limit is not None and isinstance(limit.expression, exp.Literal) and not limit.expression.is_string
+
+
 class _Restriction:
     """Proves that a predicate limits the rows of one target table: a conjunct compares a column of the
     target with a constant (=, IN (...), a range, LIKE 'prefix%', = ANY(constant)); an OR restricts only
     if every branch does. A column counts as the target's when qualified by its name or alias, or when
     unqualified and no other table is in scope. One pass over the predicate, no rewriting."""
 
-    def __init__(self, target: exp.Expression, others: object, res: _Result):
+    def __init__(self, target: exp.Expression, others: object, res: _Result, names: set[str] | None = None):
         table = target.this if isinstance(target, exp.Schema) else target
-        self.names = {n.lower() for n in (table.alias_or_name, table.name) if n} if isinstance(table, exp.Table) \
-            else set()
+        if names is None:
+            names = {n.lower() for n in (table.alias_or_name, table.name) if n} if isinstance(table, exp.Table) \
+                else set()
+        self.names = names
         self.unqualified_ok = not others
         self.res = res
+        self.target = target
+        # Other row sources by alias, and those of a fixed number of rows (a CTE or subquery with a constant
+        # LIMIT, VALUES): they cannot refer to the target, so a join on them bounds it.
+        self.others: set[str] = set()
+        self.bounded: set[str] = set()
+        if others:
+            ctes = {c.alias_or_name.lower(): c.this for c in target.root().find_all(exp.CTE)}
+            for other in others if isinstance(others, list) else [others]:
+                for source in [other] if isinstance(other, exp.Table | exp.Subquery) else \
+                        other.find_all(exp.Table, exp.Subquery):
+                    alias = source.alias_or_name.lower()
+                    self.others.add(alias)
+                    body = source.this if isinstance(source, exp.Subquery) else ctes.get(source.name.lower())
+                    if isinstance(source, exp.Table) and source.db:
+                        body = None
+                    if body is not None and _limited(body):
+                        self.bounded.add(alias)
 
     def restricts(self, cond: exp.Expression | None) -> bool:
         if cond is None:
@@ -597,7 +626,12 @@ class _Restriction:
         if isinstance(cond, exp.Paren):
             return self.restricts(cond.this)
         if isinstance(cond, exp.And):
-            return self.restricts(cond.left) or self.restricts(cond.right)
+            conjuncts = list(cond.flatten())
+            if any(self.restricts(c) for c in conjuncts):
+                return True
+            return any(self._joined_to_restricted(c, conjuncts) for c in conjuncts)
+        if isinstance(cond, exp.EQ) and self._joined_to_restricted(cond, [cond]):
+            return True
         if isinstance(cond, exp.Or):
             return self.restricts(cond.left) and self.restricts(cond.right)
         if isinstance(cond, exp.EQ | exp.GT | exp.GTE | exp.LT | exp.LTE | exp.NullSafeEQ):
@@ -617,6 +651,25 @@ class _Restriction:
                 return False
             self.res.literal_sensitive = True  # LIKE 'p%' restricts, LIKE '%' does not
             return bool(pattern.this) and pattern.this[0] not in "%_\\"
+        return False
+
+    def _joined_to_restricted(self, cond: exp.Expression, conjuncts: list[exp.Expression]) -> bool:
+        """target.col = other.col, where the other source has a fixed number of rows or is itself restricted
+        by a constant in the same conjunction: the target's rows are bounded by the other's."""
+        if not isinstance(cond, exp.EQ):
+            return False
+        for mine, theirs in ((cond.left, cond.right), (cond.right, cond.left)):
+            if not (self._target_column(mine) and isinstance(theirs, exp.Column) and theirs.table):
+                continue
+            alias = theirs.table.lower()
+            if alias not in self.others or alias in self.names:
+                continue
+            if alias in self.bounded:
+                return True
+            other = _Restriction(self.target, None, self.res, names={alias})
+            other.unqualified_ok = False
+            if any(c is not cond and other.restricts(c) for c in conjuncts):
+                return True
         return False
 
     def _target_column(self, node: exp.Expression) -> bool:
@@ -1290,9 +1343,10 @@ def parse_statement(sql: str, dialect: str = "postgres") -> exp.Expression:
     return c._parse(tokens, sql)
 
 
-def classify(sql: str, dialect: str = "postgres", database: str | None = None) -> Classification:
+def classify(sql: str, dialect: str = "postgres", database: str | None = None,
+             lex: int = LEX_STANDARD) -> Classification:
     """Classify without a long-lived cache (the CLI, tests)."""
-    return SQLClassifier(dialect).classify(sql, database)
+    return SQLClassifier(dialect).classify(sql, database, lex)
 
 
 __all__ = ["CLASSES", "RANK", "Classification", "SQLClassifier", "Statement", "classify", "riskiest", "sqlglot"]

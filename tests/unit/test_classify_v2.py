@@ -92,3 +92,16 @@ def test_settings_that_lift_a_limit_are_admin(sql: str, cls: str) -> None:
 ])
 def test_system_catalogs(sql: str, cls: str) -> None:
     assert classify(sql).cls == cls, sql
+
+
+@pytest.mark.parametrize(("sql", "cls"), [
+    ("UPDATE t SET v = 1 FROM u WHERE u.id = t.id AND u.x = 1", "write"),
+    ("UPDATE t SET v = 1 FROM u WHERE u.id = t.id", "destructive_write"),
+    ("UPDATE t SET v = 1 FROM u WHERE u.id = t.id AND u.x = u.x", "destructive_write"),
+    ("UPDATE t SET v = 1 FROM (SELECT id FROM u LIMIT 5) s WHERE s.id = t.id", "write"),
+    ("UPDATE t SET v = 1 FROM (SELECT id FROM u) s WHERE s.id = t.id", "destructive_write"),
+    ("DELETE FROM t USING u WHERE t.id = u.id AND (u.x = 1 OR true)", "destructive_write"),
+    ("WITH n AS (SELECT id FROM t LIMIT 1 FOR UPDATE SKIP LOCKED) DELETE FROM t USING n WHERE t.id = n.id", "write"),
+])
+def test_a_join_bounds_the_target_only_to_bounded_rows(sql: str, cls: str) -> None:
+    assert classify(sql).cls == cls, sql
