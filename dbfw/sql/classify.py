@@ -537,24 +537,13 @@ def _parser_friendly(tokens: list[Token]) -> list[Token]:
     return out
 
 
-def _leaves(cond: exp.Expression) -> list[exp.Expression]:
-    """The predicates an AND/OR/NOT tree combines."""
-    if isinstance(cond, exp.And | exp.Or):
-        return _leaves(cond.left) + _leaves(cond.right)
-    if isinstance(cond, exp.Not | exp.Paren):
-        return _leaves(cond.this)
-    return [cond]
-
-
 def _pg_folded(identifier: exp.Expression | None) -> str:
     """A name as PostgreSQL reads it: unquoted names fold to lower case (ASCII rules), quoted stay exact."""
     if not isinstance(identifier, exp.Identifier):
         return ""
     name = identifier.this
-    return name if identifier.quoted else name.translate(_ASCII_LOWER)
+    return name if identifier.quoted else pglex.downcase(name)
 
-
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _CONSTANT_BLOCKERS = (exp.Column, exp.Query, exp.Star, exp.AggFunc, exp.Window)
 
 
@@ -683,10 +672,6 @@ class _Restriction:
         if isinstance(node, exp.Any):
             return _constant(node.this)
         return _constant(node)
-
-
-def _has_column(node: exp.Expression) -> bool:
-    return isinstance(node, exp.Column) or next(node.find_all(exp.Column), None) is not None
 
 
 def _positioned(tokens: list[Token]) -> bool:
@@ -832,7 +817,7 @@ def _copy(c: _Classifier, tokens: list[Token], res: _Result) -> None:
         table = ".".join(parts if len(parts) > 1 else [c.default_schema or "", parts[0]]).lstrip(".")
         res.tables = [table]
         if not c.mysql:
-            names = [t.text if t.token_type == TokenType.IDENTIFIER else t.text.translate(_ASCII_LOWER)
+            names = [t.text if t.token_type == TokenType.IDENTIFIER else pglex.downcase(t.text)
                      for t in source[:name_end] if t.token_type != TokenType.DOT]
             relation = exp.Table(this=exp.Identifier(this=names[-1], quoted=True),
                                  db=exp.Identifier(this=names[-2], quoted=True) if len(names) > 1 else None)

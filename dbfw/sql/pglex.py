@@ -97,7 +97,7 @@ _OCTAL = re.compile(r"[0-7]{1,3}")
 _HEX1 = re.compile(r"[0-9A-Fa-f]{1,2}")
 
 
-def _downcase(word: str) -> str:
+def downcase(word: str) -> str:
     """PostgreSQL folds unquoted identifiers with ASCII rules only (in multibyte encodings)."""
     return word.translate(_ASCII_LOWER) if not word.islower() else word
 
@@ -133,7 +133,7 @@ def lex(text: str, standard_strings: bool = True) -> Lexed:
         if kind == "ws":
             pass
         elif kind == "ident":
-            word = _downcase(m.group())
+            word = downcase(m.group())
             if word == "uescape" and tokens and tokens[-1].start in unicode_literals:
                 # UESCAPE apart from its literal (a comment between): read by the grammar, not here.
                 raise LexError("dbfw reads UESCAPE only right after its Unicode literal")

@@ -64,6 +64,24 @@ class InProcessDbfw:
         return f"host={self.host} port={self.port} user={user} password={password} dbname={dbname}"
 
 
+@contextmanager
+def scratch_table(pg: PgTarget, prefix: str, columns: str, *setup: str) -> Iterator[str]:
+    """A uniquely named table made directly on the server (``{t}`` in setup statements is its name),
+    dropped afterwards."""
+    from uuid import uuid4
+
+    name = f"{prefix}_{uuid4().hex[:8]}"
+    with psycopg.connect(pg.conninfo(), autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE {name} ({columns})")
+        for statement in setup:
+            conn.execute(statement.format(t=name))
+    try:
+        yield name
+    finally:
+        with psycopg.connect(pg.conninfo(), autocommit=True) as conn:
+            conn.execute(f"DROP TABLE IF EXISTS {name}")
+
+
 def load_test_settings(config_path: Path) -> Settings:
     return load_settings(config_path, env={**os.environ, "DBFW_TEST_AGENT_PASSWORD": AGENT_PASSWORD})
 

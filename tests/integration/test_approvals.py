@@ -11,7 +11,6 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -21,6 +20,7 @@ import psycopg
 import pytest
 
 from tests.conftest import AGENT, AGENT_PASSWORD, DbfwProcess, PgTarget, running_dbfw, start_dbfw, write_config
+from tests.integration.support import scratch_table
 
 RULES = """\
 defaults: {action: require_approval, unknown: require_approval}
@@ -82,26 +82,8 @@ def fw(pg: PgTarget, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DbfwP
 
 @pytest.fixture
 def table(pg: PgTarget) -> Iterator[str]:
-    name = f"apr_{uuid4().hex[:8]}"
-    with psycopg.connect(pg.conninfo(), autocommit=True) as conn:
-        conn.execute(f"create table {name} (id int primary key, n int default 0)")
-        conn.execute(f"insert into {name} values (1, 0)")
-    yield name
-    with psycopg.connect(pg.conninfo(), autocommit=True) as conn:
-        conn.execute(f"drop table if exists {name}")
-
-
-@contextmanager
-def scratch_table(pg: PgTarget, prefix: str) -> Iterator[str]:
-    """A table of its own for one test, named so the rules that match ``prefix`` apply to it."""
-    name = f"{prefix}_{uuid4().hex[:6]}"
-    with psycopg.connect(pg.conninfo(), autocommit=True) as conn:
-        conn.execute(f"create table {name} (id int)")
-    try:
+    with scratch_table(pg, "apr", "id int primary key, n int default 0", "insert into {t} values (1, 0)") as name:
         yield name
-    finally:
-        with psycopg.connect(pg.conninfo(), autocommit=True) as conn:
-            conn.execute(f"drop table if exists {name}")
 
 
 def exists(pg: PgTarget, table: str) -> bool:
@@ -192,7 +174,7 @@ def test_api_authentication_and_roles(fw: DbfwProcess, table: str) -> None:
 
 
 def test_only_the_named_reviewers_may_approve(fw: DbfwProcess, pg: PgTarget) -> None:
-    with scratch_table(pg, "bob_only") as name:
+    with scratch_table(pg, "bob_only", "id int") as name:
         rid = request_id_of(run(fw.conninfo(), f"TRUNCATE {name}"))  # type: ignore[arg-type]
         status, body = approve(fw, rid, "alice-api-key")
         assert status == 403 and "not among this request's reviewers" in body["error"]
@@ -238,7 +220,7 @@ def test_explicit_token_comment(fw: DbfwProcess, pg: PgTarget, table: str) -> No
 
 
 def test_an_expired_approval_does_not_run(fw: DbfwProcess, pg: PgTarget) -> None:
-    with scratch_table(pg, "short_ttl") as name:
+    with scratch_table(pg, "short_ttl", "id int") as name:
         rid = request_id_of(run(fw.conninfo(), f"TRUNCATE {name}"))  # type: ignore[arg-type]
         token = approve(fw, rid)[1]["token"]
         time.sleep(1.3)
@@ -249,7 +231,7 @@ def test_an_expired_approval_does_not_run(fw: DbfwProcess, pg: PgTarget) -> None
 
 
 def test_two_distinct_reviewers_are_needed(fw: DbfwProcess, pg: PgTarget) -> None:
-    with scratch_table(pg, "two_person") as name:
+    with scratch_table(pg, "two_person", "id int") as name:
         rid = request_id_of(run(fw.conninfo(), f"TRUNCATE {name}"))  # type: ignore[arg-type]
         status, first = approve(fw, rid, "alice-api-key")
         assert status == 200 and first["status"] == "pending" and first["token"] is None

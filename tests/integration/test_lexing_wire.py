@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from uuid import uuid4
 
 import psycopg
 import pytest
 
 from tests.conftest import DbfwProcess, PgTarget, running_dbfw
+from tests.integration.support import scratch_table
 
 # Everyday classes run; setting standard_conforming_strings (an admin SET) is allowed here so that the
 # sessions below can reach the states an attacker would use. Everything else waits for a reviewer.
@@ -45,12 +45,8 @@ def guarded(pg: PgTarget, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 @pytest.fixture
 def table(pg: PgTarget) -> Iterator[str]:
-    name = f"lex_{uuid4().hex[:8]}"
-    with psycopg.connect(pg.conninfo(), autocommit=True) as conn:
-        conn.execute(f"CREATE TABLE {name} (id int)")
-    yield name
-    with psycopg.connect(pg.conninfo(), autocommit=True) as conn:
-        conn.execute(f"DROP TABLE IF EXISTS {name}")
+    with scratch_table(pg, "lex", "id int") as name:
+        yield name
 
 
 def _exists(pg: PgTarget, table: str) -> bool:

@@ -21,7 +21,7 @@ import trustme
 
 from dbfw.firewall import ALLOW, Firewall, StatementContext, Verdict
 from tests.conftest import AGENT, AGENT_PASSWORD, DbfwProcess, PgTarget, client_binary, start_dbfw, write_config
-from tests.integration.support import InProcessDbfw, OwnedPostgres, load_test_settings
+from tests.integration.support import InProcessDbfw, OwnedPostgres, load_test_settings, scratch_table
 
 MARKER = "forbidden_marker"
 
@@ -50,12 +50,8 @@ def refusing(pg: PgTarget, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 @pytest.fixture
 def table(pg: PgTarget) -> Iterator[str]:
-    name = f"t_{uuid4().hex[:8]}"
-    with psycopg.connect(pg.conninfo(), autocommit=True) as conn:
-        conn.execute(f"create table {name} (id int primary key, v text)")
-    yield name
-    with psycopg.connect(pg.conninfo(), autocommit=True) as conn:
-        conn.execute(f"drop table if exists {name}")
+    with scratch_table(pg, "t", "id int primary key, v text") as name:
+        yield name
 
 
 def count(pg: PgTarget, table: str) -> int:
