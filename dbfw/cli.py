@@ -114,6 +114,7 @@ def classify(dialect: str, config: Path | None, identity: str | None, database: 
     from .context import StatementContext
     from .policy.engine import decide
     from .sql.classify import SQLClassifier
+    from .sql.functions import FunctionRules
 
     if sql == "-":
         sql = sys.stdin.read()
@@ -127,7 +128,9 @@ def classify(dialect: str, config: Path | None, identity: str | None, database: 
         rules, roles, listener = RuleSet.fail_closed(), frozenset(), ""
     ctx = StatementContext(identity=identity or "", roles=roles, database=database or "", listener=listener,
                            protocol=dialect, session_id="classify")
-    classification = SQLClassifier(dialect).classify(sql, database)
+    classifier = SQLClassifier(dialect)
+    classifier.function_rules = FunctionRules(dict(rules.functions))
+    classification = classifier.classify(sql, database)
     out = classification.to_json()
     out["decision"] = decide(rules, ctx, classification).to_json()
     click.echo(json.dumps(out, indent=2, ensure_ascii=False))

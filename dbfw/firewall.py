@@ -8,7 +8,9 @@ protocol's error when the statement is refused.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from typing import Any
 
 from . import log, metrics
 from .approvals.service import ApprovalService
@@ -18,6 +20,7 @@ from .masking.service import Masking
 from .policy.engine import Decision, decide, decide_statement
 from .policy.rules import RuleSet
 from .sql.classify import Classification, SQLClassifier, Statement
+from .sql.functions import SNAPSHOT_ONLY, FunctionCatalog, FunctionRules
 from .verdict import ALLOW, ALLOWED, Verdict, describe_statement
 
 __all__ = ["ALLOW", "Firewall", "StatementContext", "Verdict"]
@@ -34,6 +37,12 @@ FAST_PATH_FUNCTIONS: dict[int, tuple[str, str]] = {
 }
 
 
+# How long a database's functions are trusted before they are read again (functions created by others).
+FUNCTIONS_TTL = 60.0
+# Classes of statements that may create, replace or drop functions, or change what a name resolves to.
+_CHANGES_FUNCTIONS = frozenset({"ddl", "procedural", "admin", "privilege", "unknown"})
+
+
 class Firewall:
     """Classifies with sqlglot, decides with the rules. Without rules it fails closed: everything waits
     for approval."""
@@ -44,6 +53,8 @@ class Firewall:
         self.approvals = approvals
         self.masking = masking
         self.classifiers = {"postgres": SQLClassifier("postgres"), "mysql": SQLClassifier("mysql")}
+        self.classifiers["postgres"].function_rules = FunctionRules(dict(self.rules.functions))
+
         self._counters: dict[tuple[str, str, str, str], object] = {}
         self.recorder: Recorder | None = None
         self._decisions: dict[str, Decision] = {}
@@ -56,11 +67,57 @@ class Firewall:
         self.rules = rules
         self.masking = masking
         self._allowed_shapes.clear()
+        functions = FunctionRules(dict(rules.functions))
+        if functions.globs != self.classifiers["postgres"].function_rules.globs:
+            self.classifiers["postgres"].function_rules = functions
 
     def classify(self, ctx: StatementContext, sql: str) -> Classification:
-        return self.classifiers[ctx.protocol].classify(sql, ctx.database, ctx.lex)
+        entry = self._functions.get((ctx.listener, ctx.database))
+        return self.classifiers[ctx.protocol].classify(sql, ctx.database, ctx.lex,
+                                                       entry[0] if entry is not None else SNAPSHOT_ONLY)
+
+    def functions_fresh(self, ctx: StatementContext) -> bool:
+        """Whether the database's functions are known and not due to be read again."""
+        if self.catalogs is None or ctx.protocol != "postgres":
+            return True
+        entry = self._functions.get((ctx.listener, ctx.database))
+        return entry is not None and entry[1] > time.monotonic()
+
+    async def prepare(self, ctx: StatementContext) -> None:
+        """Read the database's functions (user functions, extensions) before classifying its statements.
+        Without them only the built-ins are known: a call of anything else is procedural."""
+        if self.functions_fresh(ctx):
+            return
+        assert self.catalogs is not None
+        try:
+            catalog = await self.catalogs(ctx)
+        except Exception as e:  # the side connection failed: the built-ins still decide, user calls fail closed
+            log.warning("functions.unavailable", session=ctx.session_id, error=type(e).__name__)
+            self._functions[(ctx.listener, ctx.database)] = (SNAPSHOT_ONLY, time.monotonic() + 10.0)
+            return
+        functions = getattr(catalog, "functions", None) or SNAPSHOT_ONLY
+        self._functions[(ctx.listener, ctx.database)] = (functions, time.monotonic() + FUNCTIONS_TTL)
+
+    def functions_changed(self, ctx: StatementContext) -> None:
+        """A statement that may create, change or drop functions ran: read them again before the next one."""
+        entry = self._functions.get((ctx.listener, ctx.database))
+        if entry is not None:
+            self._functions[(ctx.listener, ctx.database)] = (entry[0], 0.0)
+        if self.invalidate_catalogs is not None:
+            self.invalidate_catalogs(ctx.database)
 
     _decides_now = True
+    # What each database's functions are (PostgreSQL), read from the upstream by ``catalogs`` when the server
+    # sets it; (listener, database) -> (functions, when to read them again).
+    catalogs: Callable[[StatementContext], Awaitable[Any]] | None = None
+    invalidate_catalogs: Callable[[str], None] | None = None
+
+    @property
+    def _functions(self) -> dict[tuple[str, str], tuple[FunctionCatalog, float]]:
+        found = self.__dict__.get("_function_catalogs")
+        if found is None:
+            found = self.__dict__["_function_catalogs"] = {}
+        return found
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -72,7 +129,7 @@ class Firewall:
         rules allow the statement, its masks are known from before and its recording can wait for its
         result. None when it is not; then :meth:`check` decides. Most statements an application sends
         are ones it sent before, so most take this path and the session needs no task switch."""
-        if not self._decides_now:
+        if not self._decides_now or not self.functions_fresh(ctx):
             return None
         started = time.perf_counter()
         classification = self.classify(ctx, sql)
@@ -118,8 +175,12 @@ class Firewall:
         risk, refused) is recorded here; otherwise — and for a Parse (``record=False``: the statement runs at
         each Execute) — its recording is left in ``recording[ctx.session_id]`` for the session."""
         started = time.perf_counter()
+        if not self.functions_fresh(ctx):
+            await self.prepare(ctx)
         classification = self.classify(ctx, sql)
         verdict = await self._check(ctx, sql, classification)
+        if verdict.allowed and any(s.cls in _CHANGES_FUNCTIONS for s in classification.statements):
+            self.functions_changed(ctx)
         if not verdict.cls:
             verdict = replace(verdict, cls=classification.cls)
         decision = self._decisions.pop(ctx.session_id, None)  # one statement at a time per session

@@ -52,6 +52,9 @@ class Server:
         self._masking_key = masking_key(settings.masking_key)
         if getattr(firewall, "masking", "absent") is None:
             firewall.masking = self._new_masking(firewall.rules)
+        if isinstance(firewall, Firewall) and firewall.catalogs is None:
+            firewall.catalogs = self._catalog_for
+            firewall.invalidate_catalogs = self.catalogs.invalidate
         self.rt = Runtime(settings, Identities.from_settings(settings), firewall)
         metrics.callbacks.cache_stats = self._cache_stats
         metrics.init_series([lst.name for lst in settings.listeners])

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from ..config import Upstream
 from ..protocol.postgres.upstream import UpstreamError
+from ..sql.functions import FunctionCatalog, Proc
 
 CATALOG_TTL = 300.0
 
@@ -27,6 +28,16 @@ FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamesp
 WHERE c.relkind IN ('v', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
 """
 _BUILTINS_SQL = "SELECT DISTINCT proname FROM pg_catalog.pg_proc WHERE pronamespace = 'pg_catalog'::regnamespace"
+# Every function initdb did not create: user functions, extensions (also those installed into pg_catalog).
+_FUNCTIONS_SQL = """
+SELECT n.nspname, p.proname, p.provolatile, p.prokind, l.lanname, p.pronargs, p.pronargdefaults,
+       p.provariadic <> 0, CASE WHEN l.lanname = 'sql' THEN {body} END
+FROM pg_catalog.pg_proc p
+JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+WHERE p.oid >= 16384
+"""
+_BODY_14 = "CASE WHEN p.prosqlbody IS NOT NULL THEN pg_catalog.pg_get_function_sqlbody(p.oid) ELSE p.prosrc END"
 
 
 @dataclass
@@ -37,6 +48,7 @@ class Catalog:
     by_oid: dict[tuple[int, int], tuple[str, str, str]] = field(default_factory=dict)  # (relid, attnum)
     views: dict[tuple[str, str], str] = field(default_factory=dict)  # (schema, view) -> definition
     builtins: frozenset[str] = frozenset()
+    functions: FunctionCatalog = field(default_factory=FunctionCatalog)
     loaded_at: float = 0.0
     server_version: int = 0  # server_version_num
 
@@ -65,9 +77,20 @@ async def load_catalog(up: Upstream, database: str) -> Catalog:
             cat.views[(nsp, rel)] = definition
         cat.builtins = frozenset(r[0] for r in await conn.fetch(_BUILTINS_SQL))
         cat.server_version = int(await conn.fetchval("SELECT current_setting('server_version_num')"))
+        sql = _FUNCTIONS_SQL.format(body=_BODY_14 if cat.server_version >= 140000 else "p.prosrc")
+        user: dict[str, list[Proc]] = {}
+        for nsp, name, volatility, kind, language, nargs, ndefaults, variadic, body in await conn.fetch(sql):
+            # "char" columns come as bytes
+            user.setdefault(name, []).append(Proc(nsp, name, _char(volatility), _char(kind), language, nargs, ndefaults,
+                                                  variadic, body, False))
+        cat.functions = FunctionCatalog({k: tuple(v) for k, v in user.items()}, live=True)
         return cat
     finally:
         await conn.close()
+
+
+def _char(value: bytes | str) -> str:
+    return value.decode("ascii") if isinstance(value, bytes) else value
 
 
 class CatalogCache:

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator
 
 from ..config import ROLES, ConfigError, Duration, Problem, _Model, load_yaml, validation_problems
-from ..sql.classify import CLASSES
+from ..sql.classify import CLASSES, RANK
 
 Action = Literal["allow", "require_approval", "deny"]
 ACTION_RANK = {"allow": 0, "require_approval": 1, "deny": 2}
@@ -80,6 +80,8 @@ class RuleFile(_Model):
     policies: list[Policy] = Field(default_factory=list)
     masking: list[MaskRule] = Field(default_factory=list)
     limits: Limits | None = None
+    # Operators' own functions: "schema.name" globs -> the class a call of them has (overrides the catalog).
+    functions: dict[str, ClassName] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,7 @@ class RuleSet:
     policies: list[Policy] = field(default_factory=list)
     masking: list[MaskRule] = field(default_factory=list)
     limits: Limits = field(default_factory=Limits)
+    functions: dict[str, str] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)
     where: dict[str, Located] = field(default_factory=dict)  # policy name -> file and line
 
@@ -162,6 +165,10 @@ def load_rules(path: str | Path) -> RuleSet:
             rules.where[policy.name] = Located(name, line)
             rules.policies.append(policy)
         rules.masking += parsed.masking
+        for pattern, cls in parsed.functions.items():
+            # The same function named in two files: the riskier class holds.
+            if pattern not in rules.functions or RANK[cls] > RANK[rules.functions[pattern]]:
+                rules.functions[pattern] = cls
         if parsed.limits is not None and parsed.limits.max_result_rows is not None:
             current = rules.limits.max_result_rows
             value = parsed.limits.max_result_rows

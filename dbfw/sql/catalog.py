@@ -14,6 +14,7 @@ CREDENTIAL_RELATIONS = frozenset({
     "pg_authid", "pg_shadow", "pg_user_mapping", "pg_user_mappings", "pg_hba_file_rules",
     "pg_ident_file_mappings", "pg_file_settings", "pg_largeobject", "pg_statistic", "pg_statistic_ext_data",
     "pg_subscription", "pg_config", "pg_replication_origin",
+    "pg_stat_activity",  # other sessions' statements, literals and all
 })
 
 

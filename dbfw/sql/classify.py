@@ -37,6 +37,7 @@ from sqlglot.tokens import Token, TokenType
 
 from . import catalog, pglex
 from .dialects import MYSQL_FUNCTIONS, MYSQL_HARMLESS_SETTINGS, POSTGRES_FUNCTIONS, setting_class, setting_value_class
+from .functions import NO_RULES, SNAPSHOT_ONLY, SQL_TEXT_FUNCTIONS, FunctionCatalog, FunctionRules, proc_class
 
 # sqlglot warns about statements it falls back on, quoting them; SQL text must never reach dbfw's logs.
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
@@ -276,6 +277,7 @@ class _Result:
     functions: list[str] = field(default_factory=list)
     literal_sensitive: bool = False
     tables_complete: bool = True
+    anonymous: set[str] = field(default_factory=set)  # calls sqlglot's parser does not know by name
 
     def raise_to(self, cls: str, reason: str) -> None:
         if RANK[cls] > RANK[self.cls]:
@@ -372,9 +374,10 @@ class _Classifier:
                     text = value.text if value is not None and value.token_type in _STRINGS else None
                     res.raise_to(setting_value_class(arg.text, text), f"set_config('{arg.text}')")
                 continue
-            cls = self.functions.get(name)
-            if cls is not None:
-                res.raise_to(cls, f"calls {name}()")
+            if self.mysql:  # PostgreSQL's calls are resolved against its catalog (SQLClassifier._resolve_calls)
+                cls = self.functions.get(name)
+                if cls is not None:
+                    res.raise_to(cls, f"calls {name}()")
 
     # --- statements read from the tree ---------------------------------------------------------------
 
@@ -431,6 +434,7 @@ class _Classifier:
         self._tables(root, res, database)
         res.functions = sorted({(f.name if isinstance(f, exp.Anonymous) else f.sql_name()).lower()
                                 for f in root.find_all(exp.Func)})
+        res.anonymous.update(pglex.downcase(f.name) for f in root.find_all(exp.Anonymous))
         return res
 
     def _restricted(self, node: exp.Expression, res: _Result) -> bool:
@@ -445,9 +449,9 @@ class _Classifier:
             if not any(isinstance(w, exp.When) and (w.args.get("then") is not None)
                        and not isinstance(w.args.get("then"), exp.Insert) for w in node.find_all(exp.When)):
                 return True  # WHEN NOT MATCHED THEN INSERT only
-            if _bounded_rows(node.args.get("using")):
-                return True
-            return _Restriction(node.this, node.args.get("using"), res).restricts(node.args.get("on"))
+            # Each source row may match many target rows: the ON condition must bound the target, by a constant
+            # or by equating it with a source of a fixed number of rows.
+            return _Restriction(node.this, [node.args.get("using")], res).restricts(node.args.get("on"))
         where = node.args.get("where")
         if where is None:
             return False
@@ -573,6 +577,9 @@ def _limited(query: exp.Expression) -> bool:
         query = query.this
     if isinstance(query, exp.Values):
         return True
+    if isinstance(query, exp.Select) and query.args.get("from_") is None and query.args.get("from") is None:
+        # One row, unless a function in it returns a set (generate_series): constants and casts only.
+        return all(not isinstance(node, exp.Func) or isinstance(node, exp.Cast) for node in query.walk())
     limit = query.args.get("limit") if isinstance(query, exp.Select) else None
     return limit is not None and isinstance(limit.expression, exp.Literal) and not limit.expression.is_string
 
@@ -599,11 +606,16 @@ class _Restriction:
         if others:
             ctes = {c.alias_or_name.lower(): c.this for c in target.root().find_all(exp.CTE)}
             for other in others if isinstance(others, list) else [others]:
-                for source in [other] if isinstance(other, exp.Table | exp.Subquery) else \
-                        other.find_all(exp.Table, exp.Subquery):
+                if other is None:
+                    continue
+                for source in [other] if isinstance(other, exp.Table | exp.Subquery | exp.Values) else \
+                        other.find_all(exp.Table, exp.Subquery, exp.Values):
                     alias = source.alias_or_name.lower()
                     self.others.add(alias)
-                    body = source.this if isinstance(source, exp.Subquery) else ctes.get(source.name.lower())
+                    if isinstance(source, exp.Values):
+                        body: exp.Expression | None = source
+                    else:
+                        body = source.this if isinstance(source, exp.Subquery) else ctes.get(source.name.lower())
                     if isinstance(source, exp.Table) and source.db:
                         body = None
                     if body is not None and _limited(body):
@@ -939,6 +951,9 @@ def _set(c: _Classifier, tokens: list[Token], res: _Result) -> None:
     if head in ("NAMES", "CHARSET") or (head == "CHARACTER" and nxt == "SET") or (head == "TIME" and nxt == "ZONE") \
             or (head == "SCHEMA" and not c.mysql):
         res.cls = "session"
+        if head == "NAMES" and not c.mysql and i + 1 < len(tokens):
+            res.literal_sensitive = True
+            res.cls = setting_value_class("client_encoding", tokens[i + 1].text)
         return
     if c.mysql:
         _mysql_set_assignments(tokens[i:], res)
@@ -1184,17 +1199,39 @@ class SQLClassifier:
         self._exact: dict[tuple[str, str | None], Classification] = {}
         self._shapes: dict[tuple[str, str | None], _ShapeEntry] = {}
         self.cache_size = cache_size
+        self._functions: FunctionCatalog = SNAPSHOT_ONLY
+        self._function_rules = NO_RULES
+        self._depth = 0  # SQL function bodies being classified inside a statement
         self.hits = 0
         self.shape_hits = 0
         self.misses = 0
 
-    def classify(self, sql: str, database: str | None = None, lex: int = LEX_STANDARD) -> Classification:
-        key = (sql, database if self.dialect == "mysql" else None, lex)
+    @property
+    def function_rules(self) -> FunctionRules:
+        return self._function_rules
+
+    @function_rules.setter
+    def function_rules(self, rules: FunctionRules) -> None:
+        """Operators' classes for functions: every cached classification may change."""
+        self._function_rules = rules
+        self._exact.clear()
+        self._shapes.clear()
+
+    def classify(self, sql: str, database: str | None = None, lex: int = LEX_STANDARD,
+                 functions: FunctionCatalog = SNAPSHOT_ONLY) -> Classification:
+        """``functions``: what the database's functions are (PostgreSQL); classifications are cached per
+        version of it."""
+        mysql = self.dialect == "mysql"
+        key = (sql, database if mysql else None, lex, 0 if mysql else functions.version)
         found = self._exact.get(key)
         if found is not None:
             self.hits += 1
             return found
-        result = self._classify(sql, key[1], lex)
+        previous, self._functions = self._functions, functions
+        try:
+            result = self._classify(sql, key[1], lex, key[3])
+        finally:
+            self._functions = previous
         exact = self._exact
         exact[key] = result
         if len(exact) > self.cache_size:
@@ -1227,6 +1264,71 @@ class SQLClassifier:
 
         return [Token(t.token_type, t.text, t.line, t.col, back(t.start), back(t.end), t.comments) for t in tokens]
 
+    def _resolve_calls(self, text: str, res: _Result, database: str | None) -> None:
+        """Every function the statement may call, looked up in the catalog (see dbfw.sql.functions)."""
+        try:
+            tokens = pglex.lex(text).tokens
+        except pglex.LexError as e:  # the message lexed whole; a statement of it must too
+            res.raise_to("unknown", f"cannot lex a statement: {e}")
+            return
+        catalog, rules = self._functions, self._function_rules
+        seen: set[tuple[str | None, str, bool]] = set()
+        for index, schema, name, attribute in _calls(tokens):
+            if (schema, name, attribute) in seen and name not in SQL_TEXT_FUNCTIONS:
+                continue
+            seen.add((schema, name, attribute))
+            procs = catalog.lookup(schema, name)
+            if attribute:
+                procs = tuple(p for p in procs if p.takes(1) and p.kind == "f")
+            elif not procs:
+                named = POSTGRES_FUNCTIONS.get(name)
+                if named is not None:  # an extension's function dbfw knows by name (dblink, adminpack)
+                    res.raise_to(named, f"calls {name}()")
+                elif name in res.anonymous:
+                    res.raise_to("procedural", f"calls {name}(), which dbfw does not find in the database's catalog")
+                continue
+            for proc in procs:
+                cls, why = proc_class(proc, rules, self._classify_body, self._depth)
+                named = POSTGRES_FUNCTIONS.get(name)
+                if named is not None and RANK[named] > RANK[cls]:
+                    cls, why = named, f"calls {name}()"
+                if proc.builtin and name in SQL_TEXT_FUNCTIONS and not attribute:
+                    cls, why = self._sql_text_call(tokens, index, SQL_TEXT_FUNCTIONS[name], cls, res)
+                if cls != "read":
+                    res.raise_to(cls, why or f"calls {name}()")
+
+    def _sql_text_call(self, tokens: tuple[pglex.PgToken, ...], index: int, position: int, cls: str,
+                       res: _Result) -> tuple[str, str]:
+        """A function that runs SQL text given as an argument: as risky as that text, if it is a literal."""
+        res.literal_sensitive = True
+        arg = _argument(tokens, index, position)
+        if arg is None or self._depth >= 4:
+            return "procedural", f"calls {tokens[index].value}() with SQL text dbfw cannot read"
+        inner = self._classify_body(arg, self._depth + 1)
+        if inner == "unknown":
+            return "procedural", f"calls {tokens[index].value}() with SQL text dbfw cannot classify"
+        # The result leaves as one value masking cannot trace back to columns: an export at least.
+        return riskiest(["bulk_export", inner]), f"calls {tokens[index].value}() with SQL text that is {inner}"
+
+    def _classify_body(self, body: str, depth: int) -> str:
+        """The class of SQL text a function runs (a LANGUAGE sql body, the text given to query_to_xml)."""
+        text = body.strip()
+        upper = text[:12].upper()
+        if upper.startswith("BEGIN ATOMIC"):
+            text = text[12:].rstrip().removesuffix(";").rstrip()
+            if text[-3:].upper() == "END":
+                text = text[:-3]
+        elif upper.startswith("RETURN"):
+            text = "SELECT " + text[6:]
+        if not text.strip().strip(";").strip():
+            return "read"
+        saved = self._depth
+        self._depth = depth
+        try:
+            return self.classify(text, None, LEX_STANDARD, self._functions).cls
+        finally:
+            self._depth = saved
+
     def _unknown(self, sql: str, reason: str, lex: int) -> Classification:
         self.misses += 1
         stmt = Statement(sql, "unknown", "UNKNOWN", reason=reason, dialect=self.dialect, lex=lex)
@@ -1235,6 +1337,8 @@ class SQLClassifier:
     def _classify_bounds(self, tokens: list[Token], a: int, b: int, text: str, database: str | None) -> _Result:
         chunk = tokens[a:b]
         res = self._c.classify(chunk, text, database)
+        if self.dialect == "postgres" and res.cls != "unknown":
+            self._resolve_calls(text[chunk[0].start:chunk[-1].end + 1], res, database)
         if any(t.token_type == TokenType.SEMICOLON for t in chunk):
             # A MySQL compound statement (CREATE PROCEDURE ... BEGIN ...; ...; END): its body runs only when
             # called, but a body statement that changes privileges or the server still counts.
@@ -1248,7 +1352,7 @@ class SQLClassifier:
                         res.raise_to(inner_res.cls, f"the body {inner_res.reason or 'changes ' + inner_res.cls}")
         return res
 
-    def _classify(self, sql: str, database: str | None, lex: int) -> Classification:
+    def _classify(self, sql: str, database: str | None, lex: int, version: int = 0) -> Classification:
         if lex & LEX_ASCII_ONLY and not sql.isascii():
             return self._unknown(sql, "the client encoding can hide quotes and backslashes inside characters; "
                                  "dbfw reads only ASCII text in it", lex)
@@ -1259,7 +1363,7 @@ class SQLClassifier:
             why = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
             return self._unknown(sql, f"cannot tokenize: {why}", lex)
         shape, bounds = _shape_and_bounds(text, tokens)
-        shape_key = (shape, database, lex)
+        shape_key = (shape, database, lex, version)
         entry = self._shapes.get(shape_key)
         postgres = self.dialect == "postgres"
         standard = not lex & LEX_BACKSLASH_ESCAPES
@@ -1305,6 +1409,52 @@ class SQLClassifier:
                 Statement(text[tokens[a].start:tokens[b - 1].end + 1], *f, dialect, lex)  # type: ignore[arg-type]
                 for (a, b), f in zip(bounds, entry.statements, strict=True))
         return Classification(dialect, statements, entry.cls, shape, cached)
+
+
+_NAMES = (pglex.IDENT, pglex.QIDENT)
+
+
+def _calls(tokens: tuple[pglex.PgToken, ...]) -> list[tuple[int, str | None, str, bool]]:
+    """Every place a statement may call a function: ``name(`` or ``schema.name(``, and attribute notation
+    ``(x).name`` / ``t.name`` (PostgreSQL reads ``x.f`` as ``f(x)`` when no column ``f`` exists)."""
+    out: list[tuple[int, str | None, str, bool]] = []
+    n = len(tokens)
+    for i, tok in enumerate(tokens):
+        if tok.kind not in _NAMES:
+            continue
+        after_dot = i > 0 and tokens[i - 1].kind == pglex.OP and tokens[i - 1].value == "."
+        if i + 1 < n and tokens[i + 1].kind == pglex.OP and tokens[i + 1].value == "(":
+            if i > 0 and tokens[i - 1].kind == pglex.IDENT and tokens[i - 1].value == "tablesample":
+                continue  # a sampling method, not a function call
+            schema = tokens[i - 2].value if after_dot and i >= 2 and tokens[i - 2].kind in _NAMES else None
+            out.append((i, schema, tok.value, False))
+        elif after_dot:
+            out.append((i, None, tok.value, True))
+    return out
+
+
+def _argument(tokens: tuple[pglex.PgToken, ...], index: int, position: int) -> str | None:
+    """The value of the ``position``-th argument of the call at ``index`` when it is one string literal."""
+    depth, arg, start = 0, 0, index + 2
+    for k in range(index + 1, len(tokens)):
+        tok = tokens[k]
+        if tok.kind == pglex.OP and tok.value in ("(", "["):
+            depth += 1
+            continue
+        if tok.kind == pglex.OP and tok.value in (")", "]"):
+            depth -= 1
+            if depth == 0:
+                break
+            continue
+        if depth == 1 and tok.kind == pglex.OP and tok.value == ",":
+            if arg == position:
+                break
+            arg, start = arg + 1, k + 1
+        elif depth == 1 and arg == position and k == start and tok.kind == pglex.STRING:
+            following = tokens[k + 1] if k + 1 < len(tokens) else None
+            if following is not None and following.kind == pglex.OP and following.value in (",", ")"):
+                return tok.value
+    return None
 
 
 _PARAMETER = re.compile(r"\$[0-9]+(?![0-9])")

@@ -37,15 +37,14 @@ POSTGRES_FUNCTIONS: dict[str, str] = {
         "dblink_fetch", "dblink_get_result", "dblink_disconnect", "dblink_build_sql_insert",
         "dblink_build_sql_delete", "dblink_build_sql_update",
     ), "admin"),
-    # functions that run SQL text given to them
-    **dict.fromkeys(("query_to_xml", "query_to_xml_and_xmlschema", "query_to_xmlschema"), "procedural"),
     # the function form of NOTIFY
     "pg_notify": "session",
     # functions that change data
-    **dict.fromkeys((
-        "nextval", "setval", "lo_create", "lo_creat", "lo_unlink", "lo_put", "lo_from_bytea", "lowrite",
-        "lo_truncate", "lo_truncate64",
-    ), "write"),
+    "nextval": "write",
+    "setval": "destructive_write",
+    # large objects live outside tables: any change to them is the server's business
+    **dict.fromkeys(("lo_create", "lo_creat", "lo_unlink", "lo_put", "lo_from_bytea", "lowrite", "lo_truncate",
+                     "lo_truncate64"), "admin"),
 }
 
 MYSQL_FUNCTIONS: dict[str, str] = {
@@ -67,11 +66,19 @@ def setting_class(name: str) -> str:
     return "admin"
 
 
+def _unsafe_encoding(value: str) -> bool:
+    from .pglex import ASCII_UNSAFE_ENCODINGS
+
+    return value.strip().strip("'\"").strip().upper().replace("-", "_") in ASCII_UNSAFE_ENCODINGS | {"SHIFT_JIS"}
+
+
 def setting_value_class(name: str, value: str | None) -> str:
     """The class of setting ``name`` to ``value`` (None: a value dbfw cannot read, DEFAULT is "default"):
     a harmless setting stays session unless the value switches off a limit or control the operator set."""
     cls = setting_class(name)
     name = name.lower().strip('"')
+    if name == "client_encoding" and value is not None and _unsafe_encoding(value):
+        return "admin"
     if cls == "session" and ((value is None and name in LIMIT_SETTINGS | CONTROL_SETTINGS)
                              or (value is not None and value_escapes_control(name, value))):
         return "admin"

@@ -177,3 +177,17 @@ def test_fast_path_function_calls_are_classified_by_oid() -> None:
     assert not refused.allowed and refused.sqlstate == "DBF01"
     unknown = asyncio.run(fw.check_function_call(ctx(), unknown_oid))
     assert not unknown.allowed and unknown.decision is not None and unknown.decision.policy == "defaults.unknown"
+
+
+def test_functions_map_operators_functions_to_classes(tmp_path: Path) -> None:
+    rules = rules_from(tmp_path, """
+        functions:
+          "public.refresh_stats": write
+          "ops.*": read
+        """)
+    assert rules.functions == {"public.refresh_stats": "write", "ops.*": "read"}
+    with pytest.raises(ConfigError, match="functions"):
+        rules_from(tmp_path, """
+            functions:
+              "public.x": harmless
+            """)

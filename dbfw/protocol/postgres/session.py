@@ -473,6 +473,9 @@ class PgSession:
                                     listener=self.listener.name, protocol="postgres",
                                     session_id=self.session_id, client_addr=self.client_addr,
                                     lex=_lex_mode(up.parameters))
+        prepare = getattr(self.rt.firewall, "prepare", None)
+        if prepare is not None:
+            await prepare(self.ctx)  # the database's functions, before its first statement is classified
         masking = getattr(self.rt.firewall, "masking", None)
         if masking is not None and masking.enabled:
             # Results may need masking: follow every result, and hold rows whole so they can be rebuilt.

@@ -1,0 +1,108 @@
+"""Functions are classified from the database's own catalog, through the wire: a call is as risky as what
+the function does (its SQL body, its language, its volatility), whatever it is called and however it is
+spelled. The server is checked afterwards: rows the refused calls would delete are still there."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from uuid import uuid4
+
+import psycopg
+import pytest
+
+from tests.conftest import DbfwProcess, PgTarget, running_dbfw
+
+RULES = """\
+defaults: {action: require_approval, unknown: require_approval}
+policies:
+  - name: everyday
+    match: {classes: [read, write, transaction, session]}
+    action: allow
+  - name: functions-may-be-created-here
+    match: {classes: [procedural], commands: [CREATE]}
+    action: allow
+functions:
+  "{schema}.trusted_*": read
+"""
+
+
+@pytest.fixture(scope="module")
+def schema(pg: PgTarget) -> Iterator[str]:
+    name = f"fn_{uuid4().hex[:8]}"
+    with psycopg.connect(pg.conninfo(), autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {name}")
+        conn.execute(f"CREATE TABLE {name}.t (id int)")
+        conn.execute(f"INSERT INTO {name}.t SELECT generate_series(1, 10)")
+        conn.execute(f"CREATE FUNCTION {name}.plus_one(int) RETURNS int LANGUAGE sql STABLE AS 'SELECT $1 + 1'")
+        conn.execute(f"CREATE FUNCTION {name}.wipe() RETURNS int LANGUAGE sql AS "
+                     f"'DELETE FROM {name}.t RETURNING 1'")
+        conn.execute(f"CREATE FUNCTION {name}.wipe_atomic() RETURNS int LANGUAGE sql "
+                     f"BEGIN ATOMIC DELETE FROM {name}.t; SELECT 1; END")
+        conn.execute(f"CREATE FUNCTION {name}.wipe_pl(x int) RETURNS int LANGUAGE plpgsql AS "
+                     f"$$BEGIN DELETE FROM {name}.t; RETURN x; END$$")
+        conn.execute(f"CREATE FUNCTION {name}.trusted_wipe() RETURNS int LANGUAGE plpgsql AS "
+                     f"$$BEGIN RETURN 1; END$$")
+        # A function named like a built-in: which one runs depends on search_path.
+        conn.execute(f"CREATE FUNCTION {name}.upper(text) RETURNS text LANGUAGE plpgsql AS "
+                     f"$$BEGIN DELETE FROM {name}.t; RETURN $1; END$$")
+    yield name
+    with psycopg.connect(pg.conninfo(), autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {name} CASCADE")
+
+
+@pytest.fixture(scope="module")
+def guarded(pg: PgTarget, schema: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DbfwProcess]:
+    directory: Path = tmp_path_factory.mktemp("dbfw-functions")
+    with running_dbfw(directory, pg, RULES.replace("{schema}", schema), admin=False) as proc:
+        yield proc
+
+
+def _rows(pg: PgTarget, schema: str) -> int:
+    with psycopg.connect(pg.conninfo()) as conn:
+        return conn.execute(f"SELECT count(*) FROM {schema}.t").fetchone()[0]  # type: ignore[index]
+
+
+def _sqlstate(conn: psycopg.Connection, sql: str, extended: bool) -> str | None:
+    pgconn = conn.pgconn
+    result = pgconn.exec_params(sql.encode(), []) if extended else pgconn.exec_(sql.encode())
+    error = result.error_field(psycopg.pq.DiagnosticField.SQLSTATE)
+    return error.decode() if error else None
+
+
+@pytest.mark.parametrize("extended", [False, True], ids=["simple", "extended"])
+def test_calls_are_as_risky_as_the_function(guarded: DbfwProcess, pg: PgTarget, schema: str,
+                                            extended: bool) -> None:
+    with psycopg.connect(guarded.conninfo(), autocommit=True) as conn:
+        assert _sqlstate(conn, f"SELECT {schema}.plus_one(1)", extended) is None  # a stable SQL function: read
+        for sql in [f"SELECT {schema}.wipe()",
+                    f"SELECT {schema}.wipe_atomic()",
+                    f"SELECT {schema}.wipe_pl(1)",
+                    "SELECT (1).wipe_pl",                       # attribute notation, no schema
+                    f'SELECT "{schema}"."wipe_pl"(1)',
+                    f"SELECT * FROM {schema}.wipe()",
+                    f"SELECT x FROM {schema}.t, LATERAL {schema}.wipe_pl(id) AS x",
+                    f"SET search_path = {schema}, pg_catalog; SELECT upper('x')",
+                    "SELECT ('/etc/hostname'::text).pg_read_file",
+                    "SELECT pg_catalog.pg_ls_dir('.')"]:
+            state = _sqlstate(conn, sql, extended and ";" not in sql)
+            assert state == "DBF01", (sql, state)
+            assert _rows(pg, schema) == 10, f"rows deleted through dbfw by {sql!r}"
+        # Rules name the operator's own functions.
+        assert _sqlstate(conn, f"SELECT {schema}.trusted_wipe()", extended) is None
+
+
+def test_a_function_created_through_dbfw_is_known_at_once(guarded: DbfwProcess, pg: PgTarget, schema: str) -> None:
+    name = f"{schema}.fresh_{uuid4().hex[:6]}"
+    with psycopg.connect(guarded.conninfo(), autocommit=True) as conn:
+        assert _sqlstate(conn, f"CREATE FUNCTION {name}() RETURNS int LANGUAGE sql AS 'SELECT 7'", False) is None
+        assert conn.execute(f"SELECT {name}()").fetchone() == (7,)
+
+
+def test_a_function_dbfw_has_not_seen_fails_closed(guarded: DbfwProcess, pg: PgTarget, schema: str) -> None:
+    with psycopg.connect(guarded.conninfo(), autocommit=True) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)  # the catalog is read
+        name = f"{schema}.late_{uuid4().hex[:6]}"
+        with psycopg.connect(pg.conninfo(), autocommit=True) as direct:  # created behind dbfw's back
+            direct.execute(f"CREATE FUNCTION {name}() RETURNS int LANGUAGE sql AS 'SELECT 1'")
+        assert _sqlstate(conn, f"SELECT {name}()", False) == "DBF01"
