@@ -213,6 +213,15 @@ class Logging(_Model):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class Classification(_Model):
+    """How much dbfw reads of one statement: a larger text, or one whose classification takes longer
+    than the budget, is unknown. Texts above offload_size are classified off the event loop."""
+
+    budget: Duration = 5.0
+    max_size: Size = 16 * 1024 * 1024
+    offload_size: Size = 16 * 1024
+
+
 class Settings(_Model):
     listeners: list[Listener] = Field(min_length=1)
     upstreams: dict[str, Upstream] = Field(min_length=1)
@@ -226,6 +235,7 @@ class Settings(_Model):
     masking_key: str | None = Field(default=None, repr=False)  # key of the hash mask; else $DBFW_MASKING_KEY
     logging: Logging = Logging()
     shutdown_grace: Duration = 30.0
+    classification: Classification = Classification()
 
     @model_validator(mode="after")
     def _cross_references(self) -> Settings:

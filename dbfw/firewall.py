@@ -21,6 +21,7 @@ from .policy.engine import Decision, decide, decide_statement
 from .policy.rules import RuleSet
 from .sql.classify import Classification, SQLClassifier, Statement
 from .sql.functions import SNAPSHOT_ONLY, FunctionCatalog, FunctionRules
+from .sql.offload import OVER_BUDGET, BudgetExceeded, ClassifyPool
 from .verdict import ALLOW, ALLOWED, Verdict, describe_statement
 
 __all__ = ["ALLOW", "Firewall", "StatementContext", "Verdict"]
@@ -71,10 +72,30 @@ class Firewall:
         if functions.globs != self.classifiers["postgres"].function_rules.globs:
             self.classifiers["postgres"].function_rules = functions
 
-    def classify(self, ctx: StatementContext, sql: str) -> Classification:
+    def _functions_for(self, ctx: StatementContext) -> FunctionCatalog:
         entry = self._functions.get((ctx.listener, ctx.database))
-        return self.classifiers[ctx.protocol].classify(sql, ctx.database, ctx.lex,
-                                                       entry[0] if entry is not None else SNAPSHOT_ONLY)
+        return entry[0] if entry is not None else SNAPSHOT_ONLY
+
+    def classify(self, ctx: StatementContext, sql: str) -> Classification:
+        return self.classifiers[ctx.protocol].classify(sql, ctx.database, ctx.lex, self._functions_for(ctx))
+
+    def _classified_off_loop(self, ctx: StatementContext, sql: str) -> bool:
+        """A large text not seen before: classified in the worker process, never on the event loop."""
+        return self.classify_pool is not None and len(sql) > self.offload_size and self.classifiers[
+            ctx.protocol].cached(sql, ctx.database, ctx.lex, self._functions_for(ctx)) is None
+
+    async def _classify_async(self, ctx: StatementContext, sql: str) -> Classification:
+        if not self._classified_off_loop(ctx, sql):
+            return self.classify(ctx, sql)
+        assert self.classify_pool is not None
+        classifier, functions = self.classifiers[ctx.protocol], self._functions_for(ctx)
+        try:
+            result = await self.classify_pool.classify(classifier, sql, ctx.database, ctx.lex, functions)
+        except BudgetExceeded as e:
+            log.warning("classify.budget_exceeded", session=ctx.session_id, size=len(sql), error=str(e))
+            result = classifier.unknown(sql, str(e), ctx.lex)
+        classifier.remember(sql, ctx.database, ctx.lex, functions, result)
+        return result
 
     def functions_fresh(self, ctx: StatementContext) -> bool:
         """Whether the database's functions are known and not due to be read again."""
@@ -111,6 +132,11 @@ class Firewall:
     # sets it; (listener, database) -> (functions, when to read them again).
     catalogs: Callable[[StatementContext], Awaitable[Any]] | None = None
     invalidate_catalogs: Callable[[str], None] | None = None
+    # Large texts not seen before are classified by a worker process with a time budget (see sql.offload).
+    classify_pool: ClassifyPool | None = None
+    offload_size = 16 * 1024
+    # PostgreSQL as the second parser: the server's own syntax error for a text dbfw cannot classify, or None.
+    syntax_check: Callable[[StatementContext, str], Awaitable[Any]] | None = None
 
     @property
     def _functions(self) -> dict[tuple[str, str], tuple[FunctionCatalog, float]]:
@@ -129,7 +155,7 @@ class Firewall:
         rules allow the statement, its masks are known from before and its recording can wait for its
         result. None when it is not; then :meth:`check` decides. Most statements an application sends
         are ones it sent before, so most take this path and the session needs no task switch."""
-        if not self._decides_now or not self.functions_fresh(ctx):
+        if not self._decides_now or not self.functions_fresh(ctx) or self._classified_off_loop(ctx, sql):
             return None
         started = time.perf_counter()
         classification = self.classify(ctx, sql)
@@ -177,8 +203,10 @@ class Firewall:
         started = time.perf_counter()
         if not self.functions_fresh(ctx):
             await self.prepare(ctx)
-        classification = self.classify(ctx, sql)
-        verdict = await self._check(ctx, sql, classification)
+        classification = await self._classify_async(ctx, sql)
+        verdict = await self._server_syntax_error(ctx, sql, classification)
+        if verdict is None:
+            verdict = await self._check(ctx, sql, classification)
         if verdict.allowed and any(s.cls in _CHANGES_FUNCTIONS for s in classification.statements):
             self.functions_changed(ctx)
         if not verdict.cls:
@@ -197,6 +225,25 @@ class Firewall:
                 self.recording[ctx.session_id] = detail  # the session records it with its result
         self._account(ctx, verdict, started)
         return verdict
+
+    async def _server_syntax_error(self, ctx: StatementContext, sql: str,
+                                   classification: Classification) -> Verdict | None:
+        """A text dbfw cannot classify may be one the server cannot parse either: then the client gets the
+        server's own syntax error (SQLSTATE, message, position), as it would without dbfw, and nothing
+        runs. A text the server parses stays unknown for the rules."""
+        if classification.cls != "unknown" or self.syntax_check is None or ctx.protocol != "postgres":
+            return None
+        if classification.statements[0].reason.startswith(OVER_BUDGET):
+            return None  # as costly for the server to parse: the rules decide
+        try:
+            error = await self.syntax_check(ctx, sql)
+        except Exception as e:  # no answer: the rules decide on an unknown statement, as before
+            log.warning("syntax_check.unavailable", session=ctx.session_id, error=type(e).__name__)
+            return None
+        if error is None:
+            return None
+        return Verdict(False, error.sqlstate, error.message, classification=classification, cls="unknown",
+                       position=error.position)
 
     def _account(self, ctx: StatementContext, verdict: Verdict, started: float) -> None:
         key = (ctx.listener, ctx.identity, verdict.cls,

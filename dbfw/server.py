@@ -28,6 +28,9 @@ from .policy.rules import RuleSet, load_rules
 from .protocol.common import Runtime
 from .protocol.postgres.session import PgSession
 from .protocol.postgres.upstream import open_stream
+from .sideconn import SyntaxChecker
+from .sql.classify import LEX_BACKSLASH_ESCAPES
+from .sql.offload import ClassifyPool
 from .store.base import Store, StoreError, open_store
 
 
@@ -52,9 +55,16 @@ class Server:
         self._masking_key = masking_key(settings.masking_key)
         if getattr(firewall, "masking", "absent") is None:
             firewall.masking = self._new_masking(firewall.rules)
+        self.syntax = SyntaxChecker()
+        self.classify_pool = ClassifyPool(settings.classification.budget)
         if isinstance(firewall, Firewall) and firewall.catalogs is None:
             firewall.catalogs = self._catalog_for
             firewall.invalidate_catalogs = self.catalogs.invalidate
+            firewall.syntax_check = self._syntax_check
+            firewall.classify_pool = self.classify_pool
+            firewall.offload_size = settings.classification.offload_size
+            for classifier in getattr(firewall, "classifiers", {}).values():
+                classifier.max_size = settings.classification.max_size
         self.rt = Runtime(settings, Identities.from_settings(settings), firewall)
         metrics.callbacks.cache_stats = self._cache_stats
         metrics.init_series([lst.name for lst in settings.listeners])
@@ -85,6 +95,11 @@ class Server:
     async def _catalog_for(self, ctx: StatementContext) -> Catalog:
         listener = next(lst for lst in self.settings.listeners if lst.name == ctx.listener)
         return await self.catalogs.get(listener.upstream, self.settings.upstreams[listener.upstream], ctx.database)
+
+    async def _syntax_check(self, ctx: StatementContext, sql: str) -> object:
+        listener = next(lst for lst in self.settings.listeners if lst.name == ctx.listener)
+        return await self.syntax.check(listener.upstream, self.settings.upstreams[listener.upstream], ctx.database,
+                                       sql, not ctx.lex & LEX_BACKSLASH_ESCAPES)
 
     @property
     def settings(self) -> Settings:
@@ -216,6 +231,9 @@ class Server:
             await self.approvals.stop()
         if self.store is not None:
             await self.store.close()
+        with contextlib.suppress(Exception):
+            await self.syntax.close()
+        self.classify_pool.close()
         log.event("shutdown.done", seconds=round(time.monotonic() - started, 3))
 
 

@@ -23,6 +23,7 @@ class Verdict:
     masks: list[StatementMask | None] | None = None  # allowed: how to mask each statement's result
     cls: str = ""  # the statement's class, for metrics
     request_id: str | None = None  # the approval request this verdict is about
+    position: int | None = None  # the server's own syntax error: where in the text (1-based)
 
     @classmethod
     def refuse(cls, sqlstate: str, message: str, detail: str | None = None, hint: str | None = None) -> Verdict:

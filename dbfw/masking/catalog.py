@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from ..config import Upstream
 from ..protocol.postgres.upstream import UpstreamError
+from ..sideconn import SideConnectionError, connect_side
 from ..sql.functions import FunctionCatalog, Proc
 
 CATALOG_TTL = 300.0
@@ -54,19 +55,10 @@ class Catalog:
 
 
 async def load_catalog(up: Upstream, database: str) -> Catalog:
-    import asyncpg
-
-    kwargs: dict[str, object] = {"user": up.user, "database": database, "port": up.port, "timeout": up.connect_timeout}
-    if up.password:
-        kwargs["password"] = up.password
-    kwargs["host"] = up.host
-    if not up.host.startswith("/"):
-        kwargs["ssl"] = {"disable": False, "prefer": "prefer", "require": "require",
-                         "verify-full": "verify-full"}.get(up.tls.mode, "prefer")
     try:
-        conn = await asyncpg.connect(**kwargs)  # type: ignore[arg-type]
-    except (TimeoutError, OSError, asyncpg.PostgresError) as e:
-        raise UpstreamError(f"cannot read the catalog: {type(e).__name__}") from None
+        conn = await connect_side(up, database)
+    except SideConnectionError as e:
+        raise UpstreamError(f"cannot read the catalog: {e}") from None
     try:
         cat = Catalog(loaded_at=time.monotonic())
         for nsp, rel, _kind, att, attnum, typid, reloid in await conn.fetch(_COLUMNS_SQL):

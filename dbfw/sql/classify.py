@@ -1199,6 +1199,7 @@ class SQLClassifier:
         self._exact: dict[tuple[str, str | None], Classification] = {}
         self._shapes: dict[tuple[str, str | None], _ShapeEntry] = {}
         self.cache_size = cache_size
+        self.max_size = 16 * 1024 * 1024  # characters; a larger text is unknown without being read
         self._functions: FunctionCatalog = SNAPSHOT_ONLY
         self._function_rules = NO_RULES
         self._depth = 0  # SQL function bodies being classified inside a statement
@@ -1217,12 +1218,35 @@ class SQLClassifier:
         self._exact.clear()
         self._shapes.clear()
 
+    def _key(self, sql: str, database: str | None, lex: int, functions: FunctionCatalog) -> tuple[Any, ...]:
+        mysql = self.dialect == "mysql"
+        return sql, database if mysql else None, lex, 0 if mysql else functions.version
+
+    def cached(self, sql: str, database: str | None = None, lex: int = LEX_STANDARD,
+               functions: FunctionCatalog = SNAPSHOT_ONLY) -> Classification | None:
+        """The classification of a text seen before, without classifying anything."""
+        found = self._exact.get(self._key(sql, database, lex, functions))
+        if found is not None:
+            self.hits += 1
+        return found
+
+    def remember(self, sql: str, database: str | None, lex: int, functions: FunctionCatalog,
+                 result: Classification) -> None:
+        """Keep a classification made elsewhere (the worker process) as if it had been made here."""
+        exact = self._exact
+        exact[self._key(sql, database, lex, functions)] = result
+        self.misses += 1
+        if len(exact) > self.cache_size:
+            del exact[next(iter(exact))]
+
+    def unknown(self, sql: str, reason: str, lex: int = LEX_STANDARD) -> Classification:
+        return self._unknown(sql, reason, lex)
+
     def classify(self, sql: str, database: str | None = None, lex: int = LEX_STANDARD,
                  functions: FunctionCatalog = SNAPSHOT_ONLY) -> Classification:
         """``functions``: what the database's functions are (PostgreSQL); classifications are cached per
         version of it."""
-        mysql = self.dialect == "mysql"
-        key = (sql, database if mysql else None, lex, 0 if mysql else functions.version)
+        key = self._key(sql, database, lex, functions)
         found = self._exact.get(key)
         if found is not None:
             self.hits += 1
@@ -1353,6 +1377,8 @@ class SQLClassifier:
         return res
 
     def _classify(self, sql: str, database: str | None, lex: int, version: int = 0) -> Classification:
+        if len(sql) > self.max_size:
+            return self._unknown(sql, f"the text is larger than dbfw classifies ({self.max_size} characters)", lex)
         if lex & LEX_ASCII_ONLY and not sql.isascii():
             return self._unknown(sql, "the client encoding can hide quotes and backslashes inside characters; "
                                  "dbfw reads only ASCII text in it", lex)

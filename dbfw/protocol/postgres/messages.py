@@ -923,6 +923,7 @@ FIELD_CODE = "C"
 FIELD_MESSAGE = "M"
 FIELD_DETAIL = "D"
 FIELD_HINT = "H"
+FIELD_POSITION = "P"
 
 
 @dataclass
@@ -945,13 +946,15 @@ class ErrorResponse(Message):
 
     @classmethod
     def make(cls, severity: str, sqlstate: str, message: str, detail: str | None = None,
-             hint: str | None = None) -> ErrorResponse:
+             hint: str | None = None, position: int | None = None) -> ErrorResponse:
         fields = {FIELD_SEVERITY: severity, FIELD_SEVERITY_V: severity, FIELD_CODE: sqlstate,
                   FIELD_MESSAGE: message}
         if detail:
             fields[FIELD_DETAIL] = detail
         if hint:
             fields[FIELD_HINT] = hint
+        if position is not None:
+            fields[FIELD_POSITION] = str(position)
         return cls(fields)
 
     @property

@@ -1003,5 +1003,5 @@ class PgSession:
             if sub.token in err.message:
                 del self.substitutions[i]
                 v = sub.verdict
-                return m.ErrorResponse.make("ERROR", v.sqlstate, v.message, v.detail, v.hint).encode()
+                return m.ErrorResponse.make("ERROR", v.sqlstate, v.message, v.detail, v.hint, v.position).encode()
         return None
