@@ -27,13 +27,14 @@ from .verdict import ALLOW, ALLOWED, Verdict, describe_statement
 __all__ = ["ALLOW", "Firewall", "StatementContext", "Verdict"]
 
 # PostgreSQL's fast-path FunctionCall names a function by OID. libpq uses it for large objects;
-# these built-in OIDs are the same in every PostgreSQL release. Any other OID is not understood.
+# these built-in OIDs are the same in every PostgreSQL release. Any other OID is not understood. Changes to
+# large objects are admin, as the same functions called in SQL are.
 FAST_PATH_FUNCTIONS: dict[int, tuple[str, str]] = {
     952: ("lo_open", "read"), 953: ("lo_close", "read"), 954: ("loread", "read"), 956: ("lo_lseek", "read"),
     958: ("lo_tell", "read"), 3170: ("lo_lseek64", "read"), 3171: ("lo_tell64", "read"), 3458: ("lo_get", "read"),
-    3459: ("lo_get", "read"), 955: ("lowrite", "write"), 957: ("lo_creat", "write"), 715: ("lo_create", "write"),
-    964: ("lo_unlink", "write"), 1004: ("lo_truncate", "write"), 3172: ("lo_truncate64", "write"),
-    3457: ("lo_from_bytea", "write"), 3460: ("lo_put", "write"), 764: ("lo_import", "admin"),
+    3459: ("lo_get", "read"), 955: ("lowrite", "admin"), 957: ("lo_creat", "admin"), 715: ("lo_create", "admin"),
+    964: ("lo_unlink", "admin"), 1004: ("lo_truncate", "admin"), 3172: ("lo_truncate64", "admin"),
+    3457: ("lo_from_bytea", "admin"), 3460: ("lo_put", "admin"), 764: ("lo_import", "admin"),
     767: ("lo_import", "admin"), 765: ("lo_export", "admin"),
 }
 

@@ -11,6 +11,7 @@ from ..config import Upstream
 from ..protocol.postgres.upstream import UpstreamError
 from ..sideconn import SideConnectionError, connect_side
 from ..sql.functions import FunctionCatalog, Proc
+from ..sql.settings import LIMIT_SETTINGS, limit_value
 
 CATALOG_TTL = 300.0
 
@@ -38,6 +39,7 @@ JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
 JOIN pg_catalog.pg_language l ON l.oid = p.prolang
 WHERE p.oid >= 16384
 """
+_LIMITS_SQL = "SELECT name, reset_val, unit FROM pg_catalog.pg_settings WHERE name = ANY($1::text[])"
 _BODY_14 = "CASE WHEN p.prosqlbody IS NOT NULL THEN pg_catalog.pg_get_function_sqlbody(p.oid) ELSE p.prosrc END"
 
 
@@ -75,7 +77,12 @@ async def load_catalog(up: Upstream, database: str) -> Catalog:
             # "char" columns come as bytes
             user.setdefault(name, []).append(Proc(nsp, name, _char(volatility), _char(kind), language, nargs, ndefaults,
                                                   variadic, body, False))
-        cat.functions = FunctionCatalog({k: tuple(v) for k, v in user.items()}, live=True)
+        limits: dict[str, int] = {}
+        for name, value, unit in await conn.fetch(_LIMITS_SQL, list(LIMIT_SETTINGS)):
+            amount = limit_value(name, f"{value}{unit or ''}")
+            if amount is not None:
+                limits[name] = amount
+        cat.functions = FunctionCatalog({k: tuple(v) for k, v in user.items()}, live=True, settings=limits)
         return cat
     finally:
         await conn.close()

@@ -306,6 +306,7 @@ class _Classifier:
         self.functions = MYSQL_FUNCTIONS if self.mysql else POSTGRES_FUNCTIONS
         self.default_schema = None if self.mysql else "public"
         self._sql = ""
+        self.server_limits: dict[str, int] = {}  # the database's own limits (base units), when known
 
     # Entry point for one statement's tokens.
     def classify(self, tokens: list[Token], sql: str | None, database: str | None) -> _Result:
@@ -365,14 +366,17 @@ class _Classifier:
             name = tok.text.lower()
             if name == "set_config" and not self.mysql:
                 res.literal_sensitive = True
-                arg = tokens[i + 2] if i + 2 < len(tokens) else None
-                value = tokens[i + 4] if i + 4 < len(tokens) and tokens[i + 3].token_type == TokenType.COMMA \
-                    else None
-                if arg is None or arg.token_type != TokenType.STRING:
+                # set_config('name', 'value', ...): the name and the value must each be one string literal.
+                arg, after_name, value, after_value = (tokens[i + k] if i + k < len(tokens) else None
+                                                       for k in (2, 3, 4, 5))
+                if arg is None or arg.token_type != TokenType.STRING or after_name is None \
+                        or after_name.token_type != TokenType.COMMA:
                     res.raise_to("admin", "set_config with a setting name dbfw cannot read")
                 else:
-                    text = value.text if value is not None and value.token_type in _STRINGS else None
-                    res.raise_to(setting_value_class(arg.text, text), f"set_config('{arg.text}')")
+                    readable = value is not None and value.token_type in _STRINGS and after_value is not None \
+                        and after_value.token_type in (TokenType.COMMA, TokenType.R_PAREN)
+                    res.raise_to(setting_value_class(arg.text, value.text if readable else None,  # type: ignore[union-attr]
+                                                     self.server_limits), f"set_config('{arg.text}')")
                 continue
             if self.mysql:  # PostgreSQL's calls are resolved against its catalog (SQLClassifier._resolve_calls)
                 cls = self.functions.get(name)
@@ -482,10 +486,9 @@ class _Classifier:
         return ".".join(parts)
 
     def _tables(self, root: exp.Expression, res: _Result, database: str | None) -> None:
-        ctes = {c.alias_or_name for c in root.find_all(exp.CTE)}
         seen: dict[str, None] = {}
         for t in root.find_all(exp.Table):
-            if not t.name or (not t.db and t.name in ctes) or isinstance(t.this, exp.Func):
+            if not t.name or (not t.db and _cte_in_scope(t)) or isinstance(t.this, exp.Func):
                 continue
             if isinstance(t.parent, exp.Into) and self.mysql:
                 continue
@@ -541,6 +544,27 @@ def _parser_friendly(tokens: list[Token]) -> list[Token]:
     return out
 
 
+def _cte_in_scope(table: exp.Table) -> bool:
+    """Whether an unqualified table name refers to a CTE: one defined by a WITH of an enclosing query, the
+    reference not inside that CTE's own definition (unless the WITH is RECURSIVE). A CTE of the same name
+    elsewhere in the statement does not hide a table."""
+    name = table.name
+    path: set[int] = set()  # the nodes between the table and the query whose WITH is looked at
+    node = table.parent
+    while node is not None:
+        with_ = node.args.get("with_") or node.args.get("with")
+        if isinstance(with_, exp.With):
+            ctes = with_.expressions
+            # Inside the definition of CTE k, a non-recursive WITH shows only the CTEs before k.
+            inside = next((k for k, cte in enumerate(ctes) if id(cte) in path), len(ctes))
+            visible = ctes if with_.args.get("recursive") else ctes[:inside]
+            if any(cte.alias_or_name == name for cte in visible):
+                return True
+        path.add(id(node))
+        node = node.parent
+    return False
+
+
 def _pg_folded(identifier: exp.Expression | None) -> str:
     """A name as PostgreSQL reads it: unquoted names fold to lower case (ASCII rules), quoted stay exact."""
     if not isinstance(identifier, exp.Identifier):
@@ -566,8 +590,7 @@ def _bounded_rows(source: exp.Expression | None) -> bool:
     if isinstance(source, exp.Values):
         return all(_constant(row) for row in source.expressions)
     if isinstance(source, exp.Select):
-        return source.args.get("from_") is None and source.args.get("from") is None and all(
-            _constant(e) for e in source.expressions)
+        return _limited(source) and all(_constant(e) for e in source.expressions)
     return False
 
 
@@ -593,8 +616,8 @@ class _Restriction:
     def __init__(self, target: exp.Expression, others: object, res: _Result, names: set[str] | None = None):
         table = target.this if isinstance(target, exp.Schema) else target
         if names is None:
-            names = {n.lower() for n in (table.alias_or_name, table.name) if n} if isinstance(table, exp.Table) \
-                else set()
+            # With an alias, the table's own name no longer refers to it (it may name another source).
+            names = {table.alias_or_name.lower()} if isinstance(table, exp.Table) and table.alias_or_name else set()
         self.names = names
         self.unqualified_ok = not others
         self.res = res
@@ -968,7 +991,7 @@ def _set(c: _Classifier, tokens: list[Token], res: _Result) -> None:
     name = "".join(name_tokens)
     value = [t.text.lower() for t in tokens[j + 1:]]
     res.literal_sensitive = True  # SET statement_timeout = 0 and = 5000 are different classes
-    res.cls = setting_value_class(name, "".join(value))
+    res.cls = setting_value_class(name, "".join(t.text for t in tokens[j + 1:]), c.server_limits)
     if name.lower() == "standard_conforming_strings" and value in (["on"], ["true"], ["1"], ["yes"]):
         res.cls = "session"  # the default; turning it off would make the server read strings differently
     if res.cls != "session":
@@ -1252,10 +1275,12 @@ class SQLClassifier:
             self.hits += 1
             return found
         previous, self._functions = self._functions, functions
+        self._c.server_limits = functions.settings
         try:
             result = self._classify(sql, key[1], lex, key[3])
         finally:
             self._functions = previous
+            self._c.server_limits = previous.settings
         exact = self._exact
         exact[key] = result
         if len(exact) > self.cache_size:

@@ -72,7 +72,7 @@ def _unsafe_encoding(value: str) -> bool:
     return value.strip().strip("'\"").strip().upper().replace("-", "_") in ASCII_UNSAFE_ENCODINGS | {"SHIFT_JIS"}
 
 
-def setting_value_class(name: str, value: str | None) -> str:
+def setting_value_class(name: str, value: str | None, current: dict[str, int] | None = None) -> str:
     """The class of setting ``name`` to ``value`` (None: a value dbfw cannot read, DEFAULT is "default"):
     a harmless setting stays session unless the value switches off a limit or control the operator set."""
     cls = setting_class(name)
@@ -80,7 +80,7 @@ def setting_value_class(name: str, value: str | None) -> str:
     if name == "client_encoding" and value is not None and _unsafe_encoding(value):
         return "admin"
     if cls == "session" and ((value is None and name in LIMIT_SETTINGS | CONTROL_SETTINGS)
-                             or (value is not None and value_escapes_control(name, value))):
+                             or (value is not None and value_escapes_control(name, value, current))):
         return "admin"
     return cls
 

@@ -112,6 +112,9 @@ class FunctionCatalog:
 
     user: dict[str, tuple[Proc, ...]] = field(default_factory=dict)
     live: bool = False  # the upstream's pg_proc was read; otherwise only the snapshot is known
+    # The database's own limits for dbfw's upstream role (statement_timeout...), in base units: an agent
+    # may lower them, not raise them.
+    settings: dict[str, int] = field(default_factory=dict)
     version: int = field(default_factory=lambda: next(_versions))
 
     @staticmethod

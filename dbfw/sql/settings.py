@@ -9,6 +9,8 @@ deliberately short: what drivers and ORMs send, plus common per-session tuning.
 
 from __future__ import annotations
 
+import re
+
 HARMLESS_SETTINGS = frozenset(s.lower() for s in (
     "application_name", "client_encoding", "DateStyle", "TimeZone", "IntervalStyle", "extra_float_digits",
     "search_path", "statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout",
@@ -29,23 +31,46 @@ LIMIT_SETTINGS = frozenset({"statement_timeout", "lock_timeout", "idle_in_transa
                             "idle_session_timeout", "transaction_timeout", "temp_file_limit"})
 # Boolean settings whose "off" escapes a control an operator set.
 CONTROL_SETTINGS = frozenset({"default_transaction_read_only", "transaction_read_only"})
-_FALSE = frozenset({"off", "false", "no", "0", "f", "n", "of"})
+# What PostgreSQL reads as true (it takes any unambiguous prefix of true/yes, and on, 1).
+_TRUE = frozenset({"on", "1", "t", "tr", "tru", "true", "y", "ye", "yes"})
+# Units of the limits, in their base unit (milliseconds; kilobytes for temp_file_limit), as the server
+# accepts them (case-sensitive). Microseconds are left out: the server rounds them, possibly to 0.
+_TIME_UNITS = {"": 1, "ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
+_SIZE_UNITS = {"": 1, "kB": 1, "MB": 1024, "GB": 1024**2, "TB": 1024**3}
+_LIMIT_VALUE = re.compile(r"\s*(-?[0-9]+)\s*([a-zA-Z]*)\s*")
 
 
-def value_escapes_control(name: str, value: str) -> bool:
-    """Whether setting ``name`` to ``value`` switches off a limit or control (the value as the server reads
-    it, quotes removed). Unreadable values count as escaping."""
-    name, value = name.lower(), value.strip().strip("'\"").strip().lower()
+def limit_value(name: str, value: str) -> int | None:
+    """A limit's value in its base unit, or None if it is not a whole number with a unit the server takes
+    exactly (0.4, 1e-9 and 100us are rounded by the server, possibly to 0: dbfw does not read them)."""
+    m = _LIMIT_VALUE.fullmatch(value)
+    if m is None:
+        return None
+    units = _SIZE_UNITS if name == "temp_file_limit" else _TIME_UNITS
+    unit = units.get(m.group(2))
+    return None if unit is None else int(m.group(1)) * unit
+
+
+def value_escapes_control(name: str, value: str, current: dict[str, int] | None = None) -> bool:
+    """Whether setting ``name`` to ``value`` lifts a limit or a control the operator set (the value as the
+    server reads it, quotes removed): 0 or -1 (no limit), a value above ``current`` (the database's own,
+    in base units, when known), or a value dbfw cannot read exactly. DEFAULT goes back to the operator's."""
+    name = name.lower()
+    value = value.strip().strip("'\"").strip()
+    if value.lower() == "default":
+        return False
     if name in LIMIT_SETTINGS:
-        if value in ("default",):
-            return False
-        number = value.rstrip("abcdefghijklmnopqrstuvwxyz ").strip()
-        try:
-            return float(number) <= 0
-        except ValueError:
+        amount = limit_value(name, value)
+        if amount is None:
             return True
+        unlimited = amount < 0 if name == "temp_file_limit" else amount <= 0
+        if unlimited:
+            return True
+        ceiling = (current or {}).get(name)
+        return ceiling is not None and (ceiling > 0 or (name == "temp_file_limit" and ceiling == 0)) \
+            and amount > ceiling
     if name in CONTROL_SETTINGS:
-        return value in _FALSE or not value
+        return value.lower() not in _TRUE
     return False
 
 

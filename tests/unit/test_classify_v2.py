@@ -105,3 +105,54 @@ def test_system_catalogs(sql: str, cls: str) -> None:
 ])
 def test_a_join_bounds_the_target_only_to_bounded_rows(sql: str, cls: str) -> None:
     assert classify(sql).cls == cls, sql
+
+
+@pytest.mark.parametrize(("sql", "cls"), [
+    # values the server rounds to 0, or reads as false although they are not "off"
+    ("SET statement_timeout = '0.4'", "admin"),
+    ("SET statement_timeout = 0.4", "admin"),
+    ("SET statement_timeout = '100us'", "admin"),
+    ("SET statement_timeout = '1e-9'", "admin"),
+    ("SET lock_timeout = '-5'", "admin"),
+    ("SET default_transaction_read_only = 'fal'", "admin"),
+    ("SET default_transaction_read_only = 'n'", "admin"),
+    ("SELECT set_config('jit' || '_dump_bitcode', 'on', false)", "admin"),   # a name dbfw cannot read
+    ("SELECT set_config('statement_timeout', '0.4', false)", "admin"),
+    ("SELECT set_config('statement_timeout', '1' || '0', false)", "admin"),   # a value dbfw cannot read
+    ("SET statement_timeout = '5s'", "session"),
+    ("SET statement_timeout = 5000", "session"),
+    ("SET default_transaction_read_only = on", "session"),
+    ("SET default_transaction_read_only = 'tru'", "session"),
+])
+def test_setting_values_are_read_as_the_server_reads_them(sql: str, cls: str) -> None:
+    assert classify(sql).cls == cls, sql
+
+
+def test_a_limit_may_be_lowered_not_raised_above_the_databases() -> None:
+    from dbfw.sql.classify import SQLClassifier
+    from dbfw.sql.functions import FunctionCatalog
+
+    database = FunctionCatalog(settings={"statement_timeout": 30_000, "lock_timeout": 0})
+    c = SQLClassifier("postgres")
+    assert c.classify("SET statement_timeout = '10s'", functions=database).cls == "session"
+    assert c.classify("SET statement_timeout = '1min'", functions=database).cls == "admin"
+    assert c.classify("SET statement_timeout = 2147483647", functions=database).cls == "admin"
+    assert c.classify("SELECT set_config('statement_timeout', '31s', false)", functions=database).cls == "admin"
+    assert c.classify("SET lock_timeout = '1h'", functions=database).cls == "session"  # the database has none
+
+
+@pytest.mark.parametrize(("sql", "cls"), [
+    ("SELECT rolpassword FROM pg_authid WHERE EXISTS (WITH pg_authid AS (SELECT 1) SELECT 1 FROM pg_authid)",
+     "admin"),
+    ("WITH pg_authid AS (SELECT * FROM pg_authid) SELECT * FROM pg_authid", "admin"),
+    ("WITH x AS (SELECT * FROM pg_authid), pg_authid AS (SELECT 1) SELECT * FROM x", "admin"),
+    ("WITH pg_shadow AS (SELECT 1) SELECT * FROM pg_shadow", "read"),
+    ("UPDATE t AS x SET v = 'p' FROM t WHERE t.id = 1", "destructive_write"),  # t is the other source
+    ("DELETE FROM t AS x USING t2 AS t WHERE t.id = 1", "destructive_write"),
+    ("MERGE INTO t x USING t ON t.id = 1 WHEN MATCHED THEN UPDATE SET v = 'p'", "destructive_write"),
+    ("INSERT INTO t SELECT generate_series(1, 10), 'a' ON CONFLICT (id) DO UPDATE SET v = 'p'",
+     "destructive_write"),
+    ("UPDATE t AS x SET v = 1 WHERE x.id = 1", "write"),
+])
+def test_names_resolve_in_their_scope(sql: str, cls: str) -> None:
+    assert classify(sql).cls == cls, sql

@@ -171,10 +171,11 @@ def test_fast_path_function_calls_are_classified_by_oid() -> None:
     from dbfw.firewall import Firewall
 
     fw = Firewall(load_rules(ROOT / "rules" / "default.yaml"))
-    lowrite, lo_export, unknown_oid = 955, 765, 123456
-    assert asyncio.run(fw.check_function_call(ctx(), lowrite)).allowed
-    refused = asyncio.run(fw.check_function_call(ctx(), lo_export))
-    assert not refused.allowed and refused.sqlstate == "DBF01"
+    loread, lowrite, lo_export, unknown_oid = 954, 955, 765, 123456
+    assert asyncio.run(fw.check_function_call(ctx(), loread)).allowed
+    for oid in (lowrite, lo_export):  # changing large objects is admin, as in SQL
+        refused = asyncio.run(fw.check_function_call(ctx(), oid))
+        assert not refused.allowed and refused.sqlstate == "DBF01"
     unknown = asyncio.run(fw.check_function_call(ctx(), unknown_oid))
     assert not unknown.allowed and unknown.decision is not None and unknown.decision.policy == "defaults.unknown"
 
