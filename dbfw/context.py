@@ -17,3 +17,6 @@ class StatementContext:
     session_id: str
     client_addr: str = ""
     lex: int = 0  # how the server reads SQL text now (classify.LEX_* flags), from its own reports
+    # What unqualified names resolve through: "" for the role's default search_path, else a token naming
+    # the session's own (set at start-up, or changed since). Approvals are bound to it.
+    path: str = ""

@@ -7,6 +7,7 @@ protocol's error when the statement is refused.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -39,6 +40,9 @@ FAST_PATH_FUNCTIONS: dict[int, tuple[str, str]] = {
 }
 
 
+_PATH_CLASSES = frozenset({"session", "procedural", "admin", "privilege", "unknown"})  # classes to look into
+_MAY_CHANGE_PATH = frozenset({"procedural", "admin", "privilege", "unknown"})
+_path_tokens = itertools.count(1)
 # How long a database's functions are trusted before they are read again (functions created by others).
 FUNCTIONS_TTL = 60.0
 # Classes of statements that may create, replace or drop functions, or change what a name resolves to.
@@ -140,6 +144,28 @@ class Firewall:
     syntax_check: Callable[[StatementContext, str], Awaitable[Any]] | None = None
 
     @property
+    def _paths(self) -> dict[str, str]:
+        """Sessions whose search_path may have changed since they started: session id -> a token of its own."""
+        found = self.__dict__.get("_session_paths")
+        if found is None:
+            found = self.__dict__["_session_paths"] = {}
+        return found
+
+    def _may_change_path(self, ctx: StatementContext, classification: Classification) -> None:
+        """A statement that may change the session's search_path (SET, RESET, DISCARD, set_config, code):
+        from now on the session's names may resolve elsewhere. Exact tracking is not needed: approvals
+        made before no longer apply, and those made after apply only until the next change."""
+        for s in classification.statements:
+            text = s.sql.lower()
+            if s.command in ("SET", "RESET", "DISCARD") or s.cls in _MAY_CHANGE_PATH or "set_config" in text \
+                    or "search_path" in text:
+                self._paths[ctx.session_id] = f"changed-{next(_path_tokens)}"
+                return
+
+    def session_ended(self, ctx: StatementContext) -> None:
+        self._paths.pop(ctx.session_id, None)
+
+    @property
     def _functions(self) -> dict[tuple[str, str], tuple[FunctionCatalog, float]]:
         found = self.__dict__.get("_function_catalogs")
         if found is None:
@@ -195,6 +221,8 @@ class Firewall:
         self._account(ctx, verdict, started)
         if detail is not None:
             self.recording[ctx.session_id] = detail  # the session records it with its result
+        if classification.cls in _PATH_CLASSES:
+            self._may_change_path(ctx, classification)
         return verdict
 
     async def check(self, ctx: StatementContext, sql: str, record: bool = True) -> Verdict:
@@ -210,6 +238,8 @@ class Firewall:
             verdict = await self._check(ctx, sql, classification)
         if verdict.allowed and any(s.cls in _CHANGES_FUNCTIONS for s in classification.statements):
             self.functions_changed(ctx)
+        if verdict.allowed and any(s.cls in _PATH_CLASSES for s in classification.statements):
+            self._may_change_path(ctx, classification)
         if not verdict.cls:
             verdict = replace(verdict, cls=classification.cls)
         decision = self._decisions.pop(ctx.session_id, None)  # one statement at a time per session
@@ -267,7 +297,9 @@ class Firewall:
             if decision.action != "require_approval" or self.approvals is None:
                 return self.refusal(decision, classification)
             try:
-                verdict = await self.approvals.on_required(ctx, sql, classification, decision)
+                path = self._paths.get(ctx.session_id)
+                bound = ctx if path is None else replace(ctx, path=path)
+                verdict = await self.approvals.on_required(bound, sql, classification, decision)
             except Exception as e:  # the store is unreachable: the statement does not run
                 log.warning("approval.store_error", session=ctx.session_id, error=type(e).__name__)
                 return Verdict(False, "DBF01", f'dbfw: approval required by policy "{decision.policy}", and dbfw '

@@ -19,7 +19,7 @@ from .. import log, metrics
 from ..context import StatementContext
 from ..identity import Principal
 from ..policy.engine import Decision
-from ..sql.classify import Classification
+from ..sql.classify import Classification, bound_fingerprint
 from ..store.base import ApprovalRecord, Store
 from ..verdict import ALLOW, Verdict, describe_statement
 from .notify import Notifier
@@ -79,7 +79,7 @@ class ApprovalService:
                           decision: Decision) -> Verdict:
         """A statement the policy says needs approval: run it if an approval is waiting, else refuse it with
         the request to review."""
-        statement_hash = classification.fingerprint
+        statement_hash = bound_fingerprint(classification.fingerprint, ctx.path)
         now = time.time()
         token = explicit_token(sql)
         if token is not None:
@@ -108,7 +108,8 @@ class ApprovalService:
         policies = decision.rules
         record = ApprovalRecord(
             id=f"req_{secrets.token_hex(8)}", status="pending", requester=ctx.identity, database=ctx.database,
-            listener=ctx.listener, sql=sql, statement_hash=classification.fingerprint, cls=classification.cls,
+            listener=ctx.listener, sql=sql, statement_hash=bound_fingerprint(classification.fingerprint, ctx.path),
+            cls=classification.cls,
             policy=" + ".join(p.name for p in policies) if policies else decision.policy,
             required_approvals=max((p.approvals for p in policies), default=1),
             reviewers=tuple(dict.fromkeys("|".join(p.reviewers) for p in policies)) or ("role:reviewer",),

@@ -125,6 +125,12 @@ LEX_ASCII_ONLY = 2         # the client encoding can hide ASCII bytes inside cha
 FINGERPRINT_VERSION = 2
 
 
+def bound_fingerprint(fingerprint: str, path: str) -> str:
+    """A statement's fingerprint bound to the search_path its names resolve through: the same text under
+    another search_path may name other tables and functions, so an approval of one is not one of the other."""
+    return fingerprint if not path else _fingerprint(["search_path", fingerprint, path])
+
+
 def _fingerprint(parts: Any) -> str:
     """A digest of a JSON value: JSON is injective on nested lists of strings and numbers, so two different
     token sequences never share the serialisation a fingerprint is taken of. The first character is the

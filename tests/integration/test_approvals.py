@@ -440,3 +440,30 @@ def test_two_dbfw_processes_share_a_postgres_store(pg: PgTarget, tmp_path: Path,
             p.stop()
         with psycopg.connect(pg.conninfo(), autocommit=True) as conn:
             conn.execute(f"drop database if exists {store_db} with (force)")
+
+
+def test_an_approval_does_not_follow_the_statement_to_another_search_path(fw: DbfwProcess, pg: PgTarget) -> None:
+    """DROP TABLE victim approved where victim is public.victim must not drop other.victim: the same text
+    under another search_path names another table."""
+    schema = f"sp_{uuid4().hex[:6]}"
+    with scratch_table(pg, "victim", "id int") as table, psycopg.connect(pg.conninfo(), autocommit=True) as direct:
+        direct.execute(f"CREATE SCHEMA {schema}")
+        direct.execute(f"CREATE TABLE {schema}.{table} (id int)")
+        try:
+            sql = f"DROP TABLE {table}"
+            err = run(fw.conninfo(), sql)
+            assert err is not None and err.sqlstate == "DBF01"
+            assert approve(fw, request_id_of(err))[0] == 200
+            # The same identity and text, under a search_path that names the other table: not approved.
+            with psycopg.connect(fw.conninfo(), autocommit=True) as conn:
+                conn.execute(f"SET search_path = {schema}, public")
+                with pytest.raises(psycopg.Error) as refused:
+                    conn.execute(sql, prepare=False)
+                assert refused.value.sqlstate == "DBF01"
+            assert run(fw.conninfo(options=f"-c search_path={schema},public"), sql).sqlstate == "DBF01"  # type: ignore[union-attr]
+            assert direct.execute("SELECT to_regclass(%s)", (f"{schema}.{table}",)).fetchone()[0] is not None
+            # Where it was approved, it runs once.
+            assert run(fw.conninfo(), sql) is None
+            assert direct.execute("SELECT to_regclass(%s)", (f"public.{table}",)).fetchone() == (None,)
+        finally:
+            direct.execute(f"DROP SCHEMA {schema} CASCADE")

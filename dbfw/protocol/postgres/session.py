@@ -32,7 +32,7 @@ from ...identity import Principal
 from ...masking.service import StatementMask
 from ...sql.classify import LEX_ASCII_ONLY, LEX_BACKSLASH_ESCAPES, LEX_STANDARD
 from ...sql.pglex import ASCII_UNSAFE_ENCODINGS
-from ...sql.settings import SettingNotAllowed, check_startup_settings
+from ...sql.settings import SettingNotAllowed, check_startup_settings, parse_libpq_options
 from ..common import Runtime
 from . import messages as m
 from .auth import AuthError, ScramServer, ScramVerifier, check_md5
@@ -68,6 +68,17 @@ _ENCODINGS = {"UTF8": "utf-8", "UNICODE": "utf-8", "SQL_ASCII": "latin-1", "LATI
 
 
 _LEXING_PARAMETERS = frozenset({"client_encoding", "standard_conforming_strings"})
+
+
+def _startup_path(params: dict[str, str]) -> str:
+    """The search_path a session starts with, when the client set one (a start-up parameter or -c option)."""
+    value = next((v for k, v in params.items() if k.lower() == "search_path"), None)
+    if "options" in params:
+        try:
+            value = next((v for k, v in parse_libpq_options(params["options"]) if k.lower() == "search_path"), value)
+        except ValueError:
+            pass
+    return "" if value is None else f"startup:{value}"
 
 
 def _lex_mode(parameters: dict[str, str]) -> int:
@@ -229,6 +240,9 @@ class PgSession:
             self._close_client()
             if self.ctx is not None and self.rt.recorder is not None:
                 self.rt.recorder.session_ended(self.ctx, reason)
+            ended = getattr(self.rt.firewall, "session_ended", None)
+            if self.ctx is not None and ended is not None:
+                ended(self.ctx)
             if self.ctx is not None:
                 log.event("session.end", session=self.session_id, identity=self.ctx.identity,
                           listener=self.listener.name, reason=reason, statements=self.statements,
@@ -472,7 +486,7 @@ class PgSession:
         self.ctx = StatementContext(identity=principal.name, roles=principal.roles, database=database,
                                     listener=self.listener.name, protocol="postgres",
                                     session_id=self.session_id, client_addr=self.client_addr,
-                                    lex=_lex_mode(up.parameters))
+                                    lex=_lex_mode(up.parameters), path=_startup_path(params))
         prepare = getattr(self.rt.firewall, "prepare", None)
         if prepare is not None:
             await prepare(self.ctx)  # the database's functions, before its first statement is classified
