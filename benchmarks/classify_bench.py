@@ -1,4 +1,6 @@
-"""Classification speed: a statement seen before, a known shape with new literals, and a first parse.
+"""Classification speed: a statement seen before, a known shape with new literals, and a first parse;
+the function catalog (a database with many user functions, a call of a LANGUAGE sql function); and
+reading the catalog from the upstream (first sight of a database, once per minute after).
 
 Run: .venv/bin/python benchmarks/classify_bench.py  (also part of `make bench`)
 Writes benchmarks/results/classify.json and prints a table. Medians of many timed calls.
@@ -16,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dbfw.sql.classify import SQLClassifier
+from dbfw.sql.functions import FunctionCatalog, Proc
 
 SHORT = [
     "SELECT abalance FROM pgbench_accounts WHERE aid = {n}",
@@ -50,7 +53,9 @@ def main() -> dict[str, object]:
         results[template.split(" ")[0] + " " + template.split(" ")[1]] = {
             "seen_before_us": round(exact, 2), "same_shape_new_literals_us": round(shape, 2),
             "first_parse_us": round(first, 1)}
+    catalog = _catalog_costs()
     out = {"python": platform.python_version(), "machine": platform.machine(), "results": results,
+           "catalog": catalog,
            "max_cached_us": max(max(r["seen_before_us"], r["same_shape_new_literals_us"]) for r in results.values()),
            "max_first_parse_us": max(r["first_parse_us"] for r in results.values())}
     target = Path(__file__).resolve().parent / "results" / "classify.json"
@@ -59,6 +64,39 @@ def main() -> dict[str, object]:
     print(f"{'statement':<28} {'seen before':>12} {'same shape':>12} {'first parse':>12}  (µs, median)")
     for name, r in results.items():
         print(f"{name:<28} {r['seen_before_us']:>12} {r['same_shape_new_literals_us']:>12} {r['first_parse_us']:>12}")
+    for name, value in catalog.items():
+        print(f"{name:<50} {value}")
+    return out
+
+
+def _catalog_costs() -> dict[str, float | str]:
+    """Function resolution against a catalog of 5,000 user functions, and reading a live catalog."""
+    user = {f"fn_{i}": (Proc("app", f"fn_{i}", "s", "f", "sql", 1, 0, False, "SELECT $1 + 1", False),)
+            for i in range(5000)}
+    functions = FunctionCatalog(user, live=True)
+    out: dict[str, float | str] = {}
+    calls = "SELECT app.fn_{n}(id), lower(name), now(), coalesce(a, b) FROM t WHERE id = {n}"
+    fresh = SQLClassifier("postgres", cache_size=0)
+    texts = [calls.format(n=i) + f" /* {i} */" for i in range(500)]
+    out["first_parse_with_4_calls_5000_user_functions_us"] = round(
+        _median_us(lambda i: fresh.classify(texts[i], functions=functions), 500), 1)
+    warm = SQLClassifier("postgres")
+    warm.classify(calls.format(n=1), functions=functions)
+    out["seen_before_with_calls_us"] = round(_median_us(lambda i: warm.classify(calls.format(n=1),
+                                                                                functions=functions), 5000), 2)
+    try:
+        import asyncio
+
+        from dbfw.config import Upstream
+        from dbfw.masking.catalog import load_catalog
+
+        up = Upstream(host="127.0.0.1", port=5432, user="postgres")
+        started = time.perf_counter()
+        cat = asyncio.run(load_catalog(up, "test"))
+        out["catalog_read_from_upstream_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        out["catalog_user_functions"] = sum(len(v) for v in cat.functions.user.values())
+    except Exception as e:  # no local server: the offline numbers stand
+        out["catalog_read_from_upstream_ms"] = f"unavailable ({type(e).__name__})"
     return out
 
 

@@ -1319,13 +1319,8 @@ class SQLClassifier:
 
         return [Token(t.token_type, t.text, t.line, t.col, back(t.start), back(t.end), t.comments) for t in tokens]
 
-    def _resolve_calls(self, text: str, res: _Result, database: str | None) -> None:
+    def _resolve_calls(self, tokens: tuple[pglex.PgToken, ...], res: _Result) -> None:
         """Every function the statement may call, looked up in the catalog (see dbfw.sql.functions)."""
-        try:
-            tokens = pglex.lex(text).tokens
-        except pglex.LexError as e:  # the message lexed whole; a statement of it must too
-            res.raise_to("unknown", f"cannot lex a statement: {e}")
-            return
         catalog, rules = self._functions, self._function_rules
         seen: set[tuple[str | None, str, bool]] = set()
         for index, schema, name, attribute in _calls(tokens):
@@ -1389,11 +1384,15 @@ class SQLClassifier:
         stmt = Statement(sql, "unknown", "UNKNOWN", reason=reason, dialect=self.dialect, lex=lex)
         return Classification(self.dialect, (stmt,), "unknown")
 
-    def _classify_bounds(self, tokens: list[Token], a: int, b: int, text: str, database: str | None) -> _Result:
+    def _classify_bounds(self, tokens: list[Token], a: int, b: int, text: str, database: str | None,
+                         lexed: pglex.Lexed | None = None, starts: list[int] | None = None) -> _Result:
         chunk = tokens[a:b]
         res = self._c.classify(chunk, text, database)
-        if self.dialect == "postgres" and res.cls != "unknown":
-            self._resolve_calls(text[chunk[0].start:chunk[-1].end + 1], res, database)
+        if lexed is not None and starts is not None and res.cls != "unknown":
+            # The server's own tokens of this statement (the message was lexed once, in the session's mode).
+            first = bisect.bisect_left(starts, chunk[0].start)
+            last = bisect.bisect_right(starts, chunk[-1].end)
+            self._resolve_calls(lexed.tokens[first:last], res)
         if any(t.token_type == TokenType.SEMICOLON for t in chunk):
             # A MySQL compound statement (CREATE PROCEDURE ... BEGIN ...; ...; END): its body runs only when
             # called, but a body statement that changes privileges or the server still counts.
@@ -1437,6 +1436,7 @@ class SQLClassifier:
             self.shape_hits += 1
             cached = True
         else:
+            lexed: pglex.Lexed | None = None
             if postgres:
                 try:
                     lexed = pglex.lex(text, standard)
@@ -1448,7 +1448,8 @@ class SQLClassifier:
             self.misses += 1
             if self.dialect == "mysql":
                 bounds = _mysql_compound_bounds(tokens, bounds)
-            results = tuple(self._classify_bounds(tokens, a, b, text, database) for a, b in bounds)
+            starts = [t.start for t in lexed.tokens] if lexed is not None else None
+            results = tuple(self._classify_bounds(tokens, a, b, text, database, lexed, starts) for a, b in bounds)
             entry = _ShapeEntry.of(results)
             cached = False
             if not any(r.literal_sensitive for r in results):
