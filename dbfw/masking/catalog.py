@@ -13,7 +13,7 @@ from ..sideconn import SideConnectionError, connect_side
 from ..sql.functions import FunctionCatalog, Proc
 from ..sql.settings import LIMIT_SETTINGS, limit_value
 
-CATALOG_TTL = 300.0
+CATALOG_TTL = 60.0  # functions created outside dbfw are known within a minute (unknown ones fail closed meanwhile)
 
 _COLUMNS_SQL = """
 SELECT n.nspname, c.relname, c.relkind, a.attname, a.attnum, a.atttypid, c.oid
