@@ -64,6 +64,20 @@ class InProcessDbfw:
         return f"host={self.host} port={self.port} user={user} password={password} dbname={dbname}"
 
 
+def sqlstate_of(conn: psycopg.Connection, sql: str, extended: bool = False,
+               params: list[object] | None = None) -> str | None:
+    """Send ``sql`` with libpq itself (simple query, or Parse/Bind/Execute with text parameters), encoded in
+    the connection's client encoding; the SQLSTATE of its error, or None."""
+    data = sql.encode(conn.info.encoding)
+    pgconn = conn.pgconn
+    if extended:
+        result = pgconn.exec_params(data, [None if p is None else str(p).encode() for p in (params or [])])
+    else:
+        result = pgconn.exec_(data)
+    state = result.error_field(psycopg.pq.DiagnosticField.SQLSTATE)
+    return state.decode() if state else None
+
+
 @contextmanager
 def scratch_table(pg: PgTarget, prefix: str, columns: str, *setup: str) -> Iterator[str]:
     """A uniquely named table made directly on the server (``{t}`` in setup statements is its name),

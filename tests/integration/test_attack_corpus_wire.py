@@ -18,6 +18,7 @@ import psycopg
 import pytest
 
 from tests.conftest import ROOT, DbfwProcess, PgTarget, running_dbfw
+from tests.integration.support import sqlstate_of
 from tests.unit.test_attack_corpora import EVERYDAY, EVERYDAY_NEEDS_REVIEW, HOSTILE, KNOWN_GAPS, _text
 
 FILES = Path("/tmp/dbfw_hostile")
@@ -86,18 +87,6 @@ def _limits(conn: psycopg.Connection) -> list[str]:
     return [conn.execute(f"SHOW {name}").fetchone()[0] for name in LIMITS]  # type: ignore[index]
 
 
-def _send(conn: psycopg.Connection, sql: str, extended: bool, params: list[Any] | None = None) -> str | None:
-    data = sql.encode(conn.info.encoding)
-    pgconn = conn.pgconn
-    if extended:
-        values = [None if p is None else str(p).encode() for p in (params or [])]
-        result = pgconn.exec_params(data, values)
-    else:
-        result = pgconn.exec_(data)
-    state = result.error_field(psycopg.pq.DiagnosticField.SQLSTATE)
-    return state.decode() if state else None
-
-
 ATTACKS = [e for e in HOSTILE if e["id"] not in KNOWN_GAPS]
 
 
@@ -120,7 +109,7 @@ def test_every_attack_is_refused_and_changes_nothing(guarded: DbfwProcess, targe
         with conn:
             limits = _limits(conn) if conn.info.encoding == "utf-8" else []
             try:
-                state = _send(conn, text, extended)
+                state = sqlstate_of(conn, text, extended)
             except UnicodeEncodeError:
                 continue
             tried += 1
@@ -139,10 +128,10 @@ def test_everyday_statements_are_allowed(guarded: DbfwProcess, target: PgTarget,
         for entry in EVERYDAY:
             if entry["id"] in EVERYDAY_NEEDS_REVIEW or (extended and ";" in entry["sql"].strip().rstrip(";")):
                 continue
-            _send(conn, "ROLLBACK", False)
-            _send(conn, "BEGIN", False)
-            state = _send(conn, entry["sql"], extended or bool(entry.get("params")), entry.get("params"))
+            sqlstate_of(conn, "ROLLBACK", False)
+            sqlstate_of(conn, "BEGIN", False)
+            state = sqlstate_of(conn, entry["sql"], extended or bool(entry.get("params")), entry.get("params"))
             if state is not None and state.startswith("DBF"):
                 refused.append((entry["id"], state))
-        _send(conn, "ROLLBACK", False)
+        sqlstate_of(conn, "ROLLBACK", False)
     assert refused == []

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from tests.conftest import DbfwProcess, PgTarget, running_dbfw
+from tests.integration.support import sqlstate_of
 
 RULES = """\
 defaults: {action: require_approval, unknown: require_approval}
@@ -63,18 +64,11 @@ def _rows(pg: PgTarget, schema: str) -> int:
         return conn.execute(f"SELECT count(*) FROM {schema}.t").fetchone()[0]  # type: ignore[index]
 
 
-def _sqlstate(conn: psycopg.Connection, sql: str, extended: bool) -> str | None:
-    pgconn = conn.pgconn
-    result = pgconn.exec_params(sql.encode(), []) if extended else pgconn.exec_(sql.encode())
-    error = result.error_field(psycopg.pq.DiagnosticField.SQLSTATE)
-    return error.decode() if error else None
-
-
 @pytest.mark.parametrize("extended", [False, True], ids=["simple", "extended"])
 def test_calls_are_as_risky_as_the_function(guarded: DbfwProcess, pg: PgTarget, schema: str,
                                             extended: bool) -> None:
     with psycopg.connect(guarded.conninfo(), autocommit=True) as conn:
-        assert _sqlstate(conn, f"SELECT {schema}.plus_one(1)", extended) is None  # a stable SQL function: read
+        assert sqlstate_of(conn, f"SELECT {schema}.plus_one(1)", extended) is None  # a stable SQL function: read
         for sql in [f"SELECT {schema}.wipe()",
                     f"SELECT {schema}.wipe_atomic()",
                     f"SELECT {schema}.wipe_pl(1)",
@@ -85,17 +79,17 @@ def test_calls_are_as_risky_as_the_function(guarded: DbfwProcess, pg: PgTarget, 
                     f"SET search_path = {schema}, pg_catalog; SELECT upper('x')",
                     "SELECT ('/etc/hostname'::text).pg_read_file",
                     "SELECT pg_catalog.pg_ls_dir('.')"]:
-            state = _sqlstate(conn, sql, extended and ";" not in sql)
+            state = sqlstate_of(conn, sql, extended and ";" not in sql)
             assert state == "DBF01", (sql, state)
             assert _rows(pg, schema) == 10, f"rows deleted through dbfw by {sql!r}"
         # Rules name the operator's own functions.
-        assert _sqlstate(conn, f"SELECT {schema}.trusted_wipe()", extended) is None
+        assert sqlstate_of(conn, f"SELECT {schema}.trusted_wipe()", extended) is None
 
 
 def test_a_function_created_through_dbfw_is_known_at_once(guarded: DbfwProcess, pg: PgTarget, schema: str) -> None:
     name = f"{schema}.fresh_{uuid4().hex[:6]}"
     with psycopg.connect(guarded.conninfo(), autocommit=True) as conn:
-        assert _sqlstate(conn, f"CREATE FUNCTION {name}() RETURNS int LANGUAGE sql AS 'SELECT 7'", False) is None
+        assert sqlstate_of(conn, f"CREATE FUNCTION {name}() RETURNS int LANGUAGE sql AS 'SELECT 7'", False) is None
         assert conn.execute(f"SELECT {name}()").fetchone() == (7,)
 
 
@@ -105,4 +99,4 @@ def test_a_function_dbfw_has_not_seen_fails_closed(guarded: DbfwProcess, pg: PgT
         name = f"{schema}.late_{uuid4().hex[:6]}"
         with psycopg.connect(pg.conninfo(), autocommit=True) as direct:  # created behind dbfw's back
             direct.execute(f"CREATE FUNCTION {name}() RETURNS int LANGUAGE sql AS 'SELECT 1'")
-        assert _sqlstate(conn, f"SELECT {name}()", False) == "DBF01"
+        assert sqlstate_of(conn, f"SELECT {name}()", False) == "DBF01"

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from tests.conftest import DbfwProcess, PgTarget, running_dbfw
-from tests.integration.support import scratch_table
+from tests.integration.support import scratch_table, sqlstate_of
 
 # Everyday classes run; setting standard_conforming_strings (an admin SET) is allowed here so that the
 # sessions below can reach the states an attacker would use. Everything else waits for a reviewer.
@@ -54,42 +54,34 @@ def _exists(pg: PgTarget, table: str) -> bool:
         return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone() == (True,)
 
 
-def _sqlstate(conn: psycopg.Connection, sql: str, extended: bool) -> str | None:
-    pgconn = conn.pgconn
-    result = pgconn.exec_params(sql.encode(conn.info.encoding), []) if extended else pgconn.exec_(
-        sql.encode(conn.info.encoding))
-    error = result.error_field(psycopg.pq.DiagnosticField.SQLSTATE)
-    return error.decode() if error else None
-
-
 @pytest.mark.parametrize("extended", [False, True], ids=["simple", "extended"])
 @pytest.mark.parametrize("scs", ["off", "on"])
 def test_backslashes_are_read_as_the_session_reads_them(guarded: DbfwProcess, pg: PgTarget, table: str,
                                                         scs: str, extended: bool) -> None:
     with psycopg.connect(guarded.conninfo(), autocommit=True) as conn:
-        assert _sqlstate(conn, f"SET standard_conforming_strings = {scs}", False) is None
+        assert sqlstate_of(conn, f"SET standard_conforming_strings = {scs}", False) is None
         # Warm the shape cache with harmless texts of the same shapes first.
         for template in HOSTILE:
             harmless = template.replace("\\", "").format(t=table)
-            _sqlstate(conn, harmless, extended)
+            sqlstate_of(conn, harmless, extended)
             assert _exists(pg, table), f"dropped through dbfw: {harmless!r}"
         for template in HOSTILE:
             sql = template.format(t=table)
-            state = _sqlstate(conn, sql, extended)
+            state = sqlstate_of(conn, sql, extended)
             if scs == "off" or "\n" in sql:  # texts that hold a DROP for the server in this state
                 assert state is not None and state.startswith(("DBF", "42")), (sql, state)
             assert _exists(pg, table), f"dropped through dbfw: {sql!r} with standard_conforming_strings={scs}"
         # set_config changes the setting without SET: the server reports it, dbfw follows.
-        assert _sqlstate(conn, "SELECT 1", extended) is None
+        assert sqlstate_of(conn, "SELECT 1", extended) is None
     assert _exists(pg, table)
 
 
 def test_set_config_of_string_reading_is_followed(guarded: DbfwProcess, pg: PgTarget, table: str) -> None:
     with psycopg.connect(guarded.conninfo(), autocommit=True) as conn:
-        state = _sqlstate(conn, "SELECT set_config('standard_conforming_strings', 'off', false)", False)
+        state = sqlstate_of(conn, "SELECT set_config('standard_conforming_strings', 'off', false)", False)
         if state is None:  # allowed here: then the next statements are read with escapes
             sql = HOSTILE[0].format(t=table)  # one harmless SELECT if read with standard strings
-            assert _sqlstate(conn, sql, False) is not None
+            assert sqlstate_of(conn, sql, False) is not None
     assert _exists(pg, table)
 
 
@@ -101,13 +93,13 @@ def test_an_ascii_unsafe_client_encoding_is_refused_at_startup(guarded: DbfwProc
 def test_after_switching_to_an_unsafe_encoding_only_ascii_is_read(guarded: DbfwProcess, pg: PgTarget,
                                                                   table: str) -> None:
     with psycopg.connect(guarded.conninfo(), autocommit=True) as conn:
-        assert _sqlstate(conn, "SET client_encoding = 'SJIS'", False) is None
+        assert sqlstate_of(conn, "SET client_encoding = 'SJIS'", False) is None
         assert conn.info.encoding == "shift_jis"
         # 0x83 0x5c is one SJIS character whose second byte is a backslash: refused, never guessed at.
         raw = b"SELECT '\x83\x5c'; DROP TABLE " + table.encode() + b"; --'"
         result = conn.pgconn.exec_(raw)
         assert result.error_field(psycopg.pq.DiagnosticField.SQLSTATE) == b"DBF01"
-        assert _sqlstate(conn, "SELECT 1", False) is None  # plain ASCII is read exactly in any encoding
-        assert _sqlstate(conn, "SET client_encoding = 'UTF8'", False) is None
-        assert _sqlstate(conn, "SELECT 'é'", False) is None
+        assert sqlstate_of(conn, "SELECT 1", False) is None  # plain ASCII is read exactly in any encoding
+        assert sqlstate_of(conn, "SET client_encoding = 'UTF8'", False) is None
+        assert sqlstate_of(conn, "SELECT 'é'", False) is None
     assert _exists(pg, table)
