@@ -20,7 +20,7 @@ from .context import StatementContext
 from .masking.service import Masking
 from .policy.engine import Decision, decide, decide_statement
 from .policy.rules import RuleSet
-from .sql.classify import Classification, SQLClassifier, Statement
+from .sql.classify import LEX_UNSETTLED, Classification, SQLClassifier, Statement
 from .sql.functions import SNAPSHOT_ONLY, FunctionCatalog, FunctionRules
 from .sql.offload import OVER_BUDGET, BudgetExceeded, ClassifyPool
 from .verdict import ALLOW, ALLOWED, Verdict, describe_statement
@@ -29,11 +29,11 @@ __all__ = ["ALLOW", "Firewall", "StatementContext", "Verdict"]
 
 # PostgreSQL's fast-path FunctionCall names a function by OID. libpq uses it for large objects;
 # these built-in OIDs are the same in every PostgreSQL release. Any other OID is not understood. Changes to
-# large objects are admin, as the same functions called in SQL are.
+# large objects, and reading their contents (no table, no masking), are admin, as in SQL.
 FAST_PATH_FUNCTIONS: dict[int, tuple[str, str]] = {
-    952: ("lo_open", "read"), 953: ("lo_close", "read"), 954: ("loread", "read"), 956: ("lo_lseek", "read"),
-    958: ("lo_tell", "read"), 3170: ("lo_lseek64", "read"), 3171: ("lo_tell64", "read"), 3458: ("lo_get", "read"),
-    3459: ("lo_get", "read"), 955: ("lowrite", "admin"), 957: ("lo_creat", "admin"), 715: ("lo_create", "admin"),
+    952: ("lo_open", "read"), 953: ("lo_close", "read"), 954: ("loread", "admin"), 956: ("lo_lseek", "read"),
+    958: ("lo_tell", "read"), 3170: ("lo_lseek64", "read"), 3171: ("lo_tell64", "read"), 3458: ("lo_get", "admin"),
+    3459: ("lo_get", "admin"), 955: ("lowrite", "admin"), 957: ("lo_creat", "admin"), 715: ("lo_create", "admin"),
     964: ("lo_unlink", "admin"), 1004: ("lo_truncate", "admin"), 3172: ("lo_truncate64", "admin"),
     3457: ("lo_from_bytea", "admin"), 3460: ("lo_put", "admin"), 764: ("lo_import", "admin"),
     767: ("lo_import", "admin"), 765: ("lo_export", "admin"),
@@ -81,25 +81,28 @@ class Firewall:
         entry = self._functions.get((ctx.listener, ctx.database))
         return entry[0] if entry is not None else SNAPSHOT_ONLY
 
+    def _lex(self, ctx: StatementContext) -> int:
+        return ctx.lex | LEX_UNSETTLED if ctx.session_id in self._unsettled else ctx.lex
+
     def classify(self, ctx: StatementContext, sql: str) -> Classification:
-        return self.classifiers[ctx.protocol].classify(sql, ctx.database, ctx.lex, self._functions_for(ctx))
+        return self.classifiers[ctx.protocol].classify(sql, ctx.database, self._lex(ctx), self._functions_for(ctx))
 
     def _classified_off_loop(self, ctx: StatementContext, sql: str) -> bool:
         """A large text not seen before: classified in the worker process, never on the event loop."""
         return self.classify_pool is not None and len(sql) > self.offload_size and self.classifiers[
-            ctx.protocol].cached(sql, ctx.database, ctx.lex, self._functions_for(ctx)) is None
+            ctx.protocol].cached(sql, ctx.database, self._lex(ctx), self._functions_for(ctx)) is None
 
     async def _classify_async(self, ctx: StatementContext, sql: str) -> Classification:
         if not self._classified_off_loop(ctx, sql):
             return self.classify(ctx, sql)
         assert self.classify_pool is not None
-        classifier, functions = self.classifiers[ctx.protocol], self._functions_for(ctx)
+        classifier, functions, lex = self.classifiers[ctx.protocol], self._functions_for(ctx), self._lex(ctx)
         try:
-            result = await self.classify_pool.classify(classifier, sql, ctx.database, ctx.lex, functions)
+            result = await self.classify_pool.classify(classifier, sql, ctx.database, lex, functions)
         except BudgetExceeded as e:
             log.warning("classify.budget_exceeded", session=ctx.session_id, size=len(sql), error=str(e))
-            result = classifier.unknown(sql, str(e), ctx.lex)
-        classifier.remember(sql, ctx.database, ctx.lex, functions, result)
+            result = classifier.unknown(sql, str(e), lex)
+        classifier.remember(sql, ctx.database, lex, functions, result)
         return result
 
     def functions_fresh(self, ctx: StatementContext) -> bool:
@@ -160,10 +163,26 @@ class Firewall:
             if s.command in ("SET", "RESET", "DISCARD") or s.cls in _MAY_CHANGE_PATH or "set_config" in text \
                     or "search_path" in text:
                 self._paths[ctx.session_id] = f"changed-{next(_path_tokens)}"
+                # The same statements may change how the server reads text (client_encoding,
+                # standard_conforming_strings): until the session settles, nothing ambiguous is read.
+                self._unsettled.add(ctx.session_id)
                 return
+
+    @property
+    def _unsettled(self) -> set[str]:
+        found = self.__dict__.get("_unsettled_sessions")
+        if found is None:
+            found = self.__dict__["_unsettled_sessions"] = set()
+        return found
+
+    def settled(self, ctx: StatementContext) -> None:
+        """Every statement sent has been answered: the server has reported any change of the settings that
+        decide how it reads text, and the session's context carries them."""
+        self._unsettled.discard(ctx.session_id)
 
     def session_ended(self, ctx: StatementContext) -> None:
         self._paths.pop(ctx.session_id, None)
+        self._unsettled.discard(ctx.session_id)
 
     @property
     def _functions(self) -> dict[tuple[str, str], tuple[FunctionCatalog, float]]:

@@ -15,7 +15,10 @@ CREDENTIAL_RELATIONS = frozenset({
     "pg_ident_file_mappings", "pg_file_settings", "pg_largeobject", "pg_statistic", "pg_statistic_ext_data",
     "pg_subscription", "pg_config", "pg_replication_origin",
     "pg_stat_activity",  # other sessions' statements, literals and all
+    "pg_stats", "pg_stats_ext", "pg_stats_ext_exprs",  # samples of every column's values
 })
+# information_schema views that show user mappings' options (passwords of foreign servers).
+CREDENTIAL_INFORMATION_SCHEMA = frozenset({"user_mapping_options", "user_mappings", "_pg_user_mappings"})
 
 
 @cache

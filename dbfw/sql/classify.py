@@ -121,8 +121,22 @@ def _words(tokens: Sequence[Token], n: int = 4) -> list[str]:
 LEX_STANDARD = 0
 LEX_BACKSLASH_ESCAPES = 1  # standard_conforming_strings is off: '...' reads backslash escapes
 LEX_ASCII_ONLY = 2         # the client encoding can hide ASCII bytes inside characters: only ASCII is safe
+LEX_UNSETTLED = 4          # a statement that may change the two above is still running: only text that reads
+                           # the same in every mode (ASCII, no backslash-dependent string) is read
 
 FINGERPRINT_VERSION = 2
+
+
+def _unsettled_reading(sql: str) -> str | None:
+    """Why a text might read differently once the session's encoding or string mode settles, or None."""
+    if not sql.isascii():
+        return "the session's client encoding is changing; dbfw reads only ASCII text until it settles"
+    try:
+        same = pglex.lex(sql, True).tokens == pglex.lex(sql, False).tokens
+    except pglex.LexError:
+        same = False
+    return None if same else ("the session's standard_conforming_strings may be changing; dbfw reads only text "
+                              "that means the same either way until it settles")
 
 
 def bound_fingerprint(fingerprint: str, path: str) -> str:
@@ -400,15 +414,11 @@ class _Classifier:
     def _from_tree(self, tokens: list[Token], sql: str, kw: str, database: str | None) -> _Result:
         if self.mysql and kw == "SELECT" and _has_into_outfile(tokens):
             return _Result("bulk_export", "SELECT", "SELECT ... INTO OUTFILE/DUMPFILE writes a server file")
-        if kw in ("UPDATE", "DELETE") and _positioned(tokens):
-            # UPDATE/DELETE ... WHERE CURRENT OF cursor changes exactly the cursor's row.
-            res = _Result("write", kw)
-            target = next((t for t in tokens[1:] if t.token_type in (TokenType.VAR, TokenType.IDENTIFIER)
-                           and _word(t) not in ("FROM", "ONLY")), None)
-            if target is not None:
-                name = f"{self.default_schema}.{target.text}" if self.default_schema else target.text
-                res.tables, res.written = [name], [name]
-            return res
+        positioned = kw in ("UPDATE", "DELETE") and _positioned(tokens)
+        if positioned:
+            # UPDATE/DELETE ... WHERE CURRENT OF cursor changes exactly the cursor's row. sqlglot does not
+            # read the clause: the statement is read without it, then judged whole (target, RETURNING...).
+            tokens = _without_current_of(tokens)
         if self.mysql:
             tokens = _mysql_parser_friendly(tokens)
         if kw == "REPLACE":  # MySQL's REPLACE is INSERT that deletes conflicting rows first
@@ -416,6 +426,8 @@ class _Classifier:
             tokens = [Token(TokenType.INSERT, "INSERT", first.line, first.col, first.start, first.end), *tokens[1:]]
             kw = "INSERT"
         root = self._parse(tokens, sql)
+        if not self.mysql and next(root.find_all(exp.Placeholder), None) is not None:
+            raise _Unknown("? is an operator in PostgreSQL, not a parameter")
         res = _Result("read", kw)
         if isinstance(root, exp.Query | exp.Values) and kw in ("SELECT", "WITH", "VALUES", "TABLE", "("):
             res.command = "SELECT" if kw in ("WITH", "(", "TABLE") else kw
@@ -434,7 +446,7 @@ class _Classifier:
         for node in root.find_all(exp.Insert, exp.Update, exp.Delete, exp.Merge):
             if node.find_ancestor(exp.Merge) is not None:
                 continue  # a MERGE's actions: the MERGE is judged as a whole
-            if self._restricted(node, res):
+            if (positioned and node is root) or self._restricted(node, res):
                 res.raise_to("write", f"{type(node).__name__.upper()} changes data")
             else:
                 res.raise_to("destructive_write", f"{type(node).__name__.upper()} changes rows its predicate "
@@ -483,8 +495,10 @@ class _Classifier:
             return
         if written:
             res.raise_to("admin", f"writes the system catalog {system}.{name}")
-        elif system == "pg_catalog" and name in catalog.CREDENTIAL_RELATIONS:
-            res.raise_to("admin", f"reads {system}.{name}, which holds credentials or server files")
+            return
+        sensitive = catalog.CREDENTIAL_RELATIONS if system == "pg_catalog" else catalog.CREDENTIAL_INFORMATION_SCHEMA
+        if name in sensitive:
+            res.raise_to("admin", f"reads {system}.{name}, which holds credentials, server files or data samples")
 
     def _qualify(self, table: exp.Table, database: str | None) -> str:
         schema = table.db or (database if self.mysql else self.default_schema)
@@ -600,6 +614,9 @@ def _bounded_rows(source: exp.Expression | None) -> bool:
     return False
 
 
+_BOUNDED_ROWS = 1000  # LIMIT n bounds a join only for small n: LIMIT 100000000 bounds nothing
+
+
 def _limited(query: exp.Expression) -> bool:
     """A query that returns at most a constant number of rows."""
     while isinstance(query, exp.Subquery | exp.Paren):
@@ -610,7 +627,12 @@ def _limited(query: exp.Expression) -> bool:
         # One row, unless a function in it returns a set (generate_series): constants and casts only.
         return all(not isinstance(node, exp.Func) or isinstance(node, exp.Cast) for node in query.walk())
     limit = query.args.get("limit") if isinstance(query, exp.Select) else None
-    return limit is not None and isinstance(limit.expression, exp.Literal) and not limit.expression.is_string
+    if limit is None or not isinstance(limit.expression, exp.Literal) or limit.expression.is_string:
+        return False
+    try:
+        return int(limit.expression.this) <= _BOUNDED_ROWS
+    except ValueError:
+        return False
 
 
 class _Restriction:
@@ -713,6 +735,14 @@ class _Restriction:
         if isinstance(node, exp.Any):
             return _constant(node.this)
         return _constant(node)
+
+
+def _without_current_of(tokens: list[Token]) -> list[Token]:
+    """The statement's tokens less its WHERE CURRENT OF cursor clause."""
+    for i in range(len(tokens) - 3):
+        if _word(tokens[i]) == "WHERE" and _word(tokens[i + 1]) == "CURRENT" and _word(tokens[i + 2]) == "OF":
+            return tokens[:i] + tokens[i + 4:]
+    return tokens
 
 
 def _positioned(tokens: list[Token]) -> bool:
@@ -1113,6 +1143,8 @@ def _start(c: _Classifier, tokens: list[Token], res: _Result) -> None:
 def _commit_like(c: _Classifier, tokens: list[Token], res: _Result) -> None:
     res.cls, res.command = "transaction", _word(tokens[0])
     _read_write(tokens, res)
+    if not c.mysql and _words(tokens, 2)[1] == "PREPARED":
+        res.raise_to("admin", "COMMIT/ROLLBACK PREPARED finishes a prepared transaction, any session's")
 
 
 def _read_write(tokens: list[Token], res: _Result) -> None:
@@ -1409,6 +1441,10 @@ class SQLClassifier:
     def _classify(self, sql: str, database: str | None, lex: int, version: int = 0) -> Classification:
         if len(sql) > self.max_size:
             return self._unknown(sql, f"the text is larger than dbfw classifies ({self.max_size} characters)", lex)
+        if lex & LEX_UNSETTLED:
+            why = _unsettled_reading(sql)
+            if why is not None:
+                return self._unknown(sql, why, lex)
         if lex & LEX_ASCII_ONLY and not sql.isascii():
             return self._unknown(sql, "the client encoding can hide quotes and backslashes inside characters; "
                                  "dbfw reads only ASCII text in it", lex)
@@ -1442,7 +1478,7 @@ class SQLClassifier:
                     lexed = pglex.lex(text, standard)
                 except pglex.LexError as e:
                     return self._unknown(sql, f"PostgreSQL would not read this text: {e}", lex)
-                why = pglex.disagreement(lexed, tokens, _PG_LITERAL_TYPES, TokenType.SEMICOLON)
+                why = pglex.disagreement(lexed, tokens, _PG_LITERAL_TYPES, TokenType.SEMICOLON, _PG_PARAMETER_TYPES)
                 if why is not None:
                     return self._unknown(sql, f"PostgreSQL could read this text differently: {why}", lex)
             self.misses += 1
@@ -1524,6 +1560,9 @@ _PG_LITERAL_KINDS = {TokenType.STRING: "string", TokenType.BYTE_STRING: "escape"
                      TokenType.UNICODE_STRING: "unicode", TokenType.NATIONAL_STRING: "national",
                      TokenType.RAW_STRING: "unicode", TokenType.IDENTIFIER: "ident", TokenType.NUMBER: "number"}
 _PG_LITERAL_TYPES = frozenset(_PG_LITERAL_KINDS) - {TokenType.NUMBER}
+# What sqlglot reads as a bind parameter must be one for the server ($1): PostgreSQL reads @x as abs(x).
+# (? is an operator too; sqlglot's token for it is the same in both readings, so the tree is checked.)
+_PG_PARAMETER_TYPES = frozenset({TokenType.PARAMETER, TokenType.SESSION_PARAMETER})
 
 
 def parse_statement(sql: str, dialect: str = "postgres") -> exp.Expression:

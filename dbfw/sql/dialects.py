@@ -67,9 +67,9 @@ def setting_class(name: str) -> str:
 
 
 def _unsafe_encoding(value: str) -> bool:
-    from .pglex import ASCII_UNSAFE_ENCODINGS
+    from .pglex import unsafe_encoding
 
-    return value.strip().strip("'\"").strip().upper().replace("-", "_") in ASCII_UNSAFE_ENCODINGS | {"SHIFT_JIS"}
+    return unsafe_encoding(value.strip().strip("'\"")) is not None
 
 
 def setting_value_class(name: str, value: str | None, current: dict[str, int] | None = None) -> str:

@@ -39,8 +39,8 @@ _HARMLESS_VOLATILE = frozenset({
     "pg_sequence_last_value", "pg_export_snapshot", "pg_control_checkpoint", "pg_control_init",
     "pg_control_recovery", "pg_control_system", "pg_get_backend_memory_contexts", "pg_get_multixact_members",
     "pg_prepared_xact", "pg_get_wal_resource_managers", "pg_available_wal_summaries", "pg_get_wal_summarizer_state",
-    "pg_get_aios", "pg_get_loaded_modules", "pg_current_logfile", "lo_open", "lo_close", "loread", "lo_lseek",
-    "lo_lseek64", "lo_tell", "lo_tell64", "lo_get",
+    "pg_get_aios", "pg_get_loaded_modules", "pg_current_logfile", "lo_open", "lo_close", "lo_lseek",
+    "lo_lseek64", "lo_tell", "lo_tell64",
     "pg_advisory_unlock", "pg_advisory_unlock_all", "pg_advisory_unlock_shared",  # the session's own locks
 }) | frozenset(n for n in ("pg_stat_get_xact_blocks_fetched", "pg_stat_get_xact_blocks_hit",
                            "pg_stat_get_xact_function_calls", "pg_stat_get_xact_function_self_time",
@@ -62,6 +62,8 @@ BUILTIN_CLASSES: dict[str, str] = {
                      "schema_to_xmlschema", "schema_to_xml_and_xmlschema", "database_to_xml",
                      "database_to_xmlschema", "database_to_xml_and_xmlschema", "cursor_to_xml",
                      "cursor_to_xmlschema"), "bulk_export"),
+    # the contents of large objects: no table, no column, no masking (as reading pg_largeobject)
+    **dict.fromkeys(("lo_get", "loread"), "admin"),
     # other sessions' statements and the server's own activity
     **dict.fromkeys(("pg_stat_get_activity", "pg_stat_get_backend_activity"), "admin"),
     # rewinding a sequence makes later inserts collide with existing rows

@@ -23,6 +23,18 @@ from typing import Any, NamedTuple
 # quote (PostgreSQL refuses them as server encodings for this reason). A text in one of them is read
 # safely only if it is pure ASCII.
 ASCII_UNSAFE_ENCODINGS = frozenset({"SJIS", "SHIFT_JIS_2004", "BIG5", "GBK", "GB18030", "UHC", "JOHAB"})
+# The server's other names for them (src/common/encnames.c), compared as it compares names: lower case,
+# letters and digits only.
+_UNSAFE_ALIASES = {"sjis": "SJIS", "shiftjis": "SJIS", "mskanji": "SJIS", "win932": "SJIS", "windows932": "SJIS",
+                   "shiftjis2004": "SHIFT_JIS_2004", "big5": "BIG5", "win950": "BIG5", "windows950": "BIG5",
+                   "gbk": "GBK", "win936": "GBK", "windows936": "GBK", "cp936": "GBK", "gb18030": "GB18030",
+                   "uhc": "UHC", "win949": "UHC", "windows949": "UHC", "johab": "JOHAB"}
+
+
+def unsafe_encoding(name: str) -> str | None:
+    """The ASCII-unsafe encoding ``name`` stands for in PostgreSQL, or None."""
+    clean = "".join(ch for ch in name.lower() if ch.isascii() and ch.isalnum())
+    return _UNSAFE_ALIASES.get(clean)
 
 # Token kinds. Literal kinds carry their decoded value.
 IDENT = "ident"          # unquoted identifier or keyword; value is the ASCII-downcased text
@@ -359,7 +371,8 @@ def statement_count(lexed: Lexed) -> int:
 # --- agreement with another tokenizer -------------------------------------------------------------------
 
 
-def disagreement(lexed: Lexed, tokens: Any, literal_types: Any, semicolon_type: Any) -> str | None:
+def disagreement(lexed: Lexed, tokens: Any, literal_types: Any, semicolon_type: Any,
+                 parameter_types: Any = frozenset()) -> str | None:
     """Why ``tokens`` (sqlglot's, for the same text) read the text differently from PostgreSQL, or None.
 
     They agree when every literal token of theirs is exactly one of the server's literals with the same
@@ -374,6 +387,7 @@ def disagreement(lexed: Lexed, tokens: Any, literal_types: Any, semicolon_type: 
             opaque.append((tok.start, tok.end))
     opaque.sort()
     semicolons = {t.start for t in lexed.tokens if t.kind == SEMICOLON}
+    parameters = {t.start for t in lexed.tokens if t.kind == PARAM}
     theirs: list[tuple[int, int]] = []
     k, n_opaque = 0, len(opaque)
     for tok in tokens:
@@ -386,6 +400,8 @@ def disagreement(lexed: Lexed, tokens: Any, literal_types: Any, semicolon_type: 
             if mine.value != tok.text:
                 return "the server reads a string or quoted name with another value"
             continue
+        if tok.token_type in parameter_types and start not in parameters:
+            return "the server does not read this as a parameter"
         if tok.token_type == semicolon_type:
             if start not in semicolons:
                 return "a statement ends elsewhere for the server"

@@ -103,3 +103,35 @@ def test_after_switching_to_an_unsafe_encoding_only_ascii_is_read(guarded: DbfwP
         assert sqlstate_of(conn, "SET client_encoding = 'UTF8'", False) is None
         assert sqlstate_of(conn, "SELECT 'é'", False) is None
     assert _exists(pg, table)
+
+
+def test_a_pipelined_statement_is_not_read_before_the_session_settles(guarded: DbfwProcess, pg: PgTarget,
+                                                                       table: str) -> None:
+    """In a pipeline the next statement arrives before the server reports the SET that changes how it reads
+    strings: dbfw reads nothing ambiguous until the report is in."""
+    with psycopg.connect(guarded.conninfo(), autocommit=True) as conn:
+        pgconn = conn.pgconn
+        pgconn.enter_pipeline_mode()
+        # Both sync points leave in one write: dbfw has the second before the server answers the first.
+        pgconn.send_query_params(b"SET standard_conforming_strings = off", None)
+        pgconn.pipeline_sync()
+        pgconn.send_query_params(HOSTILE[0].format(t=table).encode(), None)
+        pgconn.pipeline_sync()
+        pgconn.flush()
+        states: list[str | None] = []
+        syncs = 0
+        while syncs < 2:
+            result = pgconn.get_result()
+            if result is None:
+                continue
+            if result.status == psycopg.pq.ExecStatus.PIPELINE_SYNC:
+                syncs += 1
+                continue
+            state = result.error_field(psycopg.pq.DiagnosticField.SQLSTATE)
+            states.append(state.decode() if state else None)
+        pgconn.exit_pipeline_mode()
+        assert states[0] is None and states[1] == "DBF01", states
+        assert conn.execute("SHOW standard_conforming_strings").fetchone() == ("off",)
+        # Settled: the same text is now read with escapes, as the server reads it, and refused.
+        assert sqlstate_of(conn, HOSTILE[0].format(t=table)) == "DBF01"
+    assert _exists(pg, table)

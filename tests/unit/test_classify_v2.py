@@ -156,3 +156,41 @@ def test_a_limit_may_be_lowered_not_raised_above_the_databases() -> None:
 ])
 def test_names_resolve_in_their_scope(sql: str, cls: str) -> None:
     assert classify(sql).cls == cls, sql
+
+
+@pytest.mark.parametrize(("sql", "cls"), [
+    # a positioned UPDATE is judged whole: its target and what it returns
+    ("UPDATE pg_catalog.pg_authid SET rolsuper = true WHERE CURRENT OF c", "admin"),
+    ("UPDATE t SET v = v WHERE CURRENT OF c RETURNING (SELECT string_agg(rolpassword, ',') FROM pg_authid)", "admin"),
+    ("UPDATE t SET v = 1 WHERE CURRENT OF c", "write"),
+    ("DELETE FROM t WHERE CURRENT OF c", "write"),
+    # PostgreSQL reads @x as abs(x) and ? as an operator: no parameter, no constant
+    ("DELETE FROM t WHERE id = @id RETURNING id", "unknown"),
+    ("DELETE FROM t WHERE id = ?", "unknown"),
+    ("SELECT * FROM t WHERE j ? 'k'", "read"),
+    # LIMIT bounds a join only when small
+    ("MERGE INTO t USING (SELECT id FROM t LIMIT 1000000) s ON t.id = s.id WHEN MATCHED THEN DELETE",
+     "destructive_write"),
+    ("UPDATE t AS x SET v = 'c' FROM (SELECT id FROM t LIMIT 100000000) s WHERE x.id = s.id", "destructive_write"),
+    # catalogs that show credentials or data samples, large objects' contents
+    ("SELECT * FROM information_schema.user_mapping_options", "admin"),
+    ("SELECT most_common_vals FROM pg_stats", "admin"),
+    ("SELECT lo_get(oid) FROM pg_largeobject_metadata", "admin"),
+    # the server's other names of ASCII-unsafe encodings
+    ("SET client_encoding = 'WIN932'", "admin"),
+    ("SET NAMES 'mskanji'", "admin"),
+    ("SELECT set_config('client_encoding', 'Shift-JIS', false)", "admin"),
+    ("SET client_encoding = 'LATIN1'", "session"),
+    ("COMMIT PREPARED 'gid'", "admin"),
+])
+def test_what_a_second_cold_attack_found(sql: str, cls: str) -> None:
+    got = classify(sql)
+    assert got.cls == cls, (sql, [s.reason for s in got.statements])
+
+
+def test_while_the_session_may_be_changing_how_text_reads_only_unambiguous_text_is_read() -> None:
+    from dbfw.sql.classify import LEX_UNSETTLED
+
+    assert classify("SELECT 'plain', $$x$$, 1", lex=LEX_UNSETTLED).cls == "read"
+    assert classify("SELECT 'x\\', '; DROP TABLE t; --'", lex=LEX_UNSETTLED).cls == "unknown"
+    assert classify("SELECT 'é'", lex=LEX_UNSETTLED).cls == "unknown"

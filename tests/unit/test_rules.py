@@ -171,9 +171,9 @@ def test_fast_path_function_calls_are_classified_by_oid() -> None:
     from dbfw.firewall import Firewall
 
     fw = Firewall(load_rules(ROOT / "rules" / "default.yaml"))
-    loread, lowrite, lo_export, unknown_oid = 954, 955, 765, 123456
-    assert asyncio.run(fw.check_function_call(ctx(), loread)).allowed
-    for oid in (lowrite, lo_export):  # changing large objects is admin, as in SQL
+    lo_open, loread, lowrite, lo_export, unknown_oid = 952, 954, 955, 765, 123456
+    assert asyncio.run(fw.check_function_call(ctx(), lo_open)).allowed
+    for oid in (loread, lowrite, lo_export):  # large objects' contents and changes are admin, as in SQL
         refused = asyncio.run(fw.check_function_call(ctx(), oid))
         assert not refused.allowed and refused.sqlstate == "DBF01"
     unknown = asyncio.run(fw.check_function_call(ctx(), unknown_oid))

@@ -31,7 +31,7 @@ from ...firewall import Verdict
 from ...identity import Principal
 from ...masking.service import StatementMask
 from ...sql.classify import LEX_ASCII_ONLY, LEX_BACKSLASH_ESCAPES, LEX_STANDARD
-from ...sql.pglex import ASCII_UNSAFE_ENCODINGS
+from ...sql.pglex import unsafe_encoding
 from ...sql.settings import SettingNotAllowed, check_startup_settings, parse_libpq_options
 from ..common import Runtime
 from . import messages as m
@@ -86,7 +86,7 @@ def _lex_mode(parameters: dict[str, str]) -> int:
     lex = LEX_STANDARD
     if parameters.get("standard_conforming_strings", "on").lower() != "on":
         lex |= LEX_BACKSLASH_ESCAPES
-    if parameters.get("client_encoding", "UTF8").upper() in ASCII_UNSAFE_ENCODINGS:
+    if unsafe_encoding(parameters.get("client_encoding", "UTF8")) is not None:
         lex |= LEX_ASCII_ONLY
     return lex
 
@@ -472,7 +472,7 @@ class PgSession:
             return False
         up = self.upstream
         encoding = up.parameters.get("client_encoding", "UTF8").upper()
-        if encoding in ASCII_UNSAFE_ENCODINGS:
+        if unsafe_encoding(encoding) is not None:
             # A multibyte character can end in a backslash or quote byte: dbfw could not read statements
             # exactly as the server does.
             await self._fatal("22023", f"dbfw: client encoding {encoding} is not supported",
@@ -871,6 +871,7 @@ class PgSession:
 
     def _upstream_messages(self, data: bytes) -> None:
         scanner, tracker, recorder, ctx = self._scanner, self.tracker, self.rt.recorder, self.ctx
+        settled = getattr(self.rt.firewall, "settled", None)
         assert scanner is not None
         if data:
             self._bytes_out.inc(len(data))
@@ -922,6 +923,9 @@ class PgSession:
                 if tag == _Z:
                     self.inflight -= 1
                     self.received_ready += 1
+                    if self.received_ready == self.sent_sync_points and self._client_task is None \
+                            and settled is not None and ctx is not None:
+                        settled(ctx)  # any change of how the server reads text is reported by now
                     notes = scanner.notes
                     if notes:
                         for note in notes:
