@@ -541,7 +541,8 @@ def _parser_friendly(tokens: list[Token]) -> list[Token]:
 
     Array casts to types sqlglot does not know (``$1::oid[]``, ``x::regclass[]``, asyncpg's own
     introspection query) do not parse; the cast's type never changes a classification, so such a type
-    is read as TEXT. Tokens are only replaced, never dropped, so nothing the classifier checks is lost.
+    is read as TEXT. Likewise the sign of a number in a type modifier. Only tokens of the cast's type are
+    touched, so nothing the classifier checks is lost.
     """
     out = tokens
     n = len(tokens)
@@ -559,6 +560,19 @@ def _parser_friendly(tokens: list[Token]) -> list[Token]:
                 t = tokens[k]
                 out[k] = Token(TokenType.TEXT if k == j else TokenType.SPACE, "TEXT" if k == j else " ", t.line,
                                t.col, t.start, t.end)
+        # A type modifier of numbers only (numeric(2,-3): a negative scale sqlglot does not read): the sign
+        # of a number in it changes no classification.
+        if j + 3 < n and tokens[j + 1].token_type == TokenType.L_PAREN:
+            k = j + 2
+            while k < n and tokens[k].token_type in (TokenType.NUMBER, TokenType.COMMA, TokenType.DASH):
+                k += 1
+            if k < n and tokens[k].token_type == TokenType.R_PAREN:
+                for m in range(j + 2, k):
+                    if tokens[m].token_type == TokenType.DASH:
+                        if out is tokens:
+                            out = list(tokens)
+                        t = tokens[m]
+                        out[m] = Token(TokenType.SPACE, " ", t.line, t.col, t.start, t.end)
     if out is not tokens:
         out = [t for t in out if t.token_type != TokenType.SPACE]
     return out

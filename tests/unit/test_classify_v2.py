@@ -194,3 +194,9 @@ def test_while_the_session_may_be_changing_how_text_reads_only_unambiguous_text_
     assert classify("SELECT 'plain', $$x$$, 1", lex=LEX_UNSETTLED).cls == "read"
     assert classify("SELECT 'x\\', '; DROP TABLE t; --'", lex=LEX_UNSETTLED).cls == "unknown"
     assert classify("SELECT 'é'", lex=LEX_UNSETTLED).cls == "unknown"
+
+
+def test_a_negative_scale_in_a_type_modifier_is_read() -> None:
+    """Valid PostgreSQL sqlglot does not parse (psycopg's own test suite sends it)."""
+    assert classify("select null::numeric(2,-3)").cls == "read"
+    assert classify("SELECT CAST(x AS numeric(1,-1000)) FROM t").cls == "read"
