@@ -65,6 +65,7 @@ def target(pg: PgTarget) -> Iterator[PgTarget]:
     with psycopg.connect(pg.conninfo(), autocommit=True) as conn:
         conn.execute("DROP SCHEMA IF EXISTS hostile CASCADE")
         conn.execute("DROP SCHEMA IF EXISTS everyday CASCADE")
+        conn.execute("DROP ROLE IF EXISTS dbfw_hostile_victim")
     shutil.rmtree(FILES, ignore_errors=True)
 
 
