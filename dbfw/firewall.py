@@ -327,6 +327,11 @@ class Firewall:
                                decision)
             if not verdict.allowed:
                 return verdict
+            if verdict.request_id is not None:  # one execution, under this approval
+                return replace(await self._masked(ctx, classification, decision), request_id=verdict.request_id)
+        return await self._masked(ctx, classification, decision)
+
+    async def _masked(self, ctx: StatementContext, classification: Classification, decision: Decision) -> Verdict:
         masking = self.masking
         allowed = ALLOWED[classification.cls]
         if masking is None or not masking.enabled:

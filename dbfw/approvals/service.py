@@ -21,7 +21,7 @@ from ..identity import Principal
 from ..policy.engine import Decision
 from ..sql.classify import Classification, bound_fingerprint
 from ..store.base import ApprovalRecord, Store
-from ..verdict import ALLOW, Verdict, describe_statement
+from ..verdict import Verdict, describe_statement
 from .notify import Notifier
 
 _TOKEN_COMMENT = re.compile(r"\A\s*/\*\s*dbfw:approval=([A-Za-z0-9_\-]{8,128})\s*\*/")
@@ -65,6 +65,12 @@ class ApprovalSettings:
     approve_url: str = ""  # the admin API's base URL, for notifications
 
 
+def _consumed(request_id: str) -> Verdict:
+    """Allowed by an approval, which covers one execution: the verdict names it so that a session can
+    refuse a second execution of the same prepared statement."""
+    return Verdict(True, request_id=request_id)
+
+
 class ApprovalService:
     def __init__(self, store: Store, settings: ApprovalSettings | None = None, notifier: Notifier | None = None):
         self.store = store
@@ -89,7 +95,7 @@ class ApprovalService:
                                               {"session": ctx.session_id})
         if request_id is not None:
             metrics.approvals_total.labels("consumed").inc()
-            return ALLOW
+            return _consumed(request_id)
         latest = await self.store.latest(ctx.identity, ctx.database, statement_hash)
         if latest is not None and latest.status == "denied" and latest.decided_at is not None \
                 and now < latest.decided_at + self.settings.pending_ttl:
@@ -133,7 +139,7 @@ class ApprovalService:
                                                     {"session": ctx.session_id})
         if request_id is not None:
             metrics.approvals_total.labels("consumed").inc()
-            return ALLOW
+            return _consumed(request_id)
         record = await self.store.by_token(th)
         if record is None:
             why = "no approval has this token"
@@ -167,7 +173,7 @@ class ApprovalService:
                                                       {"session": ctx.session_id, "held": True})
                 if request_id is not None:
                     metrics.approvals_total.labels("consumed").inc()
-                    return ALLOW
+                    return _consumed(request_id)
                 break
             if current.status == "denied":
                 return _denied(current)

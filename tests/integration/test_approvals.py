@@ -467,3 +467,43 @@ def test_an_approval_does_not_follow_the_statement_to_another_search_path(fw: Db
             assert direct.execute("SELECT to_regclass(%s)", (f"public.{table}",)).fetchone() == (None,)
         finally:
             direct.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def test_an_approved_prepared_statement_runs_once(fw: DbfwProcess, pg: PgTarget) -> None:
+    """An approval covers one execution: executing the same prepared statement again (Bind/Execute, no
+    new Parse) is refused with DBF04, and the server's rows show it did not run."""
+    with scratch_table(pg, "prep", "id int", "INSERT INTO {t} SELECT generate_series(1, 5)") as table, \
+            psycopg.connect(pg.conninfo(), autocommit=True) as direct:
+        sql = f"DELETE FROM {table}"
+        err = run(fw.conninfo(), sql)
+        assert err is not None and err.sqlstate == "DBF01"
+        assert approve(fw, request_id_of(err))[0] == 200
+        with psycopg.connect(fw.conninfo(), autocommit=True) as conn:
+            conn.execute(sql, prepare=True)  # Parse (named), Bind, Execute: the approved execution
+            assert direct.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
+            direct.execute(f"INSERT INTO {table} SELECT generate_series(1, 5)")
+            with pytest.raises(psycopg.Error) as again:
+                conn.execute(sql, prepare=True)  # the same prepared statement: Bind, Execute only
+            assert again.value.sqlstate == "DBF04"
+            assert conn.execute("SELECT 1").fetchone() == (1,)  # the session goes on
+        assert direct.execute(f"SELECT count(*) FROM {table}").fetchone() == (5,)
+
+        async def asyncpg_twice() -> str:
+            err2 = run(fw.conninfo(), sql)
+            assert err2 is not None and err2.sqlstate == "DBF01"
+            assert approve(fw, request_id_of(err2))[0] == 200
+            conn = await asyncpg.connect(fw.url())
+            try:
+                statement = await conn.prepare(sql)
+                await statement.fetch()
+                direct.execute(f"INSERT INTO {table} SELECT generate_series(1, 5)")
+                try:
+                    await statement.fetch()
+                except asyncpg.PostgresError as e:
+                    return e.sqlstate
+                return "ran"
+            finally:
+                await conn.close()
+
+        assert asyncio.run(asyncpg_twice()) == "DBF04"
+        assert direct.execute(f"SELECT count(*) FROM {table}").fetchone() == (5,)

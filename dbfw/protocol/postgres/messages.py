@@ -580,6 +580,11 @@ class Bind(Message):
     params: list[bytes | None] = field(default_factory=list)
     result_formats: list[int] = field(default_factory=list)
 
+    @staticmethod
+    def frame(payload: bytes) -> bytes:
+        """A Bind message around a payload already laid out (portal, statement, then the rest as sent)."""
+        return _frame(b"B", payload)
+
     @classmethod
     def _read(cls, r: _Reader) -> Bind:
         portal, stmt = r.cstr(), r.cstr()

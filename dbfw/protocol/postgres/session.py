@@ -191,6 +191,8 @@ class PgSession:
         # For recordings: what each prepared statement is, and which statement each portal runs.
         self._prepared: dict[str, dict[str, object] | None] = {}
         self._portals: dict[str, str] = {}
+        # Prepared statements allowed by an approval, which covers one execution: name -> (request, bound)
+        self._single_use: dict[str, tuple[str, bool]] = {}
         self._batch_start = 0.0
         self._batch_cls = ""
         # The relay, once both transports are handed over to it.
@@ -667,6 +669,11 @@ class PgSession:
         an execution that must be recorded durably before it runs), the rest goes to a task."""
         for frame in frames:
             tag = frame.tag
+            if tag == _BIND and self._single_use and not frame.streamed:
+                replaced = self._single_use_bind(frame)
+                if replaced is not None:
+                    out.append(replaced)
+                    continue
             if tag in _RELAYED or frame.streamed:
                 durable = self._relayed(tag, frame)
                 if durable is not None:
@@ -743,6 +750,27 @@ class PgSession:
         elif tracker is not None and tag in _TRACKED:
             self._track_frontend(tracker, tag, frame)
         return None
+
+    def _single_use_bind(self, frame: m.Frame) -> bytes | None:
+        """An approval covers one execution. The first Bind of a prepared statement an approval allowed
+        goes on; a later one goes on naming a statement that does not exist, and the server's error comes
+        back as dbfw's DBF04. None: the Bind is relayed as it is."""
+        _, statement, _ = m.bind_targets(frame.payload)
+        single = self._single_use.get(statement)
+        if single is None:
+            return None
+        request, bound = single
+        if not bound:
+            self._single_use[statement] = (request, True)
+            return None
+        verdict = Verdict(False, "DBF04", f"dbfw: the approval of request {request} covered one execution of "
+                          "this prepared statement, and it has run", None,
+                          "run the statement again to request a new approval")
+        token = self._substitute(verdict, self.sent_sync_points + 1)
+        payload = bytes(frame.payload)
+        portal_end = payload.index(0)
+        statement_end = payload.index(0, portal_end + 1)
+        return m.Bind.frame(payload[:portal_end + 1] + token.encode() + payload[statement_end:])
 
     def _sync(self, frame: m.Frame, out: list[bytes | memoryview]) -> None:
         self.inflight += 1
@@ -851,6 +879,11 @@ class PgSession:
         if tracker is not None:
             tracker.parse(parse.name, _counted(verdict) if rewritten else (
                 verdict.masks[0] if verdict.masks else None))
+        if verdict.allowed and verdict.request_id is not None:
+            self._single_use[parse.name] = (verdict.request_id, False)
+            self.frames.streamable = frozenset(b"d")  # Binds are read whole: which statement each runs
+        elif self._single_use:
+            self._single_use.pop(parse.name, None)  # the name now holds another statement
         if rewritten:
             out.append(m.Parse(parse.name, rewritten, parse.param_types).encode())
         elif verdict.allowed:
