@@ -64,6 +64,16 @@ class InProcessDbfw:
         return f"host={self.host} port={self.port} user={user} password={password} dbname={dbname}"
 
 
+# The default rules' everyday policy, for tests that add a policy of their own after it.
+EVERYDAY_RULES = """\
+defaults: {action: require_approval, unknown: require_approval}
+policies:
+  - name: everyday
+    match: {classes: [read, write, transaction, session]}
+    action: allow
+"""
+
+
 def sqlstate_of(conn: psycopg.Connection, sql: str, extended: bool = False,
                params: list[object] | None = None) -> str | None:
     """Send ``sql`` with libpq itself (simple query, or Parse/Bind/Execute with text parameters), encoded in

@@ -12,15 +12,9 @@ import psycopg
 import pytest
 
 from tests.conftest import DbfwProcess, PgTarget, running_dbfw
-from tests.integration.support import scratch_table
+from tests.integration.support import EVERYDAY_RULES, scratch_table
 
-RULES = """\
-defaults: {action: require_approval, unknown: deny}
-policies:
-  - name: everyday
-    match: {classes: [read, write, transaction, session]}
-    action: allow
-"""
+RULES = EVERYDAY_RULES.replace("unknown: require_approval", "unknown: deny")
 
 
 @pytest.fixture(scope="module")

@@ -12,14 +12,9 @@ import psycopg
 import pytest
 
 from tests.conftest import DbfwProcess, PgTarget, running_dbfw
-from tests.integration.support import sqlstate_of
+from tests.integration.support import EVERYDAY_RULES, sqlstate_of
 
-RULES = """\
-defaults: {action: require_approval, unknown: require_approval}
-policies:
-  - name: everyday
-    match: {classes: [read, write, transaction, session]}
-    action: allow
+RULES = EVERYDAY_RULES + """\
   - name: functions-may-be-created-here
     match: {classes: [procedural], commands: [CREATE]}
     action: allow

@@ -11,16 +11,11 @@ import psycopg
 import pytest
 
 from tests.conftest import DbfwProcess, PgTarget, running_dbfw
-from tests.integration.support import scratch_table, sqlstate_of
+from tests.integration.support import EVERYDAY_RULES, scratch_table, sqlstate_of
 
 # Everyday classes run; setting standard_conforming_strings (an admin SET) is allowed here so that the
 # sessions below can reach the states an attacker would use. Everything else waits for a reviewer.
-RULES = """\
-defaults: {action: require_approval, unknown: require_approval}
-policies:
-  - name: everyday
-    match: {classes: [read, write, transaction, session]}
-    action: allow
+RULES = EVERYDAY_RULES + """\
   - name: lexing-settings-for-this-test
     match: {classes: [admin], commands: [SET]}
     action: allow
