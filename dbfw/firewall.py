@@ -43,6 +43,9 @@ FAST_PATH_FUNCTIONS: dict[int, tuple[str, str]] = {
 _PATH_CLASSES = frozenset({"session", "procedural", "admin", "privilege", "unknown"})  # classes to look into
 _MAY_CHANGE_PATH = frozenset({"procedural", "admin", "privilege", "unknown"})
 _path_tokens = itertools.count(1)
+# Statements that make, use or drop cursors and prepared statements: their session follows them, so their
+# verdict carries the classification.
+_HANDLE_COMMANDS = frozenset({"DECLARE", "FETCH", "MOVE", "CLOSE", "PREPARE", "DEALLOCATE", "DISCARD"})
 # How long a database's functions are trusted before they are read again (functions created by others).
 FUNCTIONS_TTL = 60.0
 # Classes of statements that may create, replace or drop functions, or change what a name resolves to.
@@ -63,16 +66,21 @@ class Firewall:
 
         self._counters: dict[tuple[str, str, str, str], object] = {}
         self.recorder: Recorder | None = None
-        self._decisions: dict[str, Decision] = {}
-        self.recording: dict[str, dict[str, object]] = {}
         self._overhead: dict[str, object] = {}
-        # Which policy allowed a shape, for whom and where (cleared when the rules change).
-        self._allowed_shapes: dict[tuple[object, ...], str] = {}
+        # Which policy allowed a shape, for whom and where, with the verdict it gets (cleared when the rules
+        # change).
+        self._allowed_shapes: dict[tuple[object, ...], tuple[str, Verdict]] = {}
+        # The verdict of an allowed statement, per class and deciding policies (their limits).
+        self._allowed: dict[tuple[str, tuple[str, ...]], Verdict] = {}
+        # Counts reloads of rules or identities: a statement prepared before one is decided again.
+        self.generation = 0
 
     def reload(self, rules: RuleSet, masking: Masking | None = None) -> None:
         self.rules = rules
         self.masking = masking
         self._allowed_shapes.clear()
+        self._allowed.clear()
+        self.generation += 1
         functions = FunctionRules(dict(rules.functions))
         if functions.globs != self.classifiers["postgres"].function_rules.globs:
             self.classifiers["postgres"].function_rules = functions
@@ -213,33 +221,33 @@ class Firewall:
         # the key too.
         key = (shape, tuple(s.cls for s in classification.statements), ctx.identity, ctx.roles, ctx.database,
                ctx.listener)
-        policy = self._allowed_shapes.get(key) if shape else None
-        if policy is None:
+        found = self._allowed_shapes.get(key) if shape else None
+        if found is None:
             decision = decide(self.rules, ctx, classification)
             if decision.action != "allow":
                 return None
-            policy = decision.policy
+            found = (decision.policy, self.allowed_verdict(classification.cls, decision))
             if shape:
                 if len(self._allowed_shapes) >= 10_000:
                     self._allowed_shapes.clear()
-                self._allowed_shapes[key] = policy
+                self._allowed_shapes[key] = found
+        policy, verdict = found
         masking = self.masking
-        verdict = ALLOWED[classification.cls]
         if masking is not None and masking.enabled:
             masks = masking.masks_known(ctx, classification)
             if masks is None or any(mask is not None and mask.refuse for mask in masks):
                 return None
             if any(masks):
-                verdict = Verdict(True, masks=masks, cls=classification.cls)
+                verdict = replace(verdict, masks=masks)
         recorder = self.recorder
-        detail = None
         if recorder is not None:
             detail = recorder.describe(sql, classification, "allow", policy, None, None)
             if record and not recorder.deferred(detail):
                 return None
-        self._account(ctx, verdict, started)
-        if detail is not None:
-            self.recording[ctx.session_id] = detail  # the session records it with its result
+            verdict = replace(verdict, record=detail)  # the session records it with its result
+        if _names_handles(classification):
+            verdict = replace(verdict, classification=classification)
+        self._account(ctx, verdict, started, record)
         if classification.cls in _PATH_CLASSES:
             self._may_change_path(ctx, classification)
         return verdict
@@ -247,21 +255,23 @@ class Firewall:
     async def check(self, ctx: StatementContext, sql: str, record: bool = True) -> Verdict:
         """Decide on one message's statement text. A statement that must be recorded before it runs (high
         risk, refused) is recorded here; otherwise — and for a Parse (``record=False``: the statement runs at
-        each Execute) — its recording is left in ``recording[ctx.session_id]`` for the session."""
+        each Execute) — its recording travels on the verdict, for the session to write with the result."""
         started = time.perf_counter()
         if not self.functions_fresh(ctx):
             await self.prepare(ctx)
         classification = await self._classify_async(ctx, sql)
         verdict = await self._server_syntax_error(ctx, sql, classification)
+        decision: Decision | None = None
         if verdict is None:
-            verdict = await self._check(ctx, sql, classification)
+            verdict, decision = await self._check(ctx, sql, classification)
         if verdict.allowed and any(s.cls in _CHANGES_FUNCTIONS for s in classification.statements):
             self.functions_changed(ctx)
         if verdict.allowed and any(s.cls in _PATH_CLASSES for s in classification.statements):
             self._may_change_path(ctx, classification)
         if not verdict.cls:
             verdict = replace(verdict, cls=classification.cls)
-        decision = self._decisions.pop(ctx.session_id, None)  # one statement at a time per session
+        if verdict.allowed and verdict.classification is None and _names_handles(classification):
+            verdict = replace(verdict, classification=classification)
         recorder = self.recorder
         if recorder is not None:
             action = "allow" if verdict.allowed else (verdict.decision.action if verdict.decision else "deny")
@@ -272,8 +282,8 @@ class Firewall:
             elif not record and not verdict.allowed:
                 await recorder.statement(ctx, detail)
             else:
-                self.recording[ctx.session_id] = detail  # the session records it with its result
-        self._account(ctx, verdict, started)
+                verdict = replace(verdict, record=detail)  # the session records it with its result
+        self._account(ctx, verdict, started, record)
         return verdict
 
     async def _server_syntax_error(self, ctx: StatementContext, sql: str,
@@ -295,13 +305,12 @@ class Firewall:
         return Verdict(False, error.sqlstate, error.message, classification=classification, cls="unknown",
                        position=error.position)
 
-    def _account(self, ctx: StatementContext, verdict: Verdict, started: float) -> None:
-        key = (ctx.listener, ctx.identity, verdict.cls,
-               "allow" if verdict.allowed else (verdict.decision.action if verdict.decision else "deny"))
-        child = self._counters.get(key)
-        if child is None:
-            child = self._counters[key] = metrics.statements_total.labels(*key)
-        child.inc()
+    def _account(self, ctx: StatementContext, verdict: Verdict, started: float, executes: bool = True) -> None:
+        """Metrics of one decision. An allowed Parse (``executes`` False) is counted by the session at each
+        execution of the statement, not here."""
+        if executes or not verdict.allowed:
+            self.count(ctx, verdict.cls, "allow" if verdict.allowed else (
+                verdict.decision.action if verdict.decision else "deny"))
         if verdict.cls == "unknown":
             metrics.parse_failures.labels(ctx.listener).inc()
         hist = self._overhead.get(ctx.listener)
@@ -309,9 +318,38 @@ class Firewall:
             hist = self._overhead[ctx.listener] = metrics.overhead.labels(ctx.listener)
         hist.observe(time.perf_counter() - started)
 
-    async def _check(self, ctx: StatementContext, sql: str, classification: Classification) -> Verdict:
+    def count(self, ctx: StatementContext, cls: str, action: str, n: int = 1) -> None:
+        """dbfw_statements_total: one per execution (allowed) or per refusal."""
+        key = (ctx.listener, ctx.identity, cls, action)
+        child = self._counters.get(key)
+        if child is None:
+            child = self._counters[key] = metrics.statements_total.labels(*key)
+        child.inc(n)  # type: ignore[attr-defined]
+
+    def allowed_verdict(self, cls: str, decision: Decision) -> Verdict:
+        """An allowed statement's verdict: its class, and the limits of the policies that allowed it (a policy's
+        ``limits:`` overrides the defaults' values; several such policies: the tighter value of each)."""
+        policies = tuple(p.name for p in decision.rules if p.limits is not None)
+        key = (cls, policies)
+        found = self._allowed.get(key)
+        if found is None:
+            defaults = self.rules.limits
+            limits = defaults
+            if policies:
+                own = [defaults.overridden(p.limits) for p in decision.rules if p.limits is not None]
+                limits = own[0]
+                for other in own[1:]:
+                    limits = limits.tightened(other)
+            found = self._allowed[key] = replace(ALLOWED[cls], limits=limits)
+        return found
+
+    async def _check(self, ctx: StatementContext, sql: str,
+                     classification: Classification) -> tuple[Verdict, Decision]:
         decision = decide(self.rules, ctx, classification)
-        self._decisions[ctx.session_id] = decision
+        return await self._decided(ctx, sql, classification, decision), decision
+
+    async def _decided(self, ctx: StatementContext, sql: str, classification: Classification,
+                       decision: Decision) -> Verdict:
         if decision.action != "allow":
             if decision.action != "require_approval" or self.approvals is None:
                 return self.refusal(decision, classification)
@@ -333,7 +371,7 @@ class Firewall:
 
     async def _masked(self, ctx: StatementContext, classification: Classification, decision: Decision) -> Verdict:
         masking = self.masking
-        allowed = ALLOWED[classification.cls]
+        allowed = self.allowed_verdict(classification.cls, decision)
         if masking is None or not masking.enabled:
             return allowed
         if any(s.cls == "ddl" for s in classification.statements):
@@ -352,7 +390,7 @@ class Firewall:
                                decision)
         if not any(masks):
             return allowed
-        return Verdict(True, masks=masks, cls=classification.cls)
+        return replace(allowed, masks=masks)
 
     async def check_function_call(self, ctx: StatementContext, function_oid: int) -> Verdict:
         name, cls = FAST_PATH_FUNCTIONS.get(function_oid, (f"function {function_oid}", "unknown"))
@@ -360,8 +398,12 @@ class Firewall:
                          reason="" if cls != "unknown" else "a fast-path call of a function dbfw does not know")
         decision = decide_statement(self.rules, ctx, stmt)
         if decision.action == "allow":
-            return ALLOW
-        return self.refusal(decision, None)
+            verdict = self.allowed_verdict(cls, decision)
+            self.count(ctx, cls, "allow")
+            return verdict
+        verdict = self.refusal(decision, None)
+        self.count(ctx, cls, decision.action)
+        return verdict
 
     def refusal(self, decision: Decision, classification: Classification | None) -> Verdict:
         detail = describe_statement(decision.statement)
@@ -376,3 +418,10 @@ class Firewall:
         return Verdict(False, "DBF01", f'dbfw: approval required by policy "{decision.policy}"', detail,
                        "a reviewer must approve it through the dbfw admin API; then run the same statement "
                        "again", classification, decision)
+
+
+def _names_handles(classification: Classification) -> bool:
+    for s in classification.statements:
+        if s.command in _HANDLE_COMMANDS:
+            return True
+    return False

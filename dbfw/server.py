@@ -197,6 +197,8 @@ class Server:
             settings = settings.model_copy(update={"listeners": self.settings.listeners})
         self.rt.identities = Identities.from_settings(settings, self.rt.identities)
         self.rt.settings = settings
+        for session in list(self.rt.sessions.values()):
+            session.rules_changed()  # statements prepared before are decided again when bound
         log.event("reload.ok", identities=len(self.rt.identities), policies=len(rules.policies))
         metrics.rules_reloads.labels("ok").inc()
         return []

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .masking.service import StatementMask
     from .policy.engine import Decision
+    from .policy.rules import Limits
     from .sql.classify import Classification, Statement
 
 
@@ -24,6 +25,10 @@ class Verdict:
     cls: str = ""  # the statement's class, for metrics
     request_id: str | None = None  # the approval request this verdict is about
     position: int | None = None  # the server's own syntax error: where in the text (1-based)
+    limits: Limits | None = None  # allowed: what its portal or cursor may deliver, and for how long
+    # Allowed: the statement's audit record, written by the session with its result (None: nothing to write,
+    # or written already because it had to be durable before the statement ran).
+    record: dict[str, object] | None = None
 
     @classmethod
     def refuse(cls, sqlstate: str, message: str, detail: str | None = None, hint: str | None = None) -> Verdict:

@@ -210,6 +210,17 @@ class Masking:
 
         return lookup
 
+    def untraceable(self, ctx: StatementContext, catalog: Catalog | None) -> StatementMask | None:
+        """For a session: the mask of a result dbfw could not trace at all (a cursor a function opened and the
+        client fetches from): every column, when the database holds anything sensitive for this identity;
+        else the content detectors, if any rule has them."""
+        rules, _ = self._rules_for(ctx)
+        if not rules:
+            return None
+        plan = self.planner._untraceable_everything(rules, catalog) if catalog is not None else MaskPlan(
+            every=ColumnMask(rules[0].name, None), reason="no catalog")
+        return StatementMask(plan=plan) if plan.active else None
+
     def count(self, rule: str, n: int = 1) -> None:
         self.counts[rule] = self.counts.get(rule, 0) + n
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
-from ..config import ROLES, ConfigError, Duration, Problem, _Model, load_yaml, validation_problems
+from ..config import ROLES, ConfigError, Duration, Problem, Size, _Model, load_yaml, validation_problems
 from ..sql.classify import CLASSES, RANK
 
 Action = Literal["allow", "require_approval", "deny"]
@@ -40,6 +40,45 @@ def _check_reviewers(v: list[str]) -> list[str]:
     return v
 
 
+class Limits(_Model):
+    """What one statement's portal or cursor may deliver, and for how long it may run. None: no limit."""
+
+    max_result_rows: int | None = Field(default=None, ge=1)
+    max_result_bytes: Size | None = Field(default=None, ge=1)
+    max_statement_seconds: Duration | None = Field(default=None, gt=0)
+
+    def tightened(self, other: Limits | None) -> Limits:
+        """Both limits at once: for each, the smaller one."""
+        if other is None or other == self:
+            return self
+        return Limits(max_result_rows=_smaller(self.max_result_rows, other.max_result_rows),
+                      max_result_bytes=_smaller(self.max_result_bytes, other.max_result_bytes),
+                      max_statement_seconds=_smaller(self.max_statement_seconds, other.max_statement_seconds))
+
+    def overridden(self, other: Limits | None) -> Limits:
+        """These limits with every value ``other`` gives in place of this one's."""
+        if other is None:
+            return self
+        return Limits(max_result_rows=_first(other.max_result_rows, self.max_result_rows),
+                      max_result_bytes=_first(other.max_result_bytes, self.max_result_bytes),
+                      max_statement_seconds=_first(other.max_statement_seconds, self.max_statement_seconds))
+
+    @property
+    def any(self) -> bool:
+        return self.max_result_rows is not None or self.max_result_bytes is not None \
+            or self.max_statement_seconds is not None
+
+
+def _smaller(a: Any, b: Any) -> Any:
+    if a is None:
+        return b
+    return a if b is None else min(a, b)
+
+
+def _first(a: Any, b: Any) -> Any:
+    return b if a is None else a
+
+
 class Policy(_Model):
     name: str = Field(min_length=1)
     match: Match = Match()
@@ -49,6 +88,7 @@ class Policy(_Model):
     ttl: Duration = 900.0
     hold: Duration = 0.0
     description: str | None = None
+    limits: Limits | None = None  # for the statements this policy matches: overrides the defaults' values
 
     @field_validator("reviewers")
     @classmethod
@@ -69,10 +109,6 @@ class MaskRule(_Model):
     unmasked_for: list[str] = Field(default_factory=list)
     # Content detectors applied to result values whose origin dbfw cannot trace (a function's result...).
     detect: list[Literal["email", "credit_card", "ssn", "iban", "phone"]] = Field(default_factory=list)
-
-
-class Limits(_Model):
-    max_result_rows: int | None = Field(default=None, ge=1)
 
 
 class RuleFile(_Model):
@@ -169,10 +205,7 @@ def load_rules(path: str | Path) -> RuleSet:
             # The same function named in two files: the riskier class holds.
             if pattern not in rules.functions or RANK[cls] > RANK[rules.functions[pattern]]:
                 rules.functions[pattern] = cls
-        if parsed.limits is not None and parsed.limits.max_result_rows is not None:
-            current = rules.limits.max_result_rows
-            value = parsed.limits.max_result_rows
-            rules.limits = Limits(max_result_rows=value if current is None else min(current, value))
+        rules.limits = rules.limits.tightened(parsed.limits)
     if problems:
         raise ConfigError(problems)
     return rules

@@ -61,6 +61,9 @@ class Statement:
     functions: tuple[str, ...] = ()
     reason: str = ""
     tables_complete: bool = True  # False: the statement touches tables dbfw could not name
+    # The cursor or prepared statement a DECLARE, FETCH, MOVE, CLOSE, PREPARE or DEALLOCATE names, as the
+    # server names it ("" for CLOSE ALL / DEALLOCATE ALL; "ALL" for DISCARD ALL).
+    handle: str = ""
     dialect: str = "postgres"
     lex: int = 0  # how the server reads the text (LEX_* flags): part of what an approval is bound to
 
@@ -298,6 +301,7 @@ class _Result:
     literal_sensitive: bool = False
     tables_complete: bool = True
     anonymous: set[str] = field(default_factory=set)  # calls sqlglot's parser does not know by name
+    handle: str = ""  # see Statement.handle
 
     def raise_to(self, cls: str, reason: str) -> None:
         if RANK[cls] > RANK[self.cls]:
@@ -352,6 +356,8 @@ class _Classifier:
             res = _Result("unknown", kw or "UNKNOWN", f"cannot parse: {str(e).splitlines()[0][:200]}")
         except Exception as e:  # a parser failure of any kind (deep nesting, a sqlglot bug) fails closed
             res = _Result("unknown", kw or "UNKNOWN", f"cannot parse ({type(e).__name__})")
+        if kw in _HANDLE_KEYWORDS and not self.mysql and res.cls != "unknown":
+            res.handle = _handle(kw, tokens)
         self._scan_functions(tokens, res)
         return res
 
@@ -1118,6 +1124,29 @@ def _explain(c: _Classifier, tokens: list[Token], res: _Result) -> None:
     raise _Unknown("EXPLAIN of nothing dbfw recognises")
 
 
+_HANDLE_KEYWORDS = frozenset({"DECLARE", "FETCH", "MOVE", "CLOSE", "PREPARE", "DEALLOCATE", "DISCARD"})
+
+
+def _server_name(tok: Token) -> str:
+    return tok.text if tok.token_type == TokenType.IDENTIFIER else pglex.truncate(pglex.downcase(tok.text))
+
+
+def _handle(kw: str, tokens: list[Token]) -> str:
+    """The cursor or prepared statement a statement names, as the server names it (see Statement.handle)."""
+    if len(tokens) < 2:
+        return ""
+    if kw in ("FETCH", "MOVE"):  # the cursor comes last in every form
+        return _server_name(tokens[-1])
+    name = tokens[1]
+    if kw == "DEALLOCATE" and _word(name) == "PREPARE" and len(tokens) > 2:
+        name = tokens[2]
+    if kw in ("CLOSE", "DEALLOCATE") and _word(name) == "ALL" and name.token_type != TokenType.IDENTIFIER:
+        return ""
+    if kw == "DISCARD":
+        return "ALL" if _word(name) == "ALL" else ""
+    return _server_name(name)
+
+
 def _declare(c: _Classifier, tokens: list[Token], res: _Result) -> None:
     res.command = "DECLARE"
     for i, tok in enumerate(tokens):
@@ -1251,13 +1280,13 @@ _MYSQL_KEYWORDS: dict[str, Handler] = {
 @dataclass(frozen=True, slots=True)
 class _ShapeEntry:
     # Per statement: everything but its text and fingerprint, ready to build a Statement from.
-    statements: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...], tuple[str, ...], str, bool], ...]
+    statements: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...], tuple[str, ...], str, bool, str], ...]
     cls: str
 
     @classmethod
     def of(cls, results: tuple[_Result, ...]) -> _ShapeEntry:
         frozen = tuple((r.cls, r.command, tuple(r.tables), tuple(r.written), tuple(r.functions), r.reason,
-                        r.tables_complete) for r in results)
+                        r.tables_complete, r.handle) for r in results)
         return cls(frozen, riskiest([r.cls for r in results]))
 
 

@@ -114,7 +114,7 @@ def downcase(word: str) -> str:
     return word.translate(_ASCII_LOWER) if not word.islower() else word
 
 
-def _truncate(name: str) -> str:
+def truncate(name: str) -> str:
     """Names longer than NAMEDATALEN - 1 bytes are cut there by the server (on a character boundary)."""
     if len(name) <= 15 or len(name.encode("utf-8", "surrogatepass")) <= _NAME_BYTES:
         return name
@@ -149,7 +149,7 @@ def lex(text: str, standard_strings: bool = True) -> Lexed:
             if word == "uescape" and tokens and tokens[-1].start in unicode_literals:
                 # UESCAPE apart from its literal (a comment between): read by the grammar, not here.
                 raise LexError("dbfw reads UESCAPE only right after its Unicode literal")
-            append(PgToken(IDENT, pos, end - 1, _truncate(word)))
+            append(PgToken(IDENT, pos, end - 1, truncate(word)))
         elif kind == "op" or kind == "typecast":
             append(PgToken(OP, pos, end - 1, m.group()))
         elif kind == "number":
@@ -203,7 +203,7 @@ def lex(text: str, standard_strings: bool = True) -> Lexed:
                 end, escape = _uescape(text, end)
                 name = _unicode_unescape(name, escape)
                 unicode_literals.add(pos)
-            append(PgToken(QIDENT, pos, close - 1, _truncate(name)))
+            append(PgToken(QIDENT, pos, close - 1, truncate(name)))
         elif kind == "dolq":
             tag = m.group()
             close = text.find(tag, end)
@@ -461,7 +461,7 @@ def literal_disagreement(text: str, tokens: Any, kinds: dict[Any, str], standard
             continue
         if kind == "ident":
             if len(raw) < 2 or raw[0] != '"' or _QIDENT_BODY.fullmatch(raw, 1) is None \
-                    or raw[1:-1].replace('""', '"') != tok.text or _truncate(tok.text) != tok.text:
+                    or raw[1:-1].replace('""', '"') != tok.text or truncate(tok.text) != tok.text:
                 return "a quoted name the server reads otherwise"
             continue
         if kind == "dollar":

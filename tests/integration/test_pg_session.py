@@ -20,6 +20,7 @@ import pytest
 import trustme
 
 from dbfw.firewall import ALLOW, Firewall, StatementContext, Verdict
+from dbfw.policy.rules import Defaults, RuleSet
 from tests.conftest import AGENT, AGENT_PASSWORD, DbfwProcess, PgTarget, client_binary, start_dbfw, write_config
 from tests.integration.support import InProcessDbfw, OwnedPostgres, load_test_settings, scratch_table
 
@@ -30,6 +31,7 @@ class MarkerFirewall(Firewall):
     """Refuses any statement that mentions MARKER: enough to exercise the refusal path end to end."""
 
     def __init__(self) -> None:
+        super().__init__(RuleSet(Defaults(action="allow", unknown="require_approval")))
         self.seen: list[str] = []
 
     async def check(self, ctx: StatementContext, sql: str, record: bool = True) -> Verdict:

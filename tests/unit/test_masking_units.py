@@ -7,7 +7,7 @@ from dbfw.masking.plan import ColumnMask, MaskPlan
 from dbfw.masking.service import Masking, StatementMask
 from dbfw.policy.rules import MaskRule
 from dbfw.protocol.postgres import messages as m
-from dbfw.protocol.postgres.results import ResultTracker, mask_copy_line, mask_data_row
+from dbfw.protocol.postgres.results import Kind, Portal, Responses, mask_copy_line, mask_data_row
 
 
 def rule(mask: str, **options: object) -> MaskRule:
@@ -62,51 +62,50 @@ def test_copy_lines_text_and_csv() -> None:
 def test_row_description_names_a_sensitive_column_lineage_missed() -> None:
     redact = ColumnMask("by-oid", make_masker(rule("redact"), b"k"))
     masking = Masking([], b"k", None)
-    tracker = ResultTracker(masking, lambda oid, att: redact if (oid, att) == (16500, 3) else None)
-    tracker.query([None])  # lineage found nothing to mask
+    tracker = Responses(masking, lambda oid, att: redact if (oid, att) == (16500, 3) else None)
+    tracker.query([Portal("", None, None)])  # lineage found nothing to mask
     rd = m.RowDescription([m.FieldDescription("id", 16500, 1, 23), m.FieldDescription("e", 16500, 3, 25)])
     tracker.row_description(memoryview(rd.encode())[5:])
-    found = tracker.data_row_mask()
-    assert found is not None
+    masker = tracker.row_masker()
+    assert masker is not None
     row = m.DataRow([b"1", b"ada@example.com"]).encode()
-    out = mask_data_row(memoryview(row), found[0], found[1], masking)
+    out = masker(memoryview(row))
     assert m.decode_backend(out[0], out[5:]) == m.DataRow([b"1", b"****"])
     tracker.statement_done()
     tracker.ready()
-    assert tracker.data_row_mask() is None and not tracker.queue
+    assert tracker.row_masker() is None and not tracker.queue
 
 
 def test_extended_protocol_entries_follow_the_responses() -> None:
     redact = ColumnMask("r", make_masker(rule("redact"), b"k"))
     masking = Masking([], b"k", None)
-    tracker = ResultTracker(masking)
+    tracker = Responses(masking)
     masked = StatementMask(plan=MaskPlan((redact,)))
-    tracker.parse("s1", masked)
-    tracker.bind("", "s1", [1])
-    tracker.describe("P", "")
-    tracker.execute("")
+    portal = Portal("", masked, None, formats=[1])
+    tracker.describe(portal)
+    tracker.execute(portal)
     tracker.sync()
     rd = m.RowDescription([m.FieldDescription("e", 0, 0, 25, format=1)])
     tracker.row_description(memoryview(rd.encode())[5:])
-    mask, formats = tracker.data_row_mask()  # type: ignore[misc]
-    assert mask.plan is masked.plan and formats == [1] and mask.types == [25]
-    tracker.statement_done()
-    assert tracker.data_row_mask() is None
+    assert tracker.current() is portal and portal.mask is masked and masked.types == [25]
+    assert tracker.row_masker() is not None
+    assert tracker.statement_done() is portal
+    assert tracker.current() is None and tracker.row_masker() is None
     tracker.ready()
     assert not tracker.queue
     # An error skips everything up to Sync, as the server does.
-    tracker.bind("", "s1", [])
-    tracker.execute("")
-    tracker.execute("")
+    other = Portal("", masked, None)
+    tracker.execute(other)
+    tracker.execute(other)
     tracker.sync()
-    tracker.error()
-    assert [e.kind for e in tracker.queue] == ["sync"]
+    assert tracker.error() is other
+    assert [e.kind for e in tracker.queue] == [Kind.SYNC]
 
 
 def test_values_masked_by_the_upstream_are_counted_from_the_command_tag() -> None:
     masking = Masking([], b"k", None)
-    tracker = ResultTracker(masking)
-    tracker.query([StatementMask(counted=("email", "card"))])
-    assert tracker.data_row_mask() is None  # nothing for dbfw to do per row
+    tracker = Responses(masking)
+    tracker.query([Portal("", StatementMask(counted=("email", "card")), None)])
+    assert tracker.row_masker() is None  # nothing for dbfw to do per row
     tracker.statement_done(memoryview(b"SELECT 7\x00"))
     assert masking.counts == {"email": 7, "card": 7}

@@ -209,10 +209,14 @@ class RelayScanner:
     larger than any buffer; a wanted or rebuilt message is held until complete and may not exceed
     ``max_size``. Per message the cost is one header read: no object is made for a message nobody
     looks at.
+
+    ``rows_left`` and ``bytes_left`` are what the result arriving now may still deliver (None: no
+    limit). A DataRow past either is dropped as it arrives, so memory stays flat, and ``limit_hit``
+    says so; the caller sets them as results start and end.
     """
 
-    __slots__ = ("_carry", "_data", "_drop", "_pos", "_skip", "limit", "limit_hit", "max_size", "more", "noted",
-                 "notes", "rows_left")
+    __slots__ = ("_carry", "_data", "_drop", "_pos", "_skip", "bytes_left", "limit_hit", "max_size", "more",
+                 "noted", "notes", "rows_left")
 
     def __init__(self, max_size: int = DEFAULT_MAX_MESSAGE, initial: bytes = b""):
         self._carry = initial
@@ -222,13 +226,9 @@ class RelayScanner:
         self._drop = False
         self.more = False
         self.max_size = max_size
-        # DataRows the current result may still pass; None: no limit. DataRows past it are dropped,
-        # and limit_hit says so.
         self.rows_left: int | None = None
+        self.bytes_left: int | None = None
         self.limit_hit = False
-        # The allowance each result starts with; the scanner renews it as results start and end, and,
-        # once a result passed it, stops at that result's end so the caller can say so.
-        self.limit: int | None = None
         # Messages forwarded without a stop whose payloads the caller still wants (CommandComplete, for
         # the row counts recordings keep): collected in ``notes``, which the caller empties.
         self.noted: frozenset[int] = frozenset()
@@ -268,10 +268,9 @@ class RelayScanner:
                     if length >= self.max_size:
                         raise ProtocolError(f"a data row of {length} bytes is over the limit of {self.max_size}")
                     break  # wait for the whole row
-                if self.rows_left is not None:
-                    if self.rows_left > 0:
-                        self.rows_left -= 1
-                    else:
+                rows_left, bytes_left = self.rows_left, self.bytes_left
+                if rows_left is not None or bytes_left is not None:
+                    if (rows_left is not None and rows_left <= 0) or (bytes_left is not None and bytes_left <= length):
                         self.limit_hit = True
                         if pos > seg:
                             out.append(mv[seg:pos])
@@ -281,6 +280,10 @@ class RelayScanner:
                             break
                         pos = seg = end
                         continue
+                    if rows_left is not None:
+                        self.rows_left = rows_left - 1
+                    if bytes_left is not None:
+                        self.bytes_left = bytes_left - length - 1
                 if row_fn is not None:
                     if pos > seg:
                         out.append(mv[seg:pos])
@@ -289,20 +292,18 @@ class RelayScanner:
                         out.append(row_fn(mv[pos:end]))
                         pos = seg = end
                         continue
-                    # A run of whole rows is masked in one call, which finds where the run ends itself.
-                    masked, run_end, taken = rows(data, pos, n, self.rows_left)
+                    # A run of whole rows is masked in one call, which finds where the run ends itself; a
+                    # byte allowance ends the run where the allowance does.
+                    stop = n if self.bytes_left is None else min(n, end + self.bytes_left)
+                    masked, run_end, taken = rows(data, pos, stop, self.rows_left)
                     if self.rows_left is not None:
                         self.rows_left -= taken - 1  # the first row was counted above
+                    if self.bytes_left is not None:
+                        self.bytes_left -= run_end - end
                     out.append(masked)
                     pos = seg = run_end
                     continue
-            held = tag in wanted
-            if not held and self.rows_left is not None and tag in RESULT_BOUNDS:
-                if self.limit_hit:
-                    held = True
-                else:
-                    self.rows_left = self.limit
-            if not held:
+            if tag not in wanted:
                 if tag in self.noted:
                     if end > n:
                         if length >= self.max_size:

@@ -1,9 +1,10 @@
-"""Which result a backend message belongs to, and masking of the rows that need it.
+"""Which portal a backend message belongs to, and masking of the rows that need it.
 
-The client's messages and the server's responses are in the same order. The tracker keeps, in that
-order, one entry per Query, Describe, Execute and Sync the client sent (with the masking information
-of the statement concerned), and the backend side walks through them as responses arrive. Only rows
-of a result with masked columns are rebuilt; every other message is relayed untouched.
+The client's messages and the server's responses are in the same order. :class:`Responses` keeps, in
+that order, one entry per Query, Describe, Execute and Sync the client sent, each naming the
+:class:`Portal` (or prepared statement) concerned, and the backend side walks through them as
+responses arrive. Only rows of a result with masked columns are rebuilt; every other message is
+relayed untouched.
 """
 
 from __future__ import annotations
@@ -13,124 +14,135 @@ import io
 import struct
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from enum import IntEnum
 
 from ...masking.maskers import TEXT_TYPE_OIDS
 from ...masking.plan import ColumnMask, MaskPlan
 from ...masking.service import Masking, StatementMask
+from ...policy.rules import Limits
 from . import messages as m
 
 _I16 = struct.Struct("!h")
 _I32 = struct.Struct("!i")
 
 
-@dataclass
-class _Entry:
-    kind: str  # "query" | "describe" | "exec" | "sync"
-    masks: list[StatementMask | None] = field(default_factory=list)  # query: per statement
-    mask: StatementMask | None = None  # describe / exec
-    target: tuple[str, str] = ("", "")  # describe: the statement or portal described
-    formats: list[int] = field(default_factory=list)  # exec: Bind's result format codes
-    index: int = 0  # query: the statement whose response is arriving
-    failed: bool = False
+class Prepared:
+    """A prepared statement, as the client named it at Parse: what was decided for it."""
 
-    def current(self) -> StatementMask | None:
-        """For a query: the mask of the statement whose response is arriving."""
-        return self.masks[self.index] if self.index < len(self.masks) else None
+    __slots__ = ("cls", "generation", "handle", "limits", "mask", "name", "record", "request_id", "sql", "used")
+
+    def __init__(self, name: str, sql: str, cls: str, mask: StatementMask | None, limits: Limits | None,
+                 record: dict[str, object] | None, request_id: str | None, generation: int):
+        self.name, self.sql, self.cls, self.mask, self.limits = name, sql, cls, mask, limits
+        self.record, self.request_id, self.generation = record, request_id, generation
+        self.used = False  # an approved statement: its one execution has started
+        # A DECLARE, FETCH, CLOSE... (command, the cursor or statement it names): applied at each execution.
+        self.handle: tuple[str, str] | None = None
+
+
+class Portal:
+    """A portal or SQL cursor, or one statement of a simple Query (the server's unnamed portal): what its
+    result is masked with, and everything it has delivered so far, across Execute(max_rows) and FETCH."""
+
+    __slots__ = ("cls", "formats", "limits", "mask", "name", "prepared", "rows", "size", "started")
+
+    def __init__(self, name: str, mask: StatementMask | None, limits: Limits | None, cls: str = "read",
+                 formats: list[int] | None = None, prepared: Prepared | None = None):
+        self.name, self.mask, self.limits, self.cls, self.prepared = name, mask, limits, cls, prepared
+        self.formats: list[int] = formats if formats is not None else []
+        self.rows = 0
+        self.size = 0  # bytes of DataRows
+        self.started = False  # executed at least once (a later Execute continues the same run)
+
+
+class Kind(IntEnum):
+    QUERY = 0
+    DESCRIBE = 1
+    EXECUTE = 2
+    SYNC = 3
+
+
+class _Entry:
+    """One response the server owes, in the order the client asked: a simple Query (one portal per
+    statement), a Describe, an Execute, or a Sync."""
+
+    __slots__ = ("index", "kind", "portal", "portals", "target")
+
+    def __init__(self, kind: Kind, portal: Portal | None = None, portals: list[Portal] | None = None,
+                 target: Prepared | Portal | None = None):
+        self.kind, self.portal, self.target = kind, portal, target
+        self.portals: list[Portal] = portals if portals is not None else []
+        self.index = 0  # a Query: the statement whose response is arriving
+
+    def current(self) -> Portal | None:
+        if self.kind == Kind.QUERY:
+            return self.portals[self.index] if self.index < len(self.portals) else None
+        return self.portal
 
 
 OidLookup = Callable[[int, int], ColumnMask | None]
 
 
-@dataclass
-class _Portal:
-    mask: StatementMask | None
-    formats: list[int]
+class Responses:
+    """Which portal each backend message belongs to. The client's messages and the server's responses are
+    in the same order: one entry per Query, Describe, Execute and Sync the client sent, walked through as
+    responses arrive. Masking (when ``masking`` is set) rebuilds only rows of results with masked columns."""
 
-
-class ResultTracker:
-    def __init__(self, masking: Masking, oid_lookup: OidLookup | None = None):
+    def __init__(self, masking: Masking | None, oid_lookup: OidLookup | None = None,
+                 untraceable: StatementMask | None = None):
         self.masking = masking
+        self.untraceable = untraceable  # the mask of rows whose origin dbfw cannot know
         # Second line of defence: RowDescription names the table column a result column is (when it is
         # one); a sensitive one is masked even if lineage missed it.
         self.oid_lookup = oid_lookup
-        # RowDescriptions (as bytes) seen to have no sensitive column.
-        self._plain_descriptions: set[bytes] = set()
+        self._plain_descriptions: set[bytes] = set()  # RowDescriptions (bytes) seen to hold no sensitive column
         self.queue: deque[_Entry] = deque()
-        self.statements: dict[str, StatementMask | None] = {}
-        self.portals: dict[str, _Portal] = {}
-        self.cursors: dict[str, StatementMask] = {}
-        # The result whose rows are arriving now, when it has masked columns.
-        self.active: StatementMask | None = None
-        self.active_formats: list[int] = []
-        self.copying = False
+        self.copying = False  # COPY TO STDOUT lines of a masked result are arriving
         self._row_fn: Callable[[memoryview], bytes] | None = None
         self._row_fn_for: StatementMask | None = None
         self._row_fn_types: list[int] | None = None
 
+    def unknown_mask(self) -> StatementMask | None:
+        """A mask of its own for a portal or cursor dbfw did not see made."""
+        u = self.untraceable
+        return None if u is None else StatementMask(plan=u.plan)
+
     # --- what the client sent -------------------------------------------------------------------------
 
-    def _resolve(self, mask: StatementMask | None) -> StatementMask | None:
-        if mask is None:
-            return None
-        if mask.declare_cursor:
-            if mask.plan is not None and mask.plan.active:
-                self.cursors[mask.declare_cursor] = mask
-            else:
-                self.cursors.pop(mask.declare_cursor, None)
-            return None
-        if mask.fetch_cursor is not None:
-            return self.cursors.get(mask.fetch_cursor)
-        return mask
+    def query(self, portals: list[Portal]) -> None:
+        self.queue.append(_Entry(Kind.QUERY, portals=portals))
 
-    def query(self, masks: list[StatementMask | None]) -> None:
-        self.queue.append(_Entry("query", [self._resolve(x) for x in masks]))
+    def describe(self, target: Prepared | Portal | None) -> None:
+        if self.masking is not None:
+            self.queue.append(_Entry(Kind.DESCRIBE, target=target))
 
-    def parse(self, name: str, mask: StatementMask | None) -> None:
-        self.statements[name] = self._resolve(mask)
-
-    def bind(self, portal: str, statement: str, formats: list[int]) -> None:
-        self.portals[portal] = _Portal(self.statements.get(statement), formats)
-
-    def describe(self, kind: str, name: str) -> None:
-        mask = self.statements.get(name) if kind == "S" else (p.mask if (p := self.portals.get(name)) else None)
-        self.queue.append(_Entry("describe", mask=mask, target=(kind, name)))
-
-    def execute(self, portal: str) -> None:
-        p = self.portals.get(portal)
-        self.queue.append(_Entry("exec", mask=p.mask if p else None, formats=p.formats if p else []))
+    def execute(self, portal: Portal) -> None:
+        self.queue.append(_Entry(Kind.EXECUTE, portal=portal))
 
     def sync(self) -> None:
-        self.queue.append(_Entry("sync"))
-
-    def close(self, kind: str, name: str) -> None:
-        (self.statements if kind == "S" else self.portals).pop(name, None)
+        self.queue.append(_Entry(Kind.SYNC))
 
     # --- what the server answers ------------------------------------------------------------------------
 
-    def _head(self) -> _Entry | None:
-        return self.queue[0] if self.queue else None
-
-    def _result_over(self) -> _Entry | None:
-        """A result ended (completed, failed, or its batch is over): no rows or COPY lines are masked until
-        the next one starts. Returns the entry it belonged to."""
-        self.active = None
-        self.copying = False
-        return self._head()
+    def current(self) -> Portal | None:
+        """The portal whose rows arrive now, if any."""
+        queue = self.queue
+        return queue[0].current() if queue else None
 
     def row_description(self, payload: memoryview) -> None:
-        head = self._head()
-        if head is None:
+        if self.masking is None or not self.queue:
             return
-        if (head.current() if head.kind == "query" else head.mask) is None:
+        head = self.queue[0]
+        target = head.target if head.kind == Kind.DESCRIBE else head.current()
+        if head.kind == Kind.DESCRIBE:
+            self.queue.popleft()
+        if target is None:
+            return
+        if target.mask is None:
             # Nothing masked by lineage: only a column RowDescription names as sensitive could be. The
             # same description (same bytes) comes back for every execution of a statement: looked at once.
             key = bytes(payload)
             if key in self._plain_descriptions:
-                if head.kind == "describe":
-                    self.queue.popleft()
-                elif head.kind == "query":
-                    self.active = None
                 return
             fields = m.RowDescription.decode(payload).fields
             if not self._sensitive(fields):
@@ -139,25 +151,9 @@ class ResultTracker:
                 self._plain_descriptions.add(key)
         else:
             fields = m.RowDescription.decode(payload).fields
-        if head.kind == "describe":
-            self.queue.popleft()
-            mask = self._upgrade(head.mask, fields)
-            if mask is not head.mask:
-                kind, name = head.target
-                if kind == "S":
-                    self.statements[name] = mask
-                elif name in self.portals:
-                    self.portals[name].mask = mask
-            return
-        if head.kind == "query":
-            mask = head.current()
-            mask = self._upgrade(mask, fields)
-            if mask is not None and mask.plan is not None and mask.plan.active:
-                self.active, self.active_formats = mask, [f.format for f in fields]
-            else:
-                self.active = None
-        elif head.kind == "exec":
-            head.mask = self._upgrade(head.mask, fields)
+        target.mask = self._upgrade(target.mask, fields)
+        if isinstance(target, Portal) and head.kind == Kind.QUERY:
+            target.formats = [f.format for f in fields]
 
     def _sensitive(self, fields: list[m.FieldDescription]) -> bool:
         lookup = self.oid_lookup
@@ -182,84 +178,72 @@ class ResultTracker:
         return StatementMask(plan=MaskPlan(columns), types=types, copy_csv=mask.copy_csv if mask else False)
 
     def no_data(self) -> None:
-        head = self._head()
-        if head is not None and head.kind == "describe":
+        if self.queue and self.queue[0].kind == Kind.DESCRIBE:
             self.queue.popleft()
-
-    def data_row_mask(self) -> tuple[StatementMask, list[int]] | None:
-        """The mask for a DataRow arriving now, if its result has masked columns."""
-        if self.active is not None:
-            return self.active, self.active_formats
-        head = self._head()
-        if head is not None and head.kind == "exec" and head.mask is not None and head.mask.plan is not None \
-                and head.mask.plan.active:
-            return head.mask, head.formats
-        return None
 
     def row_masker(self) -> Callable[[memoryview], bytes] | None:
         """The function that masks a DataRow of the result arriving now, or None if it has no masked column;
         made once per result."""
-        found = self.data_row_mask()
-        if found is None:
+        portal = self.current()
+        mask = portal.mask if portal is not None else None
+        if mask is None or mask.plan is None or not mask.plan.active or self.masking is None:
             return None
-        mask = found[0]
         # Compared by identity, holding the objects: a recycled id can never pick up a stale function.
         if self._row_fn_for is not mask or self._row_fn_types is not mask.types:
             self._row_fn = compile_row_masker(mask, self.masking)
             self._row_fn_for, self._row_fn_types = mask, mask.types
         return self._row_fn
 
-    def copy_out(self) -> None:
-        head = self._head()
-        if head is not None and head.kind == "query":
-            mask = head.current()
-            self.active = mask if mask is not None and mask.plan is not None and mask.plan.active else None
-        elif head is not None and head.kind == "exec":
-            self.active = head.mask if head.mask is not None and head.mask.plan is not None else None
-        self.copying = self.active is not None
+    def copy_out(self) -> StatementMask | None:
+        """COPY TO STDOUT starts: the mask of its lines, if any."""
+        portal = self.current()
+        mask = portal.mask if portal is not None else None
+        active = mask is not None and mask.plan is not None and mask.plan.active and self.masking is not None
+        self.copying = active
+        return mask if active else None
 
-    def statement_done(self, command_tag: memoryview | None = None) -> None:
-        """CommandComplete (with its tag), EmptyQueryResponse or PortalSuspended."""
-        head = self._result_over()
-        if head is None:
-            return
-        if head.kind == "query":
-            mask = head.current()
+    def statement_done(self, command_tag: memoryview | None = None) -> Portal | None:
+        """CommandComplete (with its tag), EmptyQueryResponse or PortalSuspended: the portal it ends."""
+        self.copying = False
+        if not self.queue:
+            return None
+        head = self.queue[0]
+        portal = head.current()
+        if head.kind == Kind.QUERY:
             head.index += 1
-        elif head.kind == "exec":
-            mask = head.mask
+        elif head.kind == Kind.EXECUTE:
             self.queue.popleft()
         else:
-            return
-        if mask is not None and mask.counted and command_tag is not None:
+            return None
+        mask = portal.mask if portal is not None else None
+        if mask is not None and mask.counted and command_tag is not None and self.masking is not None:
             # Masked by the upstream: one masked value per row and masked column, as the tag counts rows.
             rows = m.command_rows(command_tag) or 0
             for rule in mask.counted:
                 self.masking.count(rule, rows)
+        return portal
 
-    def error(self) -> None:
-        head = self._result_over()
-        if head is None:
-            return
-        if head.kind == "query":
-            head.failed = True
-            return
+    def error(self) -> Portal | None:
+        """An ErrorResponse: the portal it ends, if one was running."""
+        self.copying = False
+        if not self.queue:
+            return None
+        head = self.queue[0]
+        portal = head.current()
+        if head.kind == Kind.QUERY:
+            head.index = len(head.portals)  # a simple Query stops at its first error
+            return portal
         # Extended protocol: everything up to the Sync is skipped by the server.
-        while self.queue and self.queue[0].kind != "sync":
+        while self.queue and self.queue[0].kind != Kind.SYNC:
             self.queue.popleft()
+        return portal
 
     def ready(self) -> None:
-        self._result_over()
+        self.copying = False
         while self.queue:
             entry = self.queue.popleft()
-            if entry.kind in ("sync", "query"):
+            if entry.kind == Kind.SYNC or entry.kind == Kind.QUERY:
                 return
-
-
-def _format(formats: list[int], i: int) -> int:
-    if not formats:
-        return 0
-    return formats[0] if len(formats) == 1 else (formats[i] if i < len(formats) else 0)
 
 
 def mask_data_row(raw: memoryview, mask: StatementMask, formats: list[int], masking: Masking) -> bytes:
