@@ -220,3 +220,69 @@ def owned_postgres() -> Iterator[OwnedPostgres]:
         yield pg
     finally:
         pg.close()
+
+
+class RawPg:
+    """A PostgreSQL client written from the protocol, for what no client library sends: an Execute of a portal
+    the client never bound (a SQL cursor), pipelines cut at chosen places. It speaks to dbfw over a real socket
+    and logs in with SCRAM-SHA-256 as any client does."""
+
+    def __init__(self, host: str, port: int, user: str = "agent-ci", password: str = AGENT_PASSWORD,
+                 database: str = "test"):
+        from dbfw.protocol.postgres import messages as m
+        from dbfw.protocol.postgres.auth import ScramClient
+
+        self.m = m
+        self.sock = socket.create_connection((host, port), timeout=30)
+        self.frames = m.FrameReader(m.ABSOLUTE_MAX_MESSAGE)
+        self.sock.sendall(m.StartupMessage({"user": user, "database": database}, m.PROTOCOL_3_0).encode())
+        scram = ScramClient(password)
+        while True:
+            msg = self.receive()
+            if isinstance(msg, m.Authentication):
+                if msg.code == m.AUTH_SASL:
+                    self.sock.sendall(m.SASLInitialResponse("SCRAM-SHA-256", scram.first()).encode())
+                elif msg.code == m.AUTH_SASL_CONTINUE:
+                    self.sock.sendall(m.PasswordMessage(scram.final(msg.data)).encode())
+                elif msg.code == m.AUTH_SASL_FINAL:
+                    scram.verify(msg.data)
+            elif isinstance(msg, m.ErrorResponse):
+                raise AssertionError(f"login failed: {msg.message}")
+            elif isinstance(msg, m.ReadyForQuery):
+                return
+
+    def receive(self) -> object:
+        while True:
+            for frame in self.frames.frames():
+                return self.m.decode_backend(frame.tag, frame.payload)
+            data = self.sock.recv(1 << 16)
+            if not data:
+                raise ConnectionError("the server closed the connection")
+            self.frames.feed(data)
+
+    def send(self, *messages: object) -> None:
+        self.sock.sendall(b"".join(msg.encode() for msg in messages))  # type: ignore[attr-defined]
+
+    def until_ready(self) -> list[object]:
+        """Every message up to and including ReadyForQuery."""
+        out = []
+        while True:
+            msg = self.receive()
+            out.append(msg)
+            if isinstance(msg, self.m.ReadyForQuery):
+                return out
+
+    def query(self, sql: str) -> list[object]:
+        self.send(self.m.Query(sql))
+        return self.until_ready()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.sendall(self.m.Terminate().encode())
+        self.sock.close()
+
+    def __enter__(self) -> RawPg:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

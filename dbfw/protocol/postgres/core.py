@@ -458,8 +458,7 @@ class PgCore:
             self._ask(frame, Question(Ask.REDECIDE, prepared.sql))
             return
         if verdict is not None and prepared is not None:
-            if not verdict.allowed:
-                self.statements.pop(statement, None)
+            if not verdict.allowed:  # refused now; decided again at its next Bind
                 self._refuse_bind(frame, verdict)
                 return
             prepared = self._redecided(prepared, verdict)
