@@ -71,13 +71,18 @@ def _consumed(request_id: str) -> Verdict:
     return Verdict(True, request_id=request_id)
 
 
+RECONCILE_INTERVAL = 30.0  # expiry, and requests other dbfw instances made or decided
+
+
 class ApprovalService:
     def __init__(self, store: Store, settings: ApprovalSettings | None = None, notifier: Notifier | None = None):
         self.store = store
         self.settings = settings or ApprovalSettings()
         self.notifier = notifier
         self._expirer: asyncio.Task[None] | None = None
-        self.pending = 0  # requests waiting for a decision, refreshed every few seconds
+        # Requests waiting for a decision (dbfw_approvals_pending): counted as they change state here, and
+        # reconciled with the store now and then for what other dbfw instances and the clock changed.
+        self.pending = 0
 
     # --- the data path ------------------------------------------------------------------------------
 
@@ -123,6 +128,7 @@ class ApprovalService:
             expires_at=now + self.settings.pending_ttl)
         record, created = await self.store.create_request(record)
         if created:
+            self.pending += 1
             await self._audit(ctx.identity, "approval.requested", record.id,
                               {"class": record.cls, "policy": record.policy, "database": record.database,
                                "listener": record.listener, "statement_hash": record.statement_hash})
@@ -196,6 +202,8 @@ class ApprovalService:
                           request_id, {"comment": comment, "votes": len(updated.votes),
                                        "required": record.required_approvals})
         log.event("approval.vote", request=request_id, reviewer=reviewer.name, status=updated.status)
+        if updated.status != "pending":
+            self.pending = max(0, self.pending - 1)
         if updated.status == "approved" and updated.token_hash == token_hash(token):
             return updated, token
         return updated, None
@@ -207,6 +215,7 @@ class ApprovalService:
             current = await self.store.get(request_id)
             raise ApprovalError(409, f"request {request_id} is {current.effective_status() if current else 'gone'}, "
                                 "not pending")
+        self.pending = max(0, self.pending - 1)
         await self._audit(reviewer.name, "approval.denied", request_id, {"reason": reason})
         log.event("approval.denied", request=request_id, reviewer=reviewer.name)
         return updated
@@ -241,19 +250,16 @@ class ApprovalService:
             await self.notifier.stop()
 
     async def _expire_forever(self) -> None:
-        rounds = 0
         while True:
             try:
-                self.pending = len(await self.store.list("pending", 100_000))
-                if rounds % 6 == 5:
-                    n = await self.store.expire(time.time())
-                    if n:
-                        metrics.approvals_total.labels("expired").inc(n)
-                        log.event("approval.expired", count=n)
+                n = await self.store.expire(time.time())
+                if n:
+                    metrics.approvals_total.labels("expired").inc(n)
+                    log.event("approval.expired", count=n)
+                self.pending = await self.store.count_pending(time.time())
             except Exception as e:  # the store may be briefly unreachable; try again next round
                 log.warning("approval.store_unreachable", error=type(e).__name__)
-            rounds += 1
-            await asyncio.sleep(5)
+            await asyncio.sleep(RECONCILE_INTERVAL)
 
 
 def _required(record: ApprovalRecord, decision: Decision) -> Verdict:

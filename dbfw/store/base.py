@@ -371,6 +371,11 @@ class Store(ABC):
             rows = await self._fetch(f"SELECT {_COLUMNS} FROM approvals ORDER BY created_at DESC LIMIT ?", (limit,))
         return [record_from_row(r) for r in rows]
 
+    async def count_pending(self, now: float) -> int:
+        """How many requests wait for a decision now."""
+        rows = await self._fetch("SELECT count(*) FROM approvals WHERE status = 'pending' AND expires_at > ?", (now,))
+        return int(rows[0][0])
+
     async def create_request(self, rec: ApprovalRecord) -> tuple[ApprovalRecord, bool]:
         """Insert a pending request, or return the pending one the same requester already has for the same
         statement in the same database. The bool says whether this call created it."""

@@ -53,3 +53,26 @@ def test_storage_round_trips_on_the_data_path(tmp_path: Path) -> None:
             await store.close()
 
     asyncio.run(scenario())
+
+
+def test_pending_requests_are_counted_as_they_change_state(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = SQLiteStore(str(tmp_path / "s.db"), "sqlite:///s.db")
+        await store.open()
+        approvals = ApprovalService(store)
+        fw = Firewall(load_rules(ROOT / "rules" / "default.yaml"), approvals)
+        ctx = StatementContext("agent-ci", frozenset({"agent"}), "app", "pg", "postgres", "s1")
+        reviewer = Principal("alice", frozenset({"reviewer"}))
+        try:
+            for sql in ("DROP TABLE a", "DROP TABLE b", "DROP TABLE c"):
+                assert (await fw.check(ctx, sql)).sqlstate == "DBF01"
+            assert (await fw.check(ctx, "DROP TABLE a")).sqlstate == "DBF01"  # the same request again
+            assert approvals.pending == 3
+            first, second, _ = await store.list("pending")
+            await approvals.approve(reviewer, first.id, None)
+            await approvals.deny(reviewer, second.id, "no")
+            assert approvals.pending == 1 == await store.count_pending(0)
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
