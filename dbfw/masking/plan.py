@@ -5,8 +5,11 @@ aliases, expressions, CTEs, subqueries, UNION branches, LATERAL, CASE, window fu
 views. A column that comes from a sensitive column is masked: with the rule's own mask when it is the
 column itself, with a full redaction when it is computed from it (a partial mask of base64(card)
 would leak). Where lineage cannot be established — a whole-row reference, a row-to-JSON conversion,
-a function whose body dbfw cannot see — the column is masked whole when any sensitive column is in
-reach, and otherwise checked by the rules' content detectors. Plans are cached per statement shape.
+a function whose body dbfw cannot see, a function in FROM, a star over something without known columns
+— the column is masked whole when any sensitive column is in reach, and otherwise checked by content
+detectors (the rules' own, or all of them). What is in reach includes the tables LANGUAGE sql functions
+read, traced through their bodies like views; a function in another language could read anything, so
+every sensitive column of the database is in its reach. Plans are cached per statement shape.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ from .catalog import Catalog
 from .maskers import Masker, make_masker
 
 MAX_VIEW_DEPTH = 8
+MAX_FUNCTION_DEPTH = 4
+# Content detectors for values dbfw cannot trace, when no rule names its own.
+DEFAULT_DETECTORS = ("email", "credit_card", "ssn", "iban", "phone")
 # Aggregates whose result reveals nothing of the values they read.
 _HARMLESS_AGGREGATES = (exp.Count,)
 _JSON_OR_ROW = ("row_to_json", "to_json", "to_jsonb", "json_agg", "jsonb_agg", "json_object_agg",
@@ -105,7 +111,7 @@ class MaskPlanner:
         """Lineage of every output column of ``query`` (a SELECT or set operation)."""
         if not rules:
             return MaskPlan()
-        detectors = tuple(dict.fromkeys(d for r in rules for d in r.detect))
+        detectors = _detectors(rules)
         try:
             query = _expand_views(query.copy(), catalog)
         except Exception:  # a view definition sqlglot cannot read: treat as untraceable
@@ -121,6 +127,9 @@ class MaskPlanner:
             outer = outer.this
         if not isinstance(outer, exp.Select):
             return self._untraceable(query, catalog, rules, detectors, "not a plain query")
+        if any(_unexpanded_star(p) for p in outer.selects):
+            # Result columns cannot be matched to projections (a function's or a composite's columns).
+            return self._untraceable(query, catalog, rules, detectors, "a star over columns dbfw cannot know")
         names = _known_names(query, qualified)
         _unique_names(qualified)
         try:
@@ -158,11 +167,13 @@ class MaskPlanner:
                 src = n.source
                 if not (isinstance(src, exp.Table) and src.name) and len(parts) >= 2:
                     src = tables.get(parts[-2])  # a column of a LATERAL or other placeholder scope
-                if isinstance(src, exp.Table) and src.name:
+                if isinstance(src, exp.Table) and src.name and not isinstance(src.this, exp.Func):
                     if column == "*":
                         untraceable = True
                     else:
                         sources.append((src.db or "public", src.name, column))
+                elif isinstance(src, exp.Table | exp.Unnest) or src is None:
+                    untraceable = True  # a function in FROM, unnest, or a source lineage could not name
                 elif any(True for _ in n.expression.find_all(exp.Column, exp.TableColumn, exp.Star)):
                     untraceable = True  # a leaf that reads something lineage could not name
         hits = [r for s in sources if (r := self.rule_for(rules, *s)) is not None]
@@ -184,8 +195,12 @@ class MaskPlanner:
         return None
 
     def _sensitive_tables(self, query: exp.Expression, catalog: Catalog, rules: list[MaskRule]) -> MaskRule | None:
-        """The first rule covering any column of any table the query reads (after view expansion)."""
-        for t in query.find_all(exp.Table):
+        """The first rule covering any column of any table the query reads (after view expansion), or that a
+        function it calls may read."""
+        tables, opaque = _reach(query, catalog)
+        if opaque:
+            return self._any_sensitive(rules, catalog)
+        for t in tables:
             schema = t.db or "public"
             cols = catalog.schema.get(schema, {}).get(t.name)
             if cols is None:
@@ -201,15 +216,21 @@ class MaskPlanner:
                     return r
         return None
 
-    def _untraceable_everything(self, rules: list[MaskRule], catalog: Catalog) -> MaskPlan:
-        """A row-returning statement dbfw cannot read at all (EXECUTE of a prepared statement, CALL)."""
-        detectors = tuple(dict.fromkeys(d for r in rules for d in r.detect))
+    def _any_sensitive(self, rules: list[MaskRule], catalog: Catalog) -> MaskRule | None:
         for sch, tables in catalog.schema.items():
             for table, cols in tables.items():
                 for c in cols:
                     if (r := self.rule_for(rules, sch, table, c)) is not None:
-                        return MaskPlan(every=ColumnMask(r.name, None if r.mask == "null" else _redact),
-                                        reason="the statement's result cannot be traced")
+                        return r
+        return None
+
+    def _untraceable_everything(self, rules: list[MaskRule], catalog: Catalog) -> MaskPlan:
+        """A row-returning statement dbfw cannot read at all (EXECUTE of a prepared statement, CALL)."""
+        detectors = _detectors(rules)
+        r = self._any_sensitive(rules, catalog)
+        if r is not None:
+            return MaskPlan(every=ColumnMask(r.name, None if r.mask == "null" else _redact),
+                            reason="the statement's result cannot be traced")
         if detectors:
             return MaskPlan(every=ColumnMask("detected", _redact, detectors), reason="untraceable")
         return MaskPlan()
@@ -268,6 +289,63 @@ def _is_direct(e: exp.Expression) -> bool:
             exp.DataType.Type.VARBINARY, exp.DataType.Type.BINARY)):
         e = e.this
     return isinstance(e, exp.Column)
+
+
+def _detectors(rules: list[MaskRule]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(d for r in rules for d in r.detect)) or DEFAULT_DETECTORS
+
+
+def _unexpanded_star(projection: exp.Expression) -> bool:
+    """A star the qualifier could not expand into columns: ``*`` over a function, ``(f()).*``, ``(x).*``."""
+    for node in projection.walk():
+        if isinstance(node, exp.Subquery):
+            continue
+        if isinstance(node, exp.Star) and not isinstance(node.parent, exp.Count):
+            return True
+        if isinstance(node, exp.Column) and isinstance(node.this, exp.Star):
+            return True
+    return False
+
+
+def _called(query: exp.Expression) -> list[str]:
+    """The names of the functions a query calls, in expressions and in FROM."""
+    names = []
+    for node in query.walk():
+        if isinstance(node, exp.Anonymous):
+            names.append(node.name.lower())
+        elif isinstance(node, exp.Table) and isinstance(node.this, exp.Anonymous):
+            names.append(node.this.name.lower())
+    return names
+
+
+def _reach(query: exp.Expression, catalog: Catalog) -> tuple[list[exp.Table], bool]:
+    """The tables a query reads, with those the LANGUAGE sql functions it calls read (their bodies, as
+    views are), and whether it calls a function whose body dbfw cannot read (another language)."""
+    tables = [t for t in query.find_all(exp.Table) if not isinstance(t.this, exp.Func)]
+    seen: set[str] = set()
+    frontier = _called(query)
+    for _ in range(MAX_FUNCTION_DEPTH):
+        following: list[str] = []
+        for name in frontier:
+            if name in seen:
+                continue
+            seen.add(name)
+            for proc in catalog.functions.user.get(name, ()):
+                if proc.kind != "f" or proc.language != "sql" or not proc.body:
+                    return tables, True
+                try:
+                    bodies = sqlglot.parse(proc.body, read="postgres")
+                except Exception:
+                    return tables, True
+                for body in bodies:
+                    if body is None:
+                        continue
+                    tables += [t for t in body.find_all(exp.Table) if not isinstance(t.this, exp.Func)]
+                    following += _called(body)
+        if not following:
+            return tables, False
+        frontier = following
+    return tables, True
 
 
 def _untraceable_expression(e: exp.Expression, catalog: Catalog) -> bool:

@@ -116,6 +116,45 @@ QUERIES = [
 ]
 
 
+# Every way a value leaves the server through a function: set-returning and record-returning functions in
+# FROM, SQL functions (their bodies are traced like views), other languages (untraceable), XML and JSON
+# exports of whole rows or tables. Each is masked, or refused; never passed in clear.
+FUNCTION_QUERIES = [
+    f"SELECT * FROM unnest((SELECT array_agg(id) FROM {C}), (SELECT array_agg(ssn) FROM {C}), "
+    f"(SELECT array_agg(email) FROM {C}))",
+    f"SELECT u.* FROM (SELECT array_agg(id) a, array_agg(ssn) b, array_agg(email) c FROM {C}) s, "
+    "unnest(s.a, s.b, s.c) u",
+    f"SELECT * FROM unnest(ARRAY(SELECT email FROM {C}))",
+    f"SELECT * FROM ROWS FROM (unnest(ARRAY(SELECT id FROM {C})), unnest(ARRAY(SELECT card_number FROM {C})))",
+    f"SELECT x FROM unnest(ARRAY(SELECT ssn FROM {C})) AS x",
+    f"SELECT * FROM {F}_emails()",
+    f"SELECT {F}_emails()",
+    f"SELECT e FROM {F}_emails() AS e",
+    f"SELECT * FROM {F}_rows()",
+    f"SELECT id, email FROM {F}_rows()",
+    f"SELECT r.ssn FROM {F}_rows() r WHERE r.id > 0",
+    f"SELECT ({F}_rows()).*",
+    f"SELECT {F}_rows()",
+    f"SELECT * FROM {F}_pl()",
+    f"SELECT {F}_pl()",
+    f"SELECT {F}_pick(1)",
+    f"SELECT * FROM {F}_pick(2)",
+    f"SELECT * FROM json_populate_recordset(null::{C}, (SELECT json_agg(c) FROM {C} c))",
+    f"SELECT * FROM jsonb_to_recordset((SELECT jsonb_agg(c) FROM {C} c)) AS x(id int, email text)",
+    f"SELECT * FROM json_each_text((SELECT row_to_json(c) FROM {C} c WHERE id = 1))",
+    f"SELECT jsonb_agg(c) FROM {C} c",
+    f"SELECT json_object_agg(id, email) FROM {C}",
+    f"SELECT array_to_json(array_agg(c)) FROM {C} c",
+    f"SELECT to_json(ARRAY(SELECT ssn FROM {C}))",
+    f"SELECT table_to_xml('{C}', true, false, '')",
+    f"SELECT query_to_xml('select * from {C}', true, false, '')",
+    f"SELECT xmlforest(email, ssn) FROM {C}",
+    f"SELECT xmlagg(xmlelement(name e, email)) FROM {C}",
+    f"SELECT (x).* FROM (SELECT c AS x FROM {C} c) s",
+    f"SELECT (x).email FROM (SELECT c AS x FROM {C} c) s",
+]
+
+
 @pytest.fixture(scope="module")
 def seeded(pg: PgTarget) -> Iterator[PgTarget]:
     with psycopg.connect(pg.conninfo(), autocommit=True) as conn:
@@ -129,11 +168,20 @@ def seeded(pg: PgTarget) -> Iterator[PgTarget]:
                      f"$$ select email from {C} where id = i $$")
         conn.execute(f"create function {F}_all() returns table (x text) language sql as "
                      f"$$ select email || ' ' || ssn from {C} $$")
+        conn.execute(f"create function {F}_emails() returns setof text language sql as $$ select email from {C} $$")
+        conn.execute(f"create function {F}_rows() returns table (id int, email text, ssn text) language sql as "
+                     f"$$ select id, email, ssn from {C} $$")
+        conn.execute(f"create function {F}_pl() returns setof text language plpgsql as "
+                     f"$$ begin return query select email from {C}; end $$")
+        conn.execute(f"create function {F}_pick(i int) returns text language sql begin atomic "
+                     f"select ssn from {C} where id = i; end")
     yield pg
     with psycopg.connect(pg.conninfo(), autocommit=True) as conn:
         conn.execute(f"drop view if exists {V}")
         conn.execute(f"drop function if exists {F}(int)")
         conn.execute(f"drop function if exists {F}_all()")
+        for fn in ("emails()", "rows()", "pl()", "pick(int)"):
+            conn.execute(f"drop function if exists {F}_{fn}")
         conn.execute(f"drop table if exists {O_}")
         conn.execute(f"drop table if exists {C}")
 
@@ -317,3 +365,14 @@ def test_statements_the_upstream_cannot_wrap_are_still_masked(masked: DbfwProces
         rows = conn.execute(f"SELECT DISTINCT email FROM {C}").fetchall()
         assert len(rows) == 3
         assert_no_secret(repr(rows), "DISTINCT")
+
+
+@pytest.mark.parametrize("query", FUNCTION_QUERIES)
+def test_values_leaving_through_functions_are_masked_or_refused(masked: DbfwProcess, query: str) -> None:
+    for binary in (False, True):
+        try:
+            rows = _psycopg(masked.conninfo(), query, binary)
+        except psycopg.Error as e:
+            assert (e.sqlstate or "").startswith("DBF"), f"{query}: {e}"
+            continue
+        assert_no_secret(repr(rows), query)
