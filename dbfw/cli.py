@@ -217,7 +217,7 @@ def approvals_deny(url: str | None, config: Path | None, request_id: str, reason
 
 
 def _store_of(config: Path | None) -> Any:
-    from .store.base import open_store
+    from .store.factory import open_store
 
     settings, path = _load(config)
     return open_store(settings.storage, path.resolve().parent)
@@ -339,7 +339,7 @@ def audit_verify(config: Path | None) -> None:
 @click.option("--iterations", default=4096, show_default=True, type=click.IntRange(1000, 10_000_000))
 def hash_password(iterations: int) -> None:
     """Read a secret on stdin; print a SCRAM-SHA-256 verifier for an identity's password_scram."""
-    from .protocol.postgres.auth import ScramVerifier
+    from .scram import ScramVerifier
 
     if sys.stdin.isatty():
         secret = getpass.getpass("password: ")

@@ -12,7 +12,7 @@ import hmac
 from dataclasses import dataclass, field
 
 from .config import Settings
-from .protocol.postgres.auth import ScramVerifier
+from .scram import ScramVerifier
 
 
 @dataclass(frozen=True)

@@ -27,11 +27,11 @@ from .masking.service import Masking, masking_key
 from .policy.rules import RuleSet, load_rules
 from .protocol.common import Runtime
 from .protocol.postgres.session import PgSession
-from .protocol.postgres.upstream import open_stream
 from .sideconn import SyntaxChecker
 from .sql.classify import LEX_BACKSLASH_ESCAPES
 from .sql.offload import ClassifyPool
-from .store.base import Store, StoreError, open_store
+from .store.base import Store, StoreError
+from .store.factory import open_store
 
 
 def server_tls_context(listener: Listener) -> ssl.SSLContext | None:
@@ -237,21 +237,6 @@ class Server:
             await self.syntax.close()
         self.classify_pool.close()
         log.event("shutdown.done", seconds=round(time.monotonic() - started, 3))
-
-
-async def upstreams_reachable(settings: Settings, timeout: float = 2.0) -> dict[str, bool]:
-    async def probe(up_name: str) -> bool:
-        up = settings.upstreams[up_name]
-        try:
-            _, w = await asyncio.wait_for(open_stream(up), timeout)
-        except Exception:
-            return False
-        w.close()
-        return True
-
-    names = list(settings.upstreams)
-    results = await asyncio.gather(*(probe(n) for n in names))
-    return dict(zip(names, results, strict=True))
 
 
 class _AdminServer:

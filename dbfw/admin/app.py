@@ -7,7 +7,7 @@ route's role. API keys are compared by SHA-256 digest in constant time. Errors a
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -18,9 +18,26 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..approvals.service import ApprovalError
 from ..identity import Principal
+from ..protocol.postgres.upstream import upstreams_reachable
 
 if TYPE_CHECKING:
-    from ..server import Server
+    from ..approvals.service import ApprovalService
+    from ..audit.recorder import Recorder
+    from ..config import Settings
+    from ..protocol.common import Runtime
+    from ..store.base import Store
+
+
+class AdminHost(Protocol):
+    """What the admin API needs of the running dbfw (the server implements it)."""
+
+    rt: Runtime
+    settings: Settings
+    store: Store | None
+    approvals: ApprovalService | None
+    recorder: Recorder | None
+
+    def reload_with_problems(self) -> list[str]: ...
 
 
 class ApiError(Exception):
@@ -48,7 +65,7 @@ class ApproveResult(BaseModel):
 StatusFilter = Literal["pending", "approved", "denied", "expired", "consumed"]
 
 
-def build_app(server: Server) -> FastAPI:
+def build_app(server: AdminHost) -> FastAPI:
     app = FastAPI(title="dbfw admin API", version=__version__, docs_url=None, redoc_url=None,
                   description="Approvals, recordings and rules of the dbfw database firewall.")
 
@@ -99,8 +116,6 @@ def build_app(server: Server) -> FastAPI:
 
     @app.get("/readyz", tags=["health"])
     async def readyz() -> JSONResponse:
-        from ..server import upstreams_reachable
-
         upstreams = await upstreams_reachable(server.settings)
         storage = await server.store.ping() if server.store is not None else False
         ready = all(upstreams.values()) and storage and not server.rt.draining

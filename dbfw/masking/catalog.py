@@ -8,7 +8,6 @@ import time
 from dataclasses import dataclass, field
 
 from ..config import Upstream
-from ..protocol.postgres.upstream import UpstreamError
 from ..sideconn import SideConnectionError, connect_side
 from ..sql.functions import FunctionCatalog, Proc
 from ..sql.settings import LIMIT_SETTINGS, limit_value
@@ -60,7 +59,7 @@ async def load_catalog(up: Upstream, database: str) -> Catalog:
     try:
         conn = await connect_side(up, database)
     except SideConnectionError as e:
-        raise UpstreamError(f"cannot read the catalog: {e}") from None
+        raise SideConnectionError(f"cannot read the catalog: {e}") from None
     try:
         cat = Catalog(loaded_at=time.monotonic())
         for nsp, rel, _kind, att, attnum, typid, reloid in await conn.fetch(_COLUMNS_SQL):

@@ -1,3 +1,1 @@
-from .base import ApprovalRecord, Store, StoreError, Vote, open_store
-
-__all__ = ["ApprovalRecord", "Store", "StoreError", "Vote", "open_store"]
+"""Storage of approvals, audit events and recordings. ``factory.open_store`` opens the one a URL names."""

@@ -15,7 +15,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii as _json_string
-from pathlib import Path
 from typing import Any
 
 STATUSES = ("pending", "approved", "denied", "expired", "consumed")
@@ -549,25 +548,3 @@ class Store(ABC):
 def _session_json(r: Sequence[Any]) -> dict[str, Any]:
     return {"id": r[0], "identity": r[1], "client_addr": r[2], "listener": r[3], "database": r[4],
             "started_at": _iso(r[5]), "ended_at": _iso(r[6]), "end_reason": r[7]}
-
-
-def open_store(url: str, base: Path | None = None) -> Store:
-    """``sqlite:///abs/path.db``, ``sqlite:////abs/path.db``, ``sqlite://relative.db`` (to the config's
-    folder), ``sqlite://:memory:``; or ``postgresql://user:pass@host/db``."""
-    if url.startswith("sqlite://"):
-        from .sqlite import SQLiteStore
-
-        path = url[len("sqlite://"):]
-        if path == ":memory:":
-            return SQLiteStore(":memory:", url)
-        if path.startswith("//"):
-            path = path[1:]
-        p = Path(path)
-        if not p.is_absolute():
-            p = (base or Path.cwd()) / p
-        return SQLiteStore(str(p), url)
-    if url.startswith(("postgresql://", "postgres://")):
-        from .postgres import PostgresStore
-
-        return PostgresStore(url)
-    raise StoreError(f"unsupported storage URL {url.split('://')[0]}:// (use sqlite:/// or postgresql://)")

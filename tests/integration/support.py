@@ -230,7 +230,7 @@ class RawPg:
     def __init__(self, host: str, port: int, user: str = "agent-ci", password: str = AGENT_PASSWORD,
                  database: str = "test"):
         from dbfw.protocol.postgres import messages as m
-        from dbfw.protocol.postgres.auth import ScramClient
+        from dbfw.scram import ScramClient
 
         self.m = m
         self.sock = socket.create_connection((host, port), timeout=30)

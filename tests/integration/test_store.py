@@ -12,7 +12,8 @@ from uuid import uuid4
 import psycopg
 import pytest
 
-from dbfw.store.base import STATEMENTS, ApprovalRecord, Store, open_store
+from dbfw.store.base import STATEMENTS, ApprovalRecord, Store
+from dbfw.store.factory import open_store
 from tests.conftest import PgTarget
 
 

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dbfw.protocol.postgres.auth import (
+from dbfw.scram import (
     DEFAULT_ITERATIONS,
     SCRAM,
     AuthError,
@@ -143,7 +143,7 @@ def test_scram_unknown_user_always_fails(guess: str) -> None:
 
 def test_scram_unknown_user_fails_even_with_the_made_up_verifiers_password() -> None:
     # Even a client whose proof matches the throwaway verifier is refused: the user is unknown.
-    with mock.patch("dbfw.protocol.postgres.auth._mock_verifier",
+    with mock.patch("dbfw.scram._mock_verifier",
                     return_value=ScramVerifier.from_password("guessed")):
         server = ScramServer(None, "mallory")
     client = ScramClient("guessed")

@@ -22,11 +22,11 @@ from ...config import Listener
 from ...context import StatementContext
 from ...firewall import Verdict
 from ...identity import Principal
+from ...scram import AuthError, ScramServer, ScramVerifier, check_md5
 from ...sql.pglex import unsafe_encoding
 from ...sql.settings import SettingNotAllowed, check_startup_settings, parse_libpq_options
 from ..common import Runtime
 from . import messages as m
-from .auth import AuthError, ScramServer, ScramVerifier, check_md5
 from .core import Ask, EndReason, PgCore, Question, lex_mode
 from .results import Responses
 from .upstream import UpstreamConnection, UpstreamError, connect, send_cancel

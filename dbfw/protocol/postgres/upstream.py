@@ -7,9 +7,9 @@ import os
 import ssl
 from dataclasses import dataclass, field
 
-from ...config import Upstream
+from ...config import Settings, Upstream
+from ...scram import AuthError, ScramClient, md5_password
 from . import messages as m
-from .auth import AuthError, ScramClient, md5_password
 
 
 class UpstreamError(Exception):
@@ -169,3 +169,18 @@ async def send_cancel(up: Upstream, pid: int, secret: bytes) -> None:
         pass
     finally:
         writer.close()
+
+
+async def upstreams_reachable(settings: Settings, timeout: float = 2.0) -> dict[str, bool]:
+    async def probe(up_name: str) -> bool:
+        up = settings.upstreams[up_name]
+        try:
+            _, w = await asyncio.wait_for(open_stream(up), timeout)
+        except Exception:
+            return False
+        w.close()
+        return True
+
+    names = list(settings.upstreams)
+    results = await asyncio.gather(*(probe(n) for n in names))
+    return dict(zip(names, results, strict=True))
