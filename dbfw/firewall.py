@@ -44,7 +44,7 @@ _PATH_CLASSES = frozenset({"session", "procedural", "admin", "privilege", "unkno
 _MAY_CHANGE_PATH = frozenset({"procedural", "admin", "privilege", "unknown"})
 _path_tokens = itertools.count(1)
 # Statements that make, use or drop cursors and prepared statements: their session follows them, so their
-# verdict carries the classification.
+# verdict carries the classification (see _names_handles).
 _HANDLE_COMMANDS = frozenset({"DECLARE", "FETCH", "MOVE", "CLOSE", "PREPARE", "DEALLOCATE", "DISCARD"})
 # How long a database's functions are trusted before they are read again (functions created by others).
 FUNCTIONS_TTL = 60.0
@@ -421,6 +421,10 @@ class Firewall:
 
 
 def _names_handles(classification: Classification) -> bool:
+    """Whether the session needs the statements themselves: several in one message (one portal, limits and
+    mask each), or one that makes, uses or drops a cursor or prepared statement."""
+    if len(classification.statements) > 1:
+        return True
     for s in classification.statements:
         if s.command in _HANDLE_COMMANDS:
             return True

@@ -366,7 +366,7 @@ class PgCore:
         masks = verdict.masks
         statements = classification.statements if classification is not None else ()
         out: list[Portal] = []
-        for i in range(max(len(statements), 1)):
+        for i in range(max(len(statements), len(masks) if masks is not None else 0, 1)):
             mask = masks[i] if masks is not None and i < len(masks) else None
             if rewritten and mask is not None:
                 mask = StatementMask(counted=_counted_rules(mask))
@@ -672,10 +672,10 @@ class PgCore:
         if self._timed_out and self._timed_out == self.received + 1 and err.sqlstate == "57014":
             self._timed_out = 0
             seconds = self.points[0].seconds if self.points else None
+            limit = f" ({seconds:g} s)" if seconds is not None else ""
             return m.ErrorResponse.make(
-                "ERROR", "57014", f"dbfw: the statement ran longer than limits.max_statement_seconds ({seconds:g} s) "
-                "and was cancelled", None, "make it cheaper, or ask a dbfw admin for a policy with a longer limit"
-            ).encode()
+                "ERROR", "57014", f"dbfw: the statement ran longer than limits.max_statement_seconds{limit} and was "
+                "cancelled", None, "make it cheaper, or ask a dbfw admin for a policy with a longer limit").encode()
         for i, sub in enumerate(self.substitutions):
             if sub.token in err.message:
                 del self.substitutions[i]

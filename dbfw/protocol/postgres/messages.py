@@ -272,6 +272,8 @@ class RelayScanner:
                 if rows_left is not None or bytes_left is not None:
                     if (rows_left is not None and rows_left <= 0) or (bytes_left is not None and bytes_left <= length):
                         self.limit_hit = True
+                        if bytes_left is not None:
+                            self.bytes_left = 0  # no shorter row after it: the result is cut here
                         if pos > seg:
                             out.append(mv[seg:pos])
                         if end > n:
