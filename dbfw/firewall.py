@@ -7,7 +7,6 @@ protocol's error when the statement is refused.
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -20,7 +19,7 @@ from .context import StatementContext
 from .masking.service import Masking
 from .policy.engine import Decision, decide, decide_statement
 from .policy.rules import RuleSet
-from .sql.classify import LEX_UNSETTLED, Classification, SQLClassifier, Statement
+from .sql.classify import Classification, SQLClassifier, Statement
 from .sql.functions import SNAPSHOT_ONLY, FunctionCatalog, FunctionRules
 from .sql.offload import OVER_BUDGET, BudgetExceeded, ClassifyPool
 from .verdict import ALLOW, ALLOWED, Verdict, describe_statement
@@ -42,7 +41,6 @@ FAST_PATH_FUNCTIONS: dict[int, tuple[str, str]] = {
 
 _PATH_CLASSES = frozenset({"session", "procedural", "admin", "privilege", "unknown"})  # classes to look into
 _MAY_CHANGE_PATH = frozenset({"procedural", "admin", "privilege", "unknown"})
-_path_tokens = itertools.count(1)
 # Statements that make, use or drop cursors and prepared statements: their session follows them, so their
 # verdict carries the classification (see _names_handles).
 _HANDLE_COMMANDS = frozenset({"DECLARE", "FETCH", "MOVE", "CLOSE", "PREPARE", "DEALLOCATE", "DISCARD"})
@@ -74,6 +72,9 @@ class Firewall:
         self._allowed: dict[tuple[str, tuple[str, ...]], Verdict] = {}
         # Counts reloads of rules or identities: a statement prepared before one is decided again.
         self.generation = 0
+        # What each database's functions are (PostgreSQL), read from the upstream by ``catalogs`` when the
+        # server sets it: (listener, database) -> (functions, when to read them again).
+        self._function_catalogs: dict[tuple[str, str], tuple[FunctionCatalog, float]] = {}
 
     def reload(self, rules: RuleSet, masking: Masking | None = None) -> None:
         self.rules = rules
@@ -86,25 +87,22 @@ class Firewall:
             self.classifiers["postgres"].function_rules = functions
 
     def _functions_for(self, ctx: StatementContext) -> FunctionCatalog:
-        entry = self._functions.get((ctx.listener, ctx.database))
+        entry = self._function_catalogs.get((ctx.listener, ctx.database))
         return entry[0] if entry is not None else SNAPSHOT_ONLY
 
-    def _lex(self, ctx: StatementContext) -> int:
-        return ctx.lex | LEX_UNSETTLED if ctx.session_id in self._unsettled else ctx.lex
-
     def classify(self, ctx: StatementContext, sql: str) -> Classification:
-        return self.classifiers[ctx.protocol].classify(sql, ctx.database, self._lex(ctx), self._functions_for(ctx))
+        return self.classifiers[ctx.protocol].classify(sql, ctx.database, ctx.lex, self._functions_for(ctx))
 
     def _classified_off_loop(self, ctx: StatementContext, sql: str) -> bool:
         """A large text not seen before: classified in the worker process, never on the event loop."""
         return self.classify_pool is not None and len(sql) > self.offload_size and self.classifiers[
-            ctx.protocol].cached(sql, ctx.database, self._lex(ctx), self._functions_for(ctx)) is None
+            ctx.protocol].cached(sql, ctx.database, ctx.lex, self._functions_for(ctx)) is None
 
     async def _classify_async(self, ctx: StatementContext, sql: str) -> Classification:
         if not self._classified_off_loop(ctx, sql):
             return self.classify(ctx, sql)
         assert self.classify_pool is not None
-        classifier, functions, lex = self.classifiers[ctx.protocol], self._functions_for(ctx), self._lex(ctx)
+        classifier, functions, lex = self.classifiers[ctx.protocol], self._functions_for(ctx), ctx.lex
         try:
             result = await self.classify_pool.classify(classifier, sql, ctx.database, lex, functions)
         except BudgetExceeded as e:
@@ -117,7 +115,7 @@ class Firewall:
         """Whether the database's functions are known and not due to be read again."""
         if self.catalogs is None or ctx.protocol != "postgres":
             return True
-        entry = self._functions.get((ctx.listener, ctx.database))
+        entry = self._function_catalogs.get((ctx.listener, ctx.database))
         return entry is not None and entry[1] > time.monotonic()
 
     async def prepare(self, ctx: StatementContext) -> None:
@@ -130,22 +128,21 @@ class Firewall:
             catalog = await self.catalogs(ctx)
         except Exception as e:  # the side connection failed: the built-ins still decide, user calls fail closed
             log.warning("functions.unavailable", session=ctx.session_id, error=type(e).__name__)
-            self._functions[(ctx.listener, ctx.database)] = (SNAPSHOT_ONLY, time.monotonic() + 10.0)
+            self._function_catalogs[(ctx.listener, ctx.database)] = (SNAPSHOT_ONLY, time.monotonic() + 10.0)
             return
         functions = getattr(catalog, "functions", None) or SNAPSHOT_ONLY
-        self._functions[(ctx.listener, ctx.database)] = (functions, time.monotonic() + FUNCTIONS_TTL)
+        self._function_catalogs[(ctx.listener, ctx.database)] = (functions, time.monotonic() + FUNCTIONS_TTL)
 
     def functions_changed(self, ctx: StatementContext) -> None:
         """A statement that may create, change or drop functions ran: read them again before the next one."""
-        entry = self._functions.get((ctx.listener, ctx.database))
+        entry = self._function_catalogs.get((ctx.listener, ctx.database))
         if entry is not None:
-            self._functions[(ctx.listener, ctx.database)] = (entry[0], 0.0)
+            self._function_catalogs[(ctx.listener, ctx.database)] = (entry[0], 0.0)
         if self.invalidate_catalogs is not None:
             self.invalidate_catalogs(ctx.database)
 
     _decides_now = True
-    # What each database's functions are (PostgreSQL), read from the upstream by ``catalogs`` when the server
-    # sets it; (listener, database) -> (functions, when to read them again).
+    # Reads a database's functions over a side connection, when the server sets it.
     catalogs: Callable[[StatementContext], Awaitable[Any]] | None = None
     invalidate_catalogs: Callable[[str], None] | None = None
     # Large texts not seen before are classified by a worker process with a time budget (see sql.offload).
@@ -153,51 +150,6 @@ class Firewall:
     offload_size = 16 * 1024
     # PostgreSQL as the second parser: the server's own syntax error for a text dbfw cannot classify, or None.
     syntax_check: Callable[[StatementContext, str], Awaitable[Any]] | None = None
-
-    @property
-    def _paths(self) -> dict[str, str]:
-        """Sessions whose search_path may have changed since they started: session id -> a token of its own."""
-        found = self.__dict__.get("_session_paths")
-        if found is None:
-            found = self.__dict__["_session_paths"] = {}
-        return found
-
-    def _may_change_path(self, ctx: StatementContext, classification: Classification) -> None:
-        """A statement that may change the session's search_path (SET, RESET, DISCARD, set_config, code):
-        from now on the session's names may resolve elsewhere. Exact tracking is not needed: approvals
-        made before no longer apply, and those made after apply only until the next change."""
-        for s in classification.statements:
-            text = s.sql.lower()
-            if s.command in ("SET", "RESET", "DISCARD") or s.cls in _MAY_CHANGE_PATH or "set_config" in text \
-                    or "search_path" in text:
-                self._paths[ctx.session_id] = f"changed-{next(_path_tokens)}"
-                # The same statements may change how the server reads text (client_encoding,
-                # standard_conforming_strings): until the session settles, nothing ambiguous is read.
-                self._unsettled.add(ctx.session_id)
-                return
-
-    @property
-    def _unsettled(self) -> set[str]:
-        found = self.__dict__.get("_unsettled_sessions")
-        if found is None:
-            found = self.__dict__["_unsettled_sessions"] = set()
-        return found
-
-    def settled(self, ctx: StatementContext) -> None:
-        """Every statement sent has been answered: the server has reported any change of the settings that
-        decide how it reads text, and the session's context carries them."""
-        self._unsettled.discard(ctx.session_id)
-
-    def session_ended(self, ctx: StatementContext) -> None:
-        self._paths.pop(ctx.session_id, None)
-        self._unsettled.discard(ctx.session_id)
-
-    @property
-    def _functions(self) -> dict[tuple[str, str], tuple[FunctionCatalog, float]]:
-        found = self.__dict__.get("_function_catalogs")
-        if found is None:
-            found = self.__dict__["_function_catalogs"] = {}
-        return found
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -248,8 +200,8 @@ class Firewall:
         if _names_handles(classification):
             verdict = replace(verdict, classification=classification)
         self._account(ctx, verdict, started, record)
-        if classification.cls in _PATH_CLASSES:
-            self._may_change_path(ctx, classification)
+        if classification.cls in _PATH_CLASSES and _may_change_path(classification):
+            verdict = replace(verdict, unsettles=True)
         return verdict
 
     async def check(self, ctx: StatementContext, sql: str, record: bool = True) -> Verdict:
@@ -266,8 +218,9 @@ class Firewall:
             verdict, decision = await self._check(ctx, sql, classification)
         if verdict.allowed and any(s.cls in _CHANGES_FUNCTIONS for s in classification.statements):
             self.functions_changed(ctx)
-        if verdict.allowed and any(s.cls in _PATH_CLASSES for s in classification.statements):
-            self._may_change_path(ctx, classification)
+        if verdict.allowed and any(s.cls in _PATH_CLASSES for s in classification.statements) \
+                and _may_change_path(classification):
+            verdict = replace(verdict, unsettles=True)
         if not verdict.cls:
             verdict = replace(verdict, cls=classification.cls)
         if verdict.allowed and verdict.classification is None and _names_handles(classification):
@@ -354,9 +307,7 @@ class Firewall:
             if decision.action != "require_approval" or self.approvals is None:
                 return self.refusal(decision, classification)
             try:
-                path = self._paths.get(ctx.session_id)
-                bound = ctx if path is None else replace(ctx, path=path)
-                verdict = await self.approvals.on_required(bound, sql, classification, decision)
+                verdict = await self.approvals.on_required(ctx, sql, classification, decision)
             except Exception as e:  # the store is unreachable: the statement does not run
                 log.warning("approval.store_error", session=ctx.session_id, error=type(e).__name__)
                 return Verdict(False, "DBF01", f'dbfw: approval required by policy "{decision.policy}", and dbfw '
@@ -427,5 +378,19 @@ def _names_handles(classification: Classification) -> bool:
         return True
     for s in classification.statements:
         if s.command in _HANDLE_COMMANDS:
+            return True
+    return False
+
+
+def _may_change_path(classification: Classification) -> bool:
+    """A statement that may change the session's search_path (SET, RESET, DISCARD, set_config, code): from
+    then on the session's names may resolve elsewhere. Exact tracking is not needed: approvals made before no
+    longer apply, and those made after apply only until the next change. The same statements may change how
+    the server reads text (client_encoding, standard_conforming_strings): until the session settles, nothing
+    ambiguous is read."""
+    for s in classification.statements:
+        text = s.sql.lower()
+        if s.command in ("SET", "RESET", "DISCARD") or s.cls in _MAY_CHANGE_PATH or "set_config" in text \
+                or "search_path" in text:
             return True
     return False

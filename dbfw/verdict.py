@@ -29,6 +29,10 @@ class Verdict:
     # Allowed: the statement's audit record, written by the session with its result (None: nothing to write,
     # or written already because it had to be durable before the statement ran).
     record: dict[str, object] | None = None
+    # Allowed: the statement may change the session's search_path or how the server reads text (SET, RESET,
+    # set_config, code): names resolve elsewhere from now on, and nothing ambiguous is read until the server
+    # has reported its settings.
+    unsettles: bool = False
 
     @classmethod
     def refuse(cls, sqlstate: str, message: str, detail: str | None = None, hint: str | None = None) -> Verdict:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -57,3 +59,35 @@ class Runtime:
         self.sessions.pop(session.session_id, None)
         if cancel_key is not None:
             self.cancel_keys.pop(cancel_key, None)
+
+
+class Side(asyncio.Protocol):
+    """One end of the relay: what arrives, ends or backs up is handed straight to the session."""
+
+    __slots__ = ("_end", "_paused", "data_received")
+
+    def __init__(self, on_data: Callable[[bytes], None], on_end: Callable[[BaseException | None], None],
+                 on_paused: Callable[[bool], None]):
+        self.data_received = on_data  # type: ignore[method-assign]
+        self._end, self._paused = on_end, on_paused
+
+    def eof_received(self) -> None:
+        self._end(None)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._end(exc)
+
+    def pause_writing(self) -> None:
+        self._paused(True)
+
+    def resume_writing(self) -> None:
+        self._paused(False)
+
+
+def take_buffered(reader: asyncio.StreamReader) -> tuple[bytes, bool]:
+    """What a stream reader has read ahead (the relay takes the transport over), and whether it saw EOF."""
+    buffer = getattr(reader, "_buffer", None)
+    data = bytes(buffer) if buffer else b""
+    if buffer:
+        buffer.clear()
+    return data, reader.at_eof()

@@ -28,6 +28,7 @@ import secrets
 import struct
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import replace
 from enum import IntEnum, StrEnum
 
@@ -36,7 +37,7 @@ from ...audit.recorder import Recorder
 from ...context import StatementContext
 from ...masking.service import StatementMask
 from ...policy.rules import Limits
-from ...sql.classify import LEX_ASCII_ONLY, LEX_BACKSLASH_ESCAPES, LEX_STANDARD
+from ...sql.classify import LEX_ASCII_ONLY, LEX_BACKSLASH_ESCAPES, LEX_STANDARD, LEX_UNSETTLED
 from ...sql.pglex import unsafe_encoding
 from ...verdict import Verdict
 from . import messages as m
@@ -145,6 +146,7 @@ _COUNTING = _ALWAYS | _RESULT_END
 _MASKING = _COUNTING | frozenset((Tag.ROW_DESCRIPTION, Tag.NO_DATA, Tag.COPY_OUT))
 _MASKING_COPY = _MASKING | frozenset((Tag.COPY_DATA,))
 _U32 = struct.Struct("!I")
+_path_tokens = 0
 _HANDLED = frozenset(("FETCH", "MOVE", "DECLARE", "CLOSE", "DEALLOCATE", "DISCARD", "PREPARE"))
 
 
@@ -182,6 +184,130 @@ def _renamed(raw: memoryview, field: int, token: str) -> bytes:
     return data[:1] + _U32.pack(length - (end - start) + len(name)) + data[5:start] + name + data[end:]
 
 
+class Objects:
+    """The prepared statements and portals (cursors included) that exist in the session, as the server
+    knows them: made by Parse, Bind and DECLARE; used by Execute and FETCH; dropped by Close, CLOSE,
+    DEALLOCATE and DISCARD."""
+
+    __slots__ = ("portals", "statements", "unknown_mask")
+
+    def __init__(self, unknown_mask: Callable[[], StatementMask | None]):
+        self.statements: dict[str, Prepared] = {}
+        self.portals: dict[str, Portal] = {}
+        self.unknown_mask = unknown_mask  # for a portal or cursor dbfw did not see made
+
+    def unknown_portal(self, name: str, limits: Limits, cls: str) -> Portal:
+        portal = self.portals[name] = Portal(name, self.unknown_mask(), limits, cls)
+        return portal
+
+    def query_portals(self, verdict: Verdict, limits: Limits, rewritten: bool) -> list[Portal]:
+        """One portal per statement of a simple Query; a SQL cursor's statements name the cursor's."""
+        classification = verdict.classification
+        masks = verdict.masks
+        statements = classification.statements if classification is not None else ()
+        out: list[Portal] = []
+        for i in range(max(len(statements), len(masks) if masks is not None else 0, 1)):
+            mask = masks[i] if masks is not None and i < len(masks) else None
+            if rewritten and mask is not None:
+                mask = StatementMask(counted=_counted_rules(mask))
+            stmt = statements[i] if i < len(statements) else None
+            command = stmt.command if stmt is not None else ""
+            if command in _HANDLED:
+                out.append(self.handle(command, stmt.handle, mask, limits, stmt.cls))  # type: ignore[union-attr]
+            else:
+                out.append(Portal("", mask, limits, stmt.cls if stmt is not None else verdict.cls))
+        return out
+
+    def handle(self, command: str, name: str, mask: StatementMask | None, limits: Limits,
+                    cls: str) -> Portal:
+        """Cursors and prepared statements made, used and dropped in SQL: the same objects the protocol
+        uses (a cursor is a portal: FETCH and a protocol Execute of it share its counters and its mask)."""
+        portals = self.portals
+        if command == "DECLARE":
+            portal = portals[name] = Portal(name, mask, limits, cls)
+            portal.started = True
+            return Portal("", None, limits, cls)  # DECLARE itself returns no rows
+        if command in ("FETCH", "MOVE"):
+            cursor = portals.get(name)
+            if cursor is None:  # a cursor dbfw did not see declared (a function opened it): untraceable
+                cursor = self.unknown_portal(name, limits, cls)
+            return cursor
+        if command == "CLOSE":
+            if name:
+                portals.pop(name, None)
+            else:
+                portals.clear()  # CLOSE ALL
+        elif command == "DEALLOCATE":
+            if name:
+                self.statements.pop(name, None)
+            else:
+                self.statements.clear()
+        elif command == "DISCARD" and name == "ALL":
+            self.statements.clear()
+            portals.clear()
+        elif command == "PREPARE" and name:
+            # A statement prepared in SQL: a protocol Bind of its name is refused (it runs through EXECUTE,
+            # decided each time), and a Parse of the same name fails as the server would fail it.
+            self.statements[name] = Prepared(name, "", "unknown", None, limits, None, None, -1)
+        return Portal("", mask, limits, cls)
+
+    def redecided(self, prepared: Prepared, verdict: Verdict, generation: int) -> Prepared:
+        mask = verdict.masks[0] if verdict.masks else None
+        fresh = Prepared(prepared.name, prepared.sql, verdict.cls or prepared.cls, mask, verdict.limits,
+                         verdict.record, verdict.request_id, generation)
+        self.statements[prepared.name] = fresh
+        return fresh
+
+
+class Limiter:
+    """Counts what each portal delivers, for the scanner that drops rows past a portal's limits."""
+
+    __slots__ = ("_counted", "responses", "scanner", "session")
+
+    def __init__(self, scanner: m.RelayScanner, responses: Responses, session: str):
+        self.scanner, self.responses, self.session = scanner, responses, session
+        self._counted: Portal | None = None  # the portal the scanner's allowance belongs to
+
+    def allowance(self) -> None:
+        """What the portal whose rows arrive now may still deliver, for the scanner to count down (what the
+        scanner counted for the portal before is kept on that portal first)."""
+        self.save()
+        scanner = self.scanner
+        portal = self.responses.current()
+        limits = portal.limits if portal is not None else None
+        if limits is None:
+            scanner.rows_left = scanner.bytes_left = None
+            self._counted = None
+            return
+        rows, size = limits.max_result_rows, limits.max_result_bytes
+        scanner.rows_left = None if rows is None else rows - portal.rows  # type: ignore[union-attr]
+        scanner.bytes_left = None if size is None else size - portal.size  # type: ignore[union-attr]
+        self._counted = portal
+
+    def save(self) -> None:
+        portal, scanner = self._counted, self.scanner
+        if portal is None or portal.limits is None:
+            return
+        limits = portal.limits
+        if scanner.rows_left is not None and limits.max_result_rows is not None:
+            portal.rows = limits.max_result_rows - scanner.rows_left
+        if scanner.bytes_left is not None and limits.max_result_bytes is not None:
+            portal.size = limits.max_result_bytes - scanner.bytes_left
+
+    def cut(self, portal: Portal | None, defaults: Limits) -> bytes:
+        """The portal passed a limit: the rows before it were sent, its end becomes dbfw's DBF06."""
+        self.scanner.limit_hit = False
+        limits = portal.limits if portal is not None and portal.limits is not None else defaults
+        rows, size = limits.max_result_rows, limits.max_result_bytes
+        which = (f"limits.max_result_rows ({rows} rows)" if rows is not None and portal is not None
+                 and portal.rows >= rows else f"limits.max_result_bytes ({size} bytes)")
+        log.warning("session.result_limit", session=self.session, limit=which)
+        return m.ErrorResponse.make(
+            "ERROR", "DBF06", f"dbfw: the result passed {which} and was cut off",
+            "The rows before the limit were sent; a cursor or portal counts everything it delivers.",
+            "add a WHERE or LIMIT, or ask for an approved export").encode()
+
+
 class PgCore:
     """One session's relay state. Not thread-safe; no I/O; every method returns quickly."""
 
@@ -204,8 +330,9 @@ class PgCore:
         self._asked: m.Frame | None = None
         self.to_server: list[bytes | memoryview] = []
         self.to_client: list[bytes | memoryview] = []
-        self.statements: dict[str, Prepared] = {}
-        self.portals: dict[str, Portal] = {}
+        self.objects = Objects(self.responses.unknown_mask)
+        self.statements = self.objects.statements
+        self.portals = self.objects.portals
         self.inflight = 0  # sync points sent whose ReadyForQuery has not come back
         self.sent = 0
         self.received = 0
@@ -213,14 +340,13 @@ class PgCore:
         self._batch: SyncPoint | None = None  # the extended-protocol batch being sent (up to its Sync)
         self.substitutions: deque[_Substitution] = deque()
         self.executions = 0
-        self.settled = False  # every sync point sent has been answered (the shell tells the firewall)
         self.upstream_fatal = False
         self.arrived = 0.0  # when the bytes being handled arrived
         # A statement time limit: (sync point number, seconds) to arm; (n, None) to disarm. The shell takes it.
         self.timer: tuple[int, float | None] | None = None
         self._timed_out = 0  # the sync point dbfw cancelled for running too long
         self._asked_at = 0.0
-        self._counted: Portal | None = None  # the portal the scanner's allowance belongs to
+        self.limiter = Limiter(scanner, self.responses, ctx.session_id)
         self._copy_mask: StatementMask | None = None
         self._durations: dict[str, object] = {}
         self._executed: dict[str, object] = {}
@@ -260,6 +386,8 @@ class PgCore:
         self._asked = self.question = None
         self.phase = Phase.RELAY
         kind = question.kind
+        if verdict is not None and verdict.unsettles:
+            self._unsettle()
         if kind == Ask.QUERY:
             self._query_decided(frame, question.sql, verdict)  # type: ignore[arg-type]
         elif kind == Ask.PARSE:
@@ -272,6 +400,13 @@ class PgCore:
             self._execute(frame, recorded=True)
         if self.phase == Phase.RELAY:
             self._client_frames()
+
+    def _unsettle(self) -> None:
+        """A statement may change the search_path and how text is read: approvals made before no longer apply
+        (a new path token), and until the server has answered everything, nothing ambiguous is read."""
+        global _path_tokens
+        _path_tokens += 1
+        self.ctx = replace(self.ctx, path=f"changed-{_path_tokens}", lex=self.ctx.lex | LEX_UNSETTLED)
 
     def _ask(self, frame: m.Frame, question: Question) -> None:
         self._asked, self.question, self.phase = frame, question, Phase.ASKING
@@ -292,13 +427,17 @@ class PgCore:
             elif tag == Tag.SYNC:
                 self._sync(frame)
             elif tag == Tag.QUERY:
-                self._ask(frame, Question(Ask.QUERY, self._sql_text(m.Query.decode(frame.payload).query)))
+                self._ask(frame, Question(Ask.QUERY, _sql_text(self.codec, m.Query.decode(frame.payload).query)))
             elif tag == Tag.PARSE:
                 parse = m.Parse.decode(frame.payload)
                 if parse.name and parse.name in self.statements:
-                    self._refuse_parse(frame, parse)
+                    # The server would refuse it, and dbfw's record of the name must stay the statement the
+                    # server keeps.
+                    token = self._substitute(Verdict(False, "42P05", f'prepared statement "{parse.name}" already '
+                                                     "exists"), self.sent + 1)
+                    self.to_server.append(m.Parse(parse.name, token, parse.param_types).encode())
                     continue
-                self._ask(frame, Question(Ask.PARSE, self._sql_text(parse.query)))
+                self._ask(frame, Question(Ask.PARSE, _sql_text(self.codec, parse.query)))
             elif tag == Tag.DESCRIBE or tag == Tag.CLOSE:
                 self._describe_or_close(frame)
             elif tag == Tag.FUNCTION_CALL:
@@ -311,11 +450,6 @@ class PgCore:
             if self.phase != Phase.RELAY:
                 return
 
-    def _sql_text(self, text: str) -> str:
-        if self.codec == "utf-8":
-            return text
-        return text.encode("utf-8", "surrogateescape").decode(self.codec, "replace")
-
     def _substitute(self, verdict: Verdict, batch: int) -> str:
         token = f"dbfw_refused_{secrets.token_hex(6)}"
         self.substitutions.append(_Substitution(token, batch, verdict))
@@ -325,7 +459,6 @@ class PgCore:
         """A sync point goes to the server."""
         self.inflight += 1
         self.sent += 1
-        self.settled = False
         self.points.append(SyncPoint(began, cls, records, seconds))
         if self.inflight == 1:
             self._arm()
@@ -339,17 +472,9 @@ class PgCore:
                 return
         self.timer = (self.received, None)
 
-    def _execution(self, cls: str) -> None:
-        child = self._executed.get(cls)
-        if child is None:
-            child = self._executed[cls] = metrics.statements_total.labels(
-                self.ctx.listener, self.ctx.identity, cls, "allow")
-        child.inc()  # type: ignore[attr-defined]
-        self.executions += 1
-
     def _query_decided(self, frame: m.Frame, sql: str, verdict: Verdict) -> None:
         self.executions += 1
-        rewritten = self._rewritten(verdict)
+        rewritten = _rewritten(verdict, self.codec)
         records = [verdict.record] if verdict.record is not None else []
         limits = verdict.limits if verdict.limits is not None else self.limits
         self._point(self._asked_at, verdict.cls or "read", records, limits.max_statement_seconds)
@@ -357,66 +482,15 @@ class PgCore:
             self.responses.query([])
             self.to_server.append(m.Query(self._substitute(verdict, self.sent)).encode())
             return
-        self.responses.query(self._query_portals(verdict, limits, rewritten is not None))
+        self.responses.query(self.objects.query_portals(verdict, limits, rewritten is not None))
         self.to_server.append(m.Query(rewritten).encode() if rewritten else frame.raw)
-
-    def _query_portals(self, verdict: Verdict, limits: Limits, rewritten: bool) -> list[Portal]:
-        """One portal per statement of a simple Query; a SQL cursor's statements name the cursor's."""
-        classification = verdict.classification
-        masks = verdict.masks
-        statements = classification.statements if classification is not None else ()
-        out: list[Portal] = []
-        for i in range(max(len(statements), len(masks) if masks is not None else 0, 1)):
-            mask = masks[i] if masks is not None and i < len(masks) else None
-            if rewritten and mask is not None:
-                mask = StatementMask(counted=_counted_rules(mask))
-            stmt = statements[i] if i < len(statements) else None
-            command = stmt.command if stmt is not None else ""
-            if command in _HANDLED:
-                out.append(self._sql_handle(command, stmt.handle, mask, limits, stmt.cls))  # type: ignore[union-attr]
-            else:
-                out.append(Portal("", mask, limits, stmt.cls if stmt is not None else verdict.cls))
-        return out
-
-    def _sql_handle(self, command: str, name: str, mask: StatementMask | None, limits: Limits,
-                    cls: str) -> Portal:
-        """Cursors and prepared statements made, used and dropped in SQL: the same objects the protocol
-        uses (a cursor is a portal: FETCH and a protocol Execute of it share its counters and its mask)."""
-        portals = self.portals
-        if command == "DECLARE":
-            portal = portals[name] = Portal(name, mask, limits, cls)
-            portal.started = True
-            return Portal("", None, limits, cls)  # DECLARE itself returns no rows
-        if command in ("FETCH", "MOVE"):
-            cursor = portals.get(name)
-            if cursor is None:  # a cursor dbfw did not see declared (a function opened it): untraceable
-                cursor = portals[name] = Portal(name, self.responses.unknown_mask(), limits, cls)
-            return cursor
-        if command == "CLOSE":
-            if name:
-                portals.pop(name, None)
-            else:
-                portals.clear()  # CLOSE ALL
-        elif command == "DEALLOCATE":
-            if name:
-                self.statements.pop(name, None)
-            else:
-                self.statements.clear()
-        elif command == "DISCARD" and name == "ALL":
-            self.statements.clear()
-            portals.clear()
-        elif command == "PREPARE" and name:
-            # A statement prepared in SQL: a protocol Bind of its name is refused (it runs through EXECUTE,
-            # decided each time), and a Parse of the same name fails as the server would fail it.
-            self.statements[name] = Prepared(name, "", "unknown", None, limits, None, None, -1)
-        return Portal("", mask, limits, cls)
 
     def _parse_decided(self, frame: m.Frame, sql: str, verdict: Verdict) -> None:
         parse = m.Parse.decode(frame.payload)
         if self._batch is None:
             self._batch = SyncPoint(self._asked_at, verdict.cls or "read", [], None)
         self._batch.cls = verdict.cls or self._batch.cls
-        rewritten = self._rewritten(verdict)
+        rewritten = _rewritten(verdict, self.codec)
         if not verdict.allowed:
             token = self._substitute(verdict, self.sent + 1)
             self.to_server.append(m.Parse(parse.name, token, parse.param_types).encode())
@@ -434,13 +508,6 @@ class PgCore:
             self.to_server.append(m.Parse(parse.name, rewritten, parse.param_types).encode())
         else:
             self.to_server.append(frame.raw)
-
-    def _refuse_parse(self, frame: m.Frame, parse: m.Parse) -> None:
-        """A Parse naming a statement that exists: the server would refuse it, and dbfw's record of the name
-        must stay the statement the server keeps."""
-        verdict = Verdict(False, "42P05", f'prepared statement "{parse.name}" already exists')
-        token = self._substitute(verdict, self.sent + 1)
-        self.to_server.append(m.Parse(parse.name, token, parse.param_types).encode())
 
     def _bind(self, frame: m.Frame, verdict: Verdict | None) -> None:
         """A Bind makes a portal of a prepared statement. A statement prepared before the rules changed is
@@ -461,7 +528,7 @@ class PgCore:
             if not verdict.allowed:  # refused now; decided again at its next Bind
                 self._refuse_bind(frame, verdict)
                 return
-            prepared = self._redecided(prepared, verdict)
+            prepared = self.objects.redecided(prepared, verdict, self.generation)
         if prepared is None or prepared.generation == -1:
             self._refuse_bind(frame, Verdict(
                 False, "DBF02", f'dbfw: prepared statement "{statement}" was not prepared by a Parse dbfw '
@@ -470,13 +537,6 @@ class PgCore:
         self.portals[portal_name] = Portal(portal_name, prepared.mask, prepared.limits, prepared.cls, formats,
                                            prepared)
         self.to_server.append(frame.raw)
-
-    def _redecided(self, prepared: Prepared, verdict: Verdict) -> Prepared:
-        mask = verdict.masks[0] if verdict.masks else None
-        fresh = Prepared(prepared.name, prepared.sql, verdict.cls or prepared.cls, mask, verdict.limits,
-                         verdict.record, verdict.request_id, self.generation)
-        self.statements[prepared.name] = fresh
-        return fresh
 
     def _refuse_bind(self, frame: m.Frame, verdict: Verdict) -> None:
         token = self._substitute(verdict, self.sent + 1)
@@ -487,7 +547,7 @@ class PgCore:
         name = execute_portal(frame.raw)
         portal = self.portals.get(name)
         if portal is None:  # a portal dbfw did not see made (a cursor a function opened): untraceable
-            portal = self.portals[name] = Portal(name, self.responses.unknown_mask(), self.limits, "read")
+            portal = self.objects.unknown_portal(name, self.limits, "read")
         prepared = portal.prepared
         if not portal.started and prepared is not None:
             if prepared.request_id is not None and prepared.used:
@@ -503,7 +563,12 @@ class PgCore:
                 self._ask(frame, Question(Ask.RECORD, record=record))  # high-risk: durable before it runs
                 return
             prepared.used = True
-            self._execution(prepared.cls)
+            self.executions += 1
+            counter = self._executed.get(prepared.cls)
+            if counter is None:
+                counter = self._executed[prepared.cls] = metrics.statements_total.labels(
+                    self.ctx.listener, self.ctx.identity, prepared.cls, "allow")
+            counter.inc()  # type: ignore[attr-defined]
             if self._batch is None:
                 self._batch = SyncPoint(self.arrived, prepared.cls, [], None)
             if record is not None and not recorded:
@@ -514,7 +579,7 @@ class PgCore:
         portal.started = True
         if prepared is not None and prepared.handle is not None:
             command, handle = prepared.handle
-            portal = self._sql_handle(command, handle, portal.mask, portal.limits or self.limits, portal.cls)
+            portal = self.objects.handle(command, handle, portal.mask, portal.limits or self.limits, portal.cls)
         self.responses.execute(portal)
         self.to_server.append(frame.raw)
 
@@ -548,14 +613,6 @@ class PgCore:
         else:
             self.to_server.append(m.Query(self._substitute(verdict, self.sent)).encode())
 
-    def _rewritten(self, verdict: Verdict) -> str | None:
-        """The statement as the upstream should run it, with its masks inside, when that is possible:
-        one plain SELECT whose masked columns are text columns with a mask SQL can express."""
-        masks = verdict.masks
-        if not verdict.allowed or not masks or len(masks) != 1 or masks[0] is None or self.codec != "utf-8":
-            return None
-        return masks[0].rewritten
-
     # --- server -> client ----------------------------------------------------------------------------
 
     def server_data(self, data: bytes) -> None:
@@ -563,7 +620,7 @@ class PgCore:
         out = self.to_client
         masking = self.masking
         wanted = (_MASKING_COPY if responses.copying else _MASKING) if masking else _COUNTING
-        self._allowance()
+        self.limiter.allowance()
         pieces = scanner.feed(data, wanted, responses.row_masker() if masking else None)
         while True:
             for piece in pieces:
@@ -581,34 +638,8 @@ class PgCore:
                 break
             if masking:
                 wanted = _MASKING_COPY if responses.copying else _MASKING
-            self._allowance()
+            self.limiter.allowance()
             pieces = scanner.feed(b"", wanted, responses.row_masker() if masking else None)
-
-    def _allowance(self) -> None:
-        """What the portal whose rows arrive now may still deliver, for the scanner to count down (what the
-        scanner counted for the portal before is kept on that portal first)."""
-        self._save()
-        scanner = self.scanner
-        portal = self.responses.current()
-        limits = portal.limits if portal is not None else None
-        if limits is None:
-            scanner.rows_left = scanner.bytes_left = None
-            self._counted = None
-            return
-        rows, size = limits.max_result_rows, limits.max_result_bytes
-        scanner.rows_left = None if rows is None else rows - portal.rows  # type: ignore[union-attr]
-        scanner.bytes_left = None if size is None else size - portal.size  # type: ignore[union-attr]
-        self._counted = portal
-
-    def _save(self) -> None:
-        portal, scanner = self._counted, self.scanner
-        if portal is None or portal.limits is None:
-            return
-        limits = portal.limits
-        if scanner.rows_left is not None and limits.max_result_rows is not None:
-            portal.rows = limits.max_result_rows - scanner.rows_left
-        if scanner.bytes_left is not None and limits.max_result_bytes is not None:
-            portal.size = limits.max_result_bytes - scanner.bytes_left
 
     def _backend(self, tag: int, raw: memoryview) -> bytes | None:
         """One message the core looks at. Returns its replacement (b"": dropped), or None to relay it."""
@@ -619,13 +650,13 @@ class PgCore:
                 if counted is not None:
                     point = self.points[0]
                     point.rows = (point.rows or 0) + counted
-            self._save()
+            self.limiter.save()
             portal = responses.statement_done(raw[5:] if tag == Tag.COMMAND_COMPLETE else None)
             if self.scanner.limit_hit:
-                return self._cut(portal)
+                return self.limiter.cut(portal, self.limits)
             return None
         if tag == Tag.ERROR:
-            self._save()
+            self.limiter.save()
             responses.error()
             self.scanner.limit_hit = False
             return self._error(raw)
@@ -647,19 +678,6 @@ class PgCore:
             assert responses.masking is not None
             return m.CopyData(mask_copy_line(bytes(raw[5:]), self._copy_mask, responses.masking)).encode()
         return None
-
-    def _cut(self, portal: Portal | None) -> bytes:
-        """The portal passed a limit: the rows before it were sent, its end becomes dbfw's DBF06."""
-        self.scanner.limit_hit = False
-        limits = portal.limits if portal is not None and portal.limits is not None else self.limits
-        rows, size = limits.max_result_rows, limits.max_result_bytes
-        which = (f"limits.max_result_rows ({rows} rows)" if rows is not None and portal is not None
-                 and portal.rows >= rows else f"limits.max_result_bytes ({size} bytes)")
-        log.warning("session.result_limit", session=self.ctx.session_id, limit=which)
-        return m.ErrorResponse.make(
-            "ERROR", "DBF06", f"dbfw: the result passed {which} and was cut off",
-            "The rows before the limit were sent; a cursor or portal counts everything it delivers.",
-            "add a WHERE or LIMIT, or ask for an approved export").encode()
 
     def _error(self, raw: memoryview) -> bytes | None:
         """Swap the server's error for a refused statement's stand-in back to dbfw's own refusal, and a
@@ -688,8 +706,9 @@ class PgCore:
         self.scanner.limit_hit = False
         self.inflight -= 1
         self.received += 1
-        if self.received == self.sent and self.phase == Phase.RELAY:
-            self.settled = True  # any change of how the server reads text is reported by now
+        if self.received == self.sent and self.ctx.lex & LEX_UNSETTLED and self.phase == Phase.RELAY:
+            # Every statement sent has been answered: any change of how the server reads text is reported.
+            self.ctx = replace(self.ctx, lex=self.ctx.lex & ~LEX_UNSETTLED)
         if self.points:
             self._finished(self.points.popleft())
         subs = self.substitutions
@@ -715,11 +734,26 @@ class PgCore:
         self.parameters[name] = value
         if name == "client_encoding":
             self.codec = ENCODINGS.get(value.upper(), "utf-8")
-        lex = lex_mode(self.parameters)
+        lex = lex_mode(self.parameters) | (self.ctx.lex & LEX_UNSETTLED)
         if lex != self.ctx.lex:
             self.ctx = replace(self.ctx, lex=lex)
             log.event("session.lexing", session=self.ctx.session_id, standard_conforming_strings=self.parameters.get(
                 "standard_conforming_strings"), client_encoding=self.parameters.get("client_encoding"))
+
+
+def _sql_text(codec: str, text: str) -> str:
+    if codec == "utf-8":
+        return text
+    return text.encode("utf-8", "surrogateescape").decode(codec, "replace")
+
+
+def _rewritten(verdict: Verdict, codec: str) -> str | None:
+    """The statement as the upstream should run it, with its masks inside, when that is possible:
+    one plain SELECT whose masked columns are text columns with a mask SQL can express."""
+    masks = verdict.masks
+    if not verdict.allowed or not masks or len(masks) != 1 or masks[0] is None or codec != "utf-8":
+        return None
+    return masks[0].rewritten
 
 
 def _handle_of(verdict: Verdict) -> tuple[str, str] | None:
