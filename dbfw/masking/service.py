@@ -210,6 +210,10 @@ class Masking:
 
         return lookup
 
+    def applies(self, ctx: StatementContext) -> bool:
+        """Whether any masking rule applies to this identity."""
+        return bool(self._rules_for(ctx)[0]) and self.catalogs is not None
+
     def untraceable(self, ctx: StatementContext, catalog: Catalog | None) -> StatementMask | None:
         """For a session: the mask of a result dbfw could not trace at all (a cursor a function opened and the
         client fetches from): every column, when the database holds anything sensitive for this identity;

@@ -318,6 +318,23 @@ _STATEMENT_START = frozenset({"SELECT", "WITH", "INSERT", "UPDATE", "DELETE", "M
 Handler = Callable[["_Classifier", list[Token], _Result], None]
 
 
+def _supplied(tokens: list[Token], at: int, end: TokenType | None = None) -> bool:
+    """Whether the function argument at ``at`` is one string literal or one $n parameter (a value the client
+    gives, not one read from the database), followed by a comma or ``end`` (either, when None)."""
+    n = len(tokens)
+    if at >= n:
+        return False
+    follows = at + 1
+    if tokens[at].token_type == TokenType.PARAMETER and follows < n and tokens[follows].token_type == TokenType.NUMBER:
+        follows += 1
+    elif tokens[at].token_type not in _STRINGS:
+        return False
+    if follows >= n:
+        return False
+    tt = tokens[follows].token_type
+    return tt == end if end is not None else tt in (TokenType.COMMA, TokenType.R_PAREN)
+
+
 class _Classifier:
     def __init__(self, dialect: str):
         self.dialect = dialect
@@ -401,8 +418,18 @@ class _Classifier:
                 else:
                     readable = value is not None and value.token_type in _STRINGS and after_value is not None \
                         and after_value.token_type in (TokenType.COMMA, TokenType.R_PAREN)
+                    if not readable and not _supplied(tokens, i + 4):
+                        # A computed value: the server reports some settings back to the client
+                        # (application_name), a channel for values that would otherwise be masked or limited.
+                        res.raise_to("bulk_export", "set_config with a computed value")
                     res.raise_to(setting_value_class(arg.text, value.text if readable else None,  # type: ignore[union-attr]
                                                      self.server_limits), f"set_config('{arg.text}')")
+                continue
+            if name == "pg_notify" and not self.mysql and not (
+                    i + 3 < len(tokens) and _supplied(tokens, i + 2) and tokens[i + 3].token_type == TokenType.COMMA
+                    and _supplied(tokens, i + 4, end=TokenType.R_PAREN)):
+                # The payload reaches every listener, unmasked and uncounted: a computed one is data leaving.
+                res.raise_to("bulk_export", "pg_notify with a computed channel or payload")
                 continue
             if self.mysql:  # PostgreSQL's calls are resolved against its catalog (SQLClassifier._resolve_calls)
                 cls = self.functions.get(name)

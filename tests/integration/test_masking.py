@@ -376,3 +376,47 @@ def test_values_leaving_through_functions_are_masked_or_refused(masked: DbfwProc
             assert (e.sqlstate or "").startswith("DBF"), f"{query}: {e}"
             continue
         assert_no_secret(repr(rows), query)
+
+
+ERROR_QUERIES = [
+    f"SELECT email::int FROM {C} WHERE id = 1",
+    f"SELECT (string_agg(email || ':' || ssn, ','))::int FROM {C}",
+    f"SELECT card_number::date FROM {C} WHERE id = 2",
+    f"SELECT ssn::json FROM {C} WHERE id = 3",
+    f"SELECT ('{{\"a\": ' || email || '}}')::json FROM {C} WHERE id = 1",
+    f"DO $$ BEGIN RAISE EXCEPTION '%', (SELECT string_agg(email, ',') FROM {C}); END $$",
+    f"DO $$ BEGIN RAISE EXCEPTION 'x' USING DETAIL = (SELECT min(ssn) FROM {C}); END $$",
+]
+
+
+@pytest.mark.parametrize("query", ERROR_QUERIES)
+def test_values_quoted_in_errors_are_withheld(masked: DbfwProcess, query: str) -> None:
+    with psycopg.connect(masked.conninfo(), autocommit=True) as conn:
+        with pytest.raises(psycopg.Error) as info:
+            conn.execute(query)
+        diag = info.value.diag
+        text = " ".join(str(x) for x in (info.value, diag.message_detail, diag.message_hint, diag.context,
+                                         diag.internal_query))
+        assert_no_secret(text, query)
+        assert info.value.sqlstate and not info.value.sqlstate.startswith("DBF")  # the server's own error
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_notices_and_notifications_do_not_carry_values(masked: DbfwProcess) -> None:
+    notices: list[str] = []
+    with psycopg.connect(masked.conninfo(), autocommit=True) as conn:
+        conn.add_notice_handler(lambda d: notices.append(f"{d.message_primary} {d.message_detail}"))
+        conn.execute(f"DO $$ BEGIN RAISE NOTICE '%', (SELECT string_agg(ssn, ',') FROM {C}); END $$")
+        conn.execute("LISTEN masked_channel")
+        conn.execute(f"SELECT count(pg_notify('masked_channel', email)) FROM {C}")
+        payloads = [n.payload for n in conn.notifies(timeout=2, stop_after=3)]
+    assert notices and payloads
+    assert_no_secret(repr(notices) + repr(payloads), "notices")
+
+
+def test_an_error_cannot_carry_a_result_past_the_limits(pg: PgTarget, tmp_path: Path) -> None:
+    with running_dbfw(tmp_path, pg, "defaults: {action: allow}\npolicies: []\nlimits: {max_result_bytes: 100KB}\n",
+                      admin=False) as proc, psycopg.connect(proc.conninfo(), autocommit=True) as conn:
+        with pytest.raises(psycopg.Error) as info:
+            conn.execute("SELECT repeat('x', 3000000)::int")
+        assert len(str(info.value)) < 2000

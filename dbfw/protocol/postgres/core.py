@@ -41,7 +41,16 @@ from ...sql.classify import LEX_ASCII_ONLY, LEX_BACKSLASH_ESCAPES, LEX_STANDARD,
 from ...sql.pglex import unsafe_encoding
 from ...verdict import Verdict
 from . import messages as m
-from .results import Portal, Prepared, Responses, mask_copy_line
+from .results import (
+    MAX_ERROR_BYTES,
+    Portal,
+    Prepared,
+    Responses,
+    mask_copy_line,
+    sanitized_error,
+    sanitized_notification,
+    truncated_error,
+)
 
 
 class Tag(IntEnum):
@@ -70,6 +79,8 @@ class Tag(IntEnum):
     EMPTY_QUERY = ord("I")
     PORTAL_SUSPENDED = ord("s")
     COPY_OUT = ord("H")
+    NOTICE = ord("N")
+    NOTIFICATION = ord("A")
 
 
 class Phase(IntEnum):
@@ -143,7 +154,7 @@ _RESULT_END = frozenset((Tag.COMMAND_COMPLETE, Tag.EMPTY_QUERY, Tag.PORTAL_SUSPE
 # stop the scanner: it masks (row_fn) and counts them itself.
 _ALWAYS = frozenset((Tag.READY, Tag.ERROR, Tag.PARAMETER_STATUS))
 _COUNTING = _ALWAYS | _RESULT_END
-_MASKING = _COUNTING | frozenset((Tag.ROW_DESCRIPTION, Tag.NO_DATA, Tag.COPY_OUT))
+_MASKING = _COUNTING | frozenset((Tag.ROW_DESCRIPTION, Tag.NO_DATA, Tag.COPY_OUT, Tag.NOTICE, Tag.NOTIFICATION))
 _MASKING_COPY = _MASKING | frozenset((Tag.COPY_DATA,))
 _U32 = struct.Struct("!I")
 _path_tokens = 0
@@ -659,7 +670,11 @@ class PgCore:
             self.limiter.save()
             responses.error()
             self.scanner.limit_hit = False
-            return self._error(raw)
+            replaced = self._error(raw)
+            if replaced is None and (responses.sanitize or len(raw) > MAX_ERROR_BYTES):
+                # Values quoted in an error are not rows: masking and limits would not see them.
+                return sanitized_error(raw[5:], tag) if responses.sanitize else truncated_error(raw[5:])
+            return replaced
         if tag == Tag.READY:
             self._ready()
             return None
@@ -674,6 +689,10 @@ class PgCore:
             responses.no_data()
         elif tag == Tag.COPY_OUT:
             self._copy_mask = responses.copy_out()
+        elif tag == Tag.NOTICE and responses.sanitize:
+            return sanitized_error(raw[5:], tag)
+        elif tag == Tag.NOTIFICATION and responses.sanitize:
+            return sanitized_notification(raw[5:])
         elif tag == Tag.COPY_DATA and responses.copying and self._copy_mask is not None:
             assert responses.masking is not None
             return m.CopyData(mask_copy_line(bytes(raw[5:]), self._copy_mask, responses.masking)).encode()

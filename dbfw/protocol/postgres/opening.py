@@ -297,5 +297,6 @@ class Opening:
             except Exception as e:  # lineage still masks; this only loses the second line of defence
                 log.warning("masking.catalog_unavailable", session=self.session_id, error=type(e).__name__)
         self.frames.streamable = frozenset(b"d")  # a Bind's result formats decide how its rows are read
-        return Responses(masking, masking.oid_lookup(ctx, catalog), masking.untraceable(ctx, catalog))
+        return Responses(masking, masking.oid_lookup(ctx, catalog), masking.untraceable(ctx, catalog),
+                         sanitize=masking.applies(ctx))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import struct
 from collections import deque
 from collections.abc import Callable
@@ -89,8 +90,11 @@ class Responses:
     responses arrive. Masking (when ``masking`` is set) rebuilds only rows of results with masked columns."""
 
     def __init__(self, masking: Masking | None, oid_lookup: OidLookup | None = None,
-                 untraceable: StatementMask | None = None):
+                 untraceable: StatementMask | None = None, sanitize: bool = False):
         self.masking = masking
+        # Masking applies to this session: the server's errors, notices and notifications lose the values
+        # they quote (see sanitized_error).
+        self.sanitize = sanitize
         self.untraceable = untraceable  # the mask of rows whose origin dbfw cannot know
         # Second line of defence: RowDescription names the table column a result column is (when it is
         # one); a sensitive one is masked even if lineage missed it.
@@ -461,3 +465,57 @@ def _unescape(value: bytes) -> bytes:
 
 def _escape(value: bytes) -> bytes:
     return value.replace(b"\\", b"\\\\").replace(b"\t", b"\\t").replace(b"\n", b"\\n").replace(b"\r", b"\\r")
+
+
+# --- values in the server's own messages ----------------------------------------------------------------
+
+# PostgreSQL quotes the values it names in messages ("invalid input syntax for type integer: \"...\"") and
+# puts rows and keys in parentheses in details ("Failing row contains (...)", "Key (email)=(...)").
+_QUOTED = re.compile(r'"(?:[^"]|"")*"')
+_PARENTHESISED = re.compile(r"\((?:[^()]|\([^()]*\))*\)")
+_WITHHELD = "dbfw: withheld: a message raised by SQL code may carry masked values"
+MAX_MESSAGE_FIELD = 1024
+MAX_ERROR_BYTES = 8192  # a larger error from the server is cut to MAX_MESSAGE_FIELD per field
+
+
+def _unquoted(text: str) -> str:
+    return _QUOTED.sub('"****"', text)[:MAX_MESSAGE_FIELD]
+
+
+def sanitized_error(payload: memoryview, tag: int) -> bytes:
+    """An ErrorResponse or NoticeResponse with every value it may quote replaced, for a session whose results
+    are masked: the server's error text would otherwise carry what masking and limits hold back (a cast of a
+    whole table to int names every value in its error). Text raised by SQL code (RAISE) is withheld whole;
+    SQLSTATE, severity, position and object names stay."""
+    err = m.ErrorResponse.decode(payload)
+    fields = dict(err.fields)
+    raised = "RAISE" in fields.get(m.FIELD_WHERE, "") or fields.get(m.FIELD_CODE, "").startswith("P0")
+    if raised:
+        fields[m.FIELD_MESSAGE] = _WITHHELD
+        fields.pop(m.FIELD_DETAIL, None)
+        fields.pop(m.FIELD_HINT, None)
+    else:
+        fields[m.FIELD_MESSAGE] = _unquoted(fields.get(m.FIELD_MESSAGE, ""))
+        if m.FIELD_DETAIL in fields:
+            fields[m.FIELD_DETAIL] = _PARENTHESISED.sub("(****)", _unquoted(fields[m.FIELD_DETAIL]))
+        if m.FIELD_HINT in fields:
+            fields[m.FIELD_HINT] = _unquoted(fields[m.FIELD_HINT])
+    if m.FIELD_WHERE in fields:
+        fields[m.FIELD_WHERE] = _PARENTHESISED.sub("(****)", _unquoted(fields[m.FIELD_WHERE].split(
+            "JSON data, line")[0]))
+    fields.pop(m.FIELD_INTERNAL_QUERY, None)
+    message = m.ErrorResponse(fields) if tag == ord("E") else m.NoticeResponse(fields)
+    return message.encode()
+
+
+def sanitized_notification(payload: memoryview) -> bytes:
+    """A NOTIFY payload may be computed from any value: in a masked session it is withheld."""
+    note = m.NotificationResponse.decode(payload)
+    return m.NotificationResponse(note.pid, note.channel, "****" if note.payload else "").encode()
+
+
+def truncated_error(payload: memoryview) -> bytes:
+    """An error too large to be an error: its text fields cut, so that it cannot carry a result past the
+    limits (a whole table cast to int is named in full in its error)."""
+    err = m.ErrorResponse.decode(payload)
+    return m.ErrorResponse({k: v[:MAX_MESSAGE_FIELD] for k, v in err.fields.items()}).encode()
