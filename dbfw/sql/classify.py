@@ -64,6 +64,7 @@ class Statement:
     # The cursor or prepared statement a DECLARE, FETCH, MOVE, CLOSE, PREPARE or DEALLOCATE names, as the
     # server names it ("" for CLOSE ALL / DEALLOCATE ALL; "ALL" for DISCARD ALL).
     handle: str = ""
+    hold: bool = False  # DECLARE ... WITH HOLD: the cursor outlives its transaction
     dialect: str = "postgres"
     lex: int = 0  # how the server reads the text (LEX_* flags): part of what an approval is bound to
 
@@ -302,6 +303,7 @@ class _Result:
     tables_complete: bool = True
     anonymous: set[str] = field(default_factory=set)  # calls sqlglot's parser does not know by name
     handle: str = ""  # see Statement.handle
+    hold: bool = False
 
     def raise_to(self, cls: str, reason: str) -> None:
         if RANK[cls] > RANK[self.cls]:
@@ -375,6 +377,7 @@ class _Classifier:
             res = _Result("unknown", kw or "UNKNOWN", f"cannot parse ({type(e).__name__})")
         if kw in _HANDLE_KEYWORDS and not self.mysql and res.cls != "unknown":
             res.handle = _handle(kw, tokens)
+            res.hold = kw == "DECLARE" and _holds(tokens)
         self._scan_functions(tokens, res)
         return res
 
@@ -1174,6 +1177,17 @@ def _handle(kw: str, tokens: list[Token]) -> str:
     return _server_name(name)
 
 
+def _holds(tokens: list[Token]) -> bool:
+    """DECLARE ... WITH HOLD ... FOR: whether the cursor outlives its transaction."""
+    for i, tok in enumerate(tokens[2:], 2):
+        w = _word(tok)
+        if w == "FOR":
+            return False
+        if w == "HOLD" and _word(tokens[i - 1]) == "WITH":
+            return True
+    return False
+
+
 def _declare(c: _Classifier, tokens: list[Token], res: _Result) -> None:
     res.command = "DECLARE"
     for i, tok in enumerate(tokens):
@@ -1307,13 +1321,13 @@ _MYSQL_KEYWORDS: dict[str, Handler] = {
 @dataclass(frozen=True, slots=True)
 class _ShapeEntry:
     # Per statement: everything but its text and fingerprint, ready to build a Statement from.
-    statements: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...], tuple[str, ...], str, bool, str], ...]
+    statements: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...], tuple[str, ...], str, bool, str, bool], ...]
     cls: str
 
     @classmethod
     def of(cls, results: tuple[_Result, ...]) -> _ShapeEntry:
         frozen = tuple((r.cls, r.command, tuple(r.tables), tuple(r.written), tuple(r.functions), r.reason,
-                        r.tables_complete, r.handle) for r in results)
+                        r.tables_complete, r.handle, r.hold) for r in results)
         return cls(frozen, riskiest([r.cls for r in results]))
 
 

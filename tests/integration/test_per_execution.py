@@ -286,3 +286,79 @@ def test_a_prepared_statement_is_decided_again_after_a_reload(pg: PgTarget, tabl
             (tmp_path / "rules.yaml").write_text("defaults: {action: allow}\npolicies: []\n")
             _reload(proc)
             assert conn.execute(f"SELECT id FROM {small} WHERE id = %s", (2,), prepare=True).fetchall() == [(2,)]
+
+
+# --- the session's cursors and statements change when the server says so ------------------------------
+
+
+def test_a_failed_redeclare_keeps_the_cursor_its_counters_and_mask(fw: DbfwProcess,
+                                                                  tables: tuple[str, str, str]) -> None:
+    big = tables[0]
+    with RawPg(fw.host, fw.port) as raw:
+        raw.query(f"DECLARE c CURSOR WITH HOLD FOR SELECT id, email || '' AS e FROM {big} ORDER BY id")
+        rows: list[list[bytes | None]] = []
+        errors: list[str] = []
+        for _ in range(4):
+            redeclared = raw.query("DECLARE c CURSOR WITH HOLD FOR SELECT 1")  # fails: c exists
+            assert [x.sqlstate for x in redeclared if isinstance(x, m.ErrorResponse)] == ["42P03"]
+            for x in raw.query("FETCH 400 FROM c"):
+                if isinstance(x, m.DataRow):
+                    rows.append(x.values)  # type: ignore[attr-defined]
+                elif isinstance(x, m.ErrorResponse):
+                    errors.append(x.sqlstate)
+        assert len(rows) == 1000 and "DBF06" in errors
+        assert all(b"example.com" not in (r[1] or b"") for r in rows)
+        # A CLOSE the server never ran (an earlier statement failed) closes nothing here either.
+        raw.query("SELECT 1/0; CLOSE c")
+        assert any(isinstance(x, m.ErrorResponse) and x.sqlstate == "DBF06" for x in raw.query("FETCH 1 FROM c"))
+        # A Bind naming the cursor fails as the server fails it, and the cursor stays as it was.
+        raw.send(m.Parse("", "SELECT 1", []), m.Bind("c", "", [], [], []), m.Sync())
+        assert [x.sqlstate for x in raw.until_ready() if isinstance(x, m.ErrorResponse)] == ["42P03"]
+        assert any(isinstance(x, m.ErrorResponse) and x.sqlstate == "DBF06" for x in raw.query("FETCH 1 FROM c"))
+        raw.query("CLOSE c")
+        assert [x.sqlstate for x in raw.query("FETCH 1 FROM c") if isinstance(x, m.ErrorResponse)] == ["34000"]
+
+
+def test_portals_end_with_their_transaction(fw: DbfwProcess, tables: tuple[str, str, str]) -> None:
+    small = tables[2]
+    with RawPg(fw.host, fw.port) as raw:
+        for _ in range(3):  # the same portal name in one transaction after another
+            raw.query("BEGIN")
+            raw.send(m.Parse("", f"SELECT id FROM {small}", []), m.Bind("p", "", [], [], []), m.Execute("p", 1),
+                     m.Sync())
+            answer = raw.until_ready()
+            assert not any(isinstance(x, m.ErrorResponse) for x in answer)
+            raw.query("COMMIT")
+
+
+def test_an_approval_is_not_reused_through_a_deallocate_that_failed(pg: PgTarget, tmp_path: Path) -> None:
+    with scratch_table(pg, "counter", "n int", "INSERT INTO {t} VALUES (0)") as counter:
+        rules = ("defaults: {action: allow}\npolicies:\n  - {name: reviewed, match: {classes: [destructive_write]}, "
+                 "action: require_approval, reviewers: [role:reviewer]}\n")
+        with running_dbfw(tmp_path, pg, rules) as proc, RawPg(proc.host, proc.port) as raw:
+            update = f"UPDATE {counter} SET n = n + 1"
+            raw.send(m.Parse("s1", update, []), m.Bind("", "s1", [], [], []), m.Execute("", 0), m.Sync())
+            refused = [x for x in raw.until_ready() if isinstance(x, m.ErrorResponse)]
+            assert refused[0].sqlstate == "DBF01"
+            request = refused[0].message.split("request ")[1].split()[0]
+            _approve(proc, request)
+            raw.send(m.Parse("s1", update, []), m.Bind("", "s1", [], [], []), m.Execute("", 0), m.Sync())
+            assert not any(isinstance(x, m.ErrorResponse) for x in raw.until_ready())
+            raw.query("SELECT 1/0; DEALLOCATE s1")  # the server never runs the DEALLOCATE
+            raw.send(m.Parse("s1", "SELECT 1", []), m.Sync())
+            assert [x.sqlstate for x in raw.until_ready() if isinstance(x, m.ErrorResponse)] == ["42P05"]
+            for _ in range(3):
+                raw.send(m.Bind("", "s1", [], [], []), m.Execute("", 0), m.Sync())
+                assert [x.sqlstate for x in raw.until_ready() if isinstance(x, m.ErrorResponse)] == ["DBF04"]
+        with psycopg.connect(pg.conninfo()) as direct:
+            assert direct.execute(f"SELECT n FROM {counter}").fetchone() == (1,)
+
+
+def _approve(proc: DbfwProcess, request: str) -> None:
+    import json
+
+    req = urllib.request.Request(f"http://127.0.0.1:{proc.admin_port}/api/v1/approvals/{request}/approve",
+                                 data=json.dumps({}).encode(), method="POST",
+                                 headers={"Authorization": "Bearer alice-api-key", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 200

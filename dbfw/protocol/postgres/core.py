@@ -224,43 +224,61 @@ class Objects:
             stmt = statements[i] if i < len(statements) else None
             command = stmt.command if stmt is not None else ""
             if command in _HANDLED:
-                out.append(self.handle(command, stmt.handle, mask, limits, stmt.cls))  # type: ignore[union-attr]
+                out.append(self.handle(command, stmt.handle, mask, limits, stmt.cls,  # type: ignore[union-attr]
+                                       stmt.hold))  # type: ignore[union-attr]
             else:
                 out.append(Portal("", mask, limits, stmt.cls if stmt is not None else verdict.cls))
         return out
 
-    def handle(self, command: str, name: str, mask: StatementMask | None, limits: Limits,
-                    cls: str) -> Portal:
+    def handle(self, command: str, name: str, mask: StatementMask | None, limits: Limits, cls: str,
+               hold: bool = False) -> Portal:
         """Cursors and prepared statements made, used and dropped in SQL: the same objects the protocol
-        uses (a cursor is a portal: FETCH and a protocol Execute of it share its counters and its mask)."""
-        portals = self.portals
-        if command == "DECLARE":
-            portal = portals[name] = Portal(name, mask, limits, cls)
-            portal.started = True
-            return Portal("", None, limits, cls)  # DECLARE itself returns no rows
+        uses (a cursor is a portal: FETCH and a protocol Execute of it share its counters and its mask).
+        What DECLARE, CLOSE, DEALLOCATE and DISCARD change happens when the server reports them done: a
+        statement that fails changes nothing, on the server as here."""
         if command in ("FETCH", "MOVE"):
-            cursor = portals.get(name)
+            cursor = self.portals.get(name)
             if cursor is None:  # a cursor dbfw did not see declared (a function opened it): untraceable
                 cursor = self.unknown_portal(name, limits, cls)
             return cursor
-        if command == "CLOSE":
+        portal = Portal("", mask if command != "DECLARE" else None, limits, cls)
+        if command == "DECLARE":
+            cursor = Portal(name, mask, limits, cls)
+            cursor.started, cursor.hold = True, hold
+            portal.effect = (command, name, cursor)
+        elif command in ("CLOSE", "DEALLOCATE", "DISCARD"):
+            portal.effect = (command, name, None)
+        elif command == "PREPARE" and name:
+            # A statement prepared in SQL: a protocol Bind of its name is refused (it runs through EXECUTE,
+            # decided each time), and a Parse of the same name fails as the server would fail it. Marked at
+            # once: that is the safe side should the PREPARE fail.
+            self.statements[name] = Prepared(name, "", "unknown", None, limits, None, None, -1)
+        return portal
+
+    def apply(self, effect: tuple[str, str, Portal | None]) -> None:
+        """A DECLARE, CLOSE, DEALLOCATE or DISCARD the server reports done."""
+        command, name, cursor = effect
+        portals, statements = self.portals, self.statements
+        if command == "DECLARE" and cursor is not None:
+            portals[name] = cursor
+        elif command == "CLOSE":
             if name:
                 portals.pop(name, None)
             else:
                 portals.clear()  # CLOSE ALL
         elif command == "DEALLOCATE":
             if name:
-                self.statements.pop(name, None)
+                statements.pop(name, None)
             else:
-                self.statements.clear()
+                statements.clear()
         elif command == "DISCARD" and name == "ALL":
-            self.statements.clear()
+            statements.clear()
             portals.clear()
-        elif command == "PREPARE" and name:
-            # A statement prepared in SQL: a protocol Bind of its name is refused (it runs through EXECUTE,
-            # decided each time), and a Parse of the same name fails as the server would fail it.
-            self.statements[name] = Prepared(name, "", "unknown", None, limits, None, None, -1)
-        return Portal("", mask, limits, cls)
+
+    def transaction_ended(self) -> None:
+        """The server closed every portal but the cursors declared WITH HOLD."""
+        for name in [n for n, p in self.portals.items() if not p.hold]:
+            del self.portals[name]
 
     def redecided(self, prepared: Prepared, verdict: Verdict, generation: int) -> Prepared:
         mask = verdict.masks[0] if verdict.masks else None
@@ -527,6 +545,10 @@ class PgCore:
             portal_name, statement, formats = _bind_names(frame.raw)
         else:
             portal_name, statement, formats = m.bind_targets(frame.payload)
+        if portal_name and portal_name in self.portals:
+            # The server refuses it, and dbfw's record of the name must stay the portal the server keeps.
+            self._refuse_bind(frame, Verdict(False, "42P03", f'cursor "{portal_name}" already exists'))
+            return
         prepared = self.statements.get(statement)
         if prepared is not None and verdict is None and prepared.generation not in (self.generation, -1):
             if frame.streamed:
@@ -589,8 +611,8 @@ class PgCore:
                 self._batch.seconds = seconds
         portal.started = True
         if prepared is not None and prepared.handle is not None:
-            command, handle = prepared.handle
-            portal = self.objects.handle(command, handle, portal.mask, portal.limits or self.limits, portal.cls)
+            command, handle, hold = prepared.handle
+            portal = self.objects.handle(command, handle, portal.mask, portal.limits or self.limits, portal.cls, hold)
         self.responses.execute(portal)
         self.to_server.append(frame.raw)
 
@@ -663,6 +685,8 @@ class PgCore:
                     point.rows = (point.rows or 0) + counted
             self.limiter.save()
             portal = responses.statement_done(raw[5:] if tag == Tag.COMMAND_COMPLETE else None)
+            if portal is not None and portal.effect is not None and tag == Tag.COMMAND_COMPLETE:
+                self.objects.apply(portal.effect)
             if self.scanner.limit_hit:
                 return self.limiter.cut(portal, self.limits)
             return None
@@ -676,6 +700,8 @@ class PgCore:
                 return sanitized_error(raw[5:], tag) if responses.sanitize else truncated_error(raw[5:])
             return replaced
         if tag == Tag.READY:
+            if raw[5] == 73 and self.portals:  # idle: the transaction is over
+                self.objects.transaction_ended()
             self._ready()
             return None
         if tag == Tag.PARAMETER_STATUS:
@@ -775,12 +801,12 @@ def _rewritten(verdict: Verdict, codec: str) -> str | None:
     return masks[0].rewritten
 
 
-def _handle_of(verdict: Verdict) -> tuple[str, str] | None:
+def _handle_of(verdict: Verdict) -> tuple[str, str, bool] | None:
     classification = verdict.classification
     if classification is None or len(classification.statements) != 1:
         return None
     stmt = classification.statements[0]
-    return (stmt.command, stmt.handle) if stmt.command in _HANDLED else None
+    return (stmt.command, stmt.handle, stmt.hold) if stmt.command in _HANDLED else None
 
 
 def _counted_rules(mask: StatementMask) -> tuple[str, ...]:

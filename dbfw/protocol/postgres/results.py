@@ -37,15 +37,16 @@ class Prepared:
         self.name, self.sql, self.cls, self.mask, self.limits = name, sql, cls, mask, limits
         self.record, self.request_id, self.generation = record, request_id, generation
         self.used = False  # an approved statement: its one execution has started
-        # A DECLARE, FETCH, CLOSE... (command, the cursor or statement it names): applied at each execution.
-        self.handle: tuple[str, str] | None = None
+        # A DECLARE, FETCH, CLOSE... (command, the cursor or statement it names, WITH HOLD): applied at each
+        # execution.
+        self.handle: tuple[str, str, bool] | None = None
 
 
 class Portal:
     """A portal or SQL cursor, or one statement of a simple Query (the server's unnamed portal): what its
     result is masked with, and everything it has delivered so far, across Execute(max_rows) and FETCH."""
 
-    __slots__ = ("cls", "formats", "limits", "mask", "name", "prepared", "rows", "size", "started")
+    __slots__ = ("cls", "effect", "formats", "hold", "limits", "mask", "name", "prepared", "rows", "size", "started")
 
     def __init__(self, name: str, mask: StatementMask | None, limits: Limits | None, cls: str = "read",
                  formats: list[int] | None = None, prepared: Prepared | None = None):
@@ -54,6 +55,10 @@ class Portal:
         self.rows = 0
         self.size = 0  # bytes of DataRows
         self.started = False  # executed at least once (a later Execute continues the same run)
+        self.hold = False  # a cursor declared WITH HOLD: it outlives its transaction
+        # What the statement run through this portal does to the session's cursors and prepared statements,
+        # applied when the server reports it done: (command, name, the cursor DECLARE makes).
+        self.effect: tuple[str, str, Portal | None] | None = None
 
 
 class Kind(IntEnum):
