@@ -402,17 +402,26 @@ def _unique_names(query: exp.Expression) -> None:
 
 
 def _expand_views(query: exp.Expression, catalog: Catalog) -> exp.Expression:
-    if not catalog.views:
-        return query
+    """Views replaced by their definitions, and a table renaming its columns (``t AS x(a, b)``) by a subquery
+    that does the same, so that lineage follows the new names to the table's own columns."""
     for _ in range(MAX_VIEW_DEPTH):
         replaced = False
         for table in list(query.find_all(exp.Table)):
-            definition = catalog.views.get((table.db or "public", table.name))
-            if definition is None:
+            if isinstance(table.this, exp.Func):
                 continue
-            sub = sqlglot.parse_one(definition.rstrip().rstrip(";"), read="postgres")
-            alias = table.alias or table.name
-            table.replace(exp.Subquery(this=sub, alias=exp.TableAlias(this=exp.to_identifier(alias))))
+            definition = catalog.views.get((table.db or "public", table.name))
+            alias = table.args.get("alias")
+            renames = alias is not None and bool(alias.args.get("columns"))
+            if definition is None and not renames:
+                continue
+            if definition is not None:
+                sub = sqlglot.parse_one(definition.rstrip().rstrip(";"), read="postgres")
+            else:
+                sub = exp.select("*").from_(exp.Table(this=table.this.copy(), db=table.args.get("db")))
+            if alias is None or not alias.this:
+                alias = exp.TableAlias(this=exp.to_identifier(table.name), columns=alias.args.get("columns")
+                                       if alias is not None else None)
+            table.replace(exp.Subquery(this=sub, alias=alias.copy()))
             replaced = True
         if not replaced:
             return query

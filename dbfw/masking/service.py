@@ -11,7 +11,8 @@ from dataclasses import dataclass, field, replace
 from .. import log
 from ..context import StatementContext
 from ..policy.rules import MaskRule
-from ..sql.classify import Classification, Statement
+from ..sql import pglex
+from ..sql.classify import LEX_BACKSLASH_ESCAPES, Classification, Statement
 from .catalog import Catalog
 from .plan import ColumnMask, MaskPlan, MaskPlanner, query_of
 
@@ -25,8 +26,6 @@ class StatementMask:
     """What a session needs to mask one statement's result. ``types`` is filled from RowDescription."""
 
     plan: MaskPlan | None = None
-    declare_cursor: str | None = None  # DECLARE name CURSOR FOR ...: remember the plan under this name
-    fetch_cursor: str | None = None  # FETCH ... FROM name: use the plan remembered for it
     copy_csv: bool = False
     types: list[int] = field(default_factory=list)
     refuse: str | None = None  # mask impossible (binary COPY of a masked column): refuse the statement
@@ -140,17 +139,12 @@ class Masking:
 
     async def _mask(self, ctx: StatementContext, classification: Classification, i: int, stmt: Statement,
                     rules: list[MaskRule]) -> StatementMask | None:
-        words = stmt.sql.split(None, 4)
         command = stmt.command.upper()
         if command == "FETCH" or command == "MOVE":
-            name = words[-1].strip('";').lower() if words else ""
-            return StatementMask(fetch_cursor=name)
+            return None  # the session masks a cursor's rows with the mask its DECLARE had
         if command == "DECLARE":
-            upper = stmt.sql.upper()
-            at = upper.find(" FOR ")
-            inner_sql = stmt.sql[at + 5:] if at >= 0 else ""
-            plan = await self._plan(ctx, classification.shape + f"#decl{i}", inner_sql, "SELECT", rules)
-            return StatementMask(plan=plan, declare_cursor=words[1].strip('"').lower() if len(words) > 1 else "")
+            plan = await self._plan(ctx, classification.shape + f"#decl{i}", _cursor_query(stmt), "SELECT", rules)
+            return StatementMask(plan=plan)
         if command not in _ROW_COMMANDS and stmt.cls not in ("procedural", "unknown"):
             return None
         sql = stmt.sql
@@ -227,6 +221,19 @@ class Masking:
 
     def count(self, rule: str, n: int = 1) -> None:
         self.counts[rule] = self.counts.get(rule, 0) + n
+
+
+def _cursor_query(stmt: Statement) -> str:
+    """The query a DECLARE runs: what follows its first FOR keyword, as the server lexes the text (a FOR
+    inside a comment or a quoted name is no keyword)."""
+    try:
+        lexed = pglex.lex(stmt.sql, not stmt.lex & LEX_BACKSLASH_ESCAPES)
+    except pglex.LexError:
+        return ""
+    for tok in lexed.tokens:
+        if tok.kind == pglex.IDENT and tok.value == "for":
+            return stmt.sql[tok.end + 1:]
+    return ""
 
 
 def _copy_query(sql: str) -> tuple[str | None, bool, bool]:

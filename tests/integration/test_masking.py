@@ -152,6 +152,9 @@ FUNCTION_QUERIES = [
     f"SELECT xmlagg(xmlelement(name e, email)) FROM {C}",
     f"SELECT (x).* FROM (SELECT c AS x FROM {C} c) s",
     f"SELECT (x).email FROM (SELECT c AS x FROM {C} c) s",
+    f"SELECT id, e || '', s || '' FROM {C} x(id, n, e, cn, s)",
+    f"SELECT string_agg(e, ',') FROM {C} AS x(i, n, e)",
+    f"SELECT b FROM {V} AS w(a, z, b)",
 ]
 
 
