@@ -362,3 +362,23 @@ def _approve(proc: DbfwProcess, request: str) -> None:
                                  headers={"Authorization": "Bearer alice-api-key", "Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as resp:
         assert resp.status == 200
+
+
+def test_the_time_limit_holds_without_a_sync_and_for_cursors_run_as_portals(fw: DbfwProcess) -> None:
+    with RawPg(fw.host, fw.port) as raw:
+        started = time.monotonic()
+        raw.send(m.Parse("", "SELECT pg_sleep(20)", []), m.Bind("", "", [], [], []), m.Execute("", 0), m.Flush())
+        while not isinstance(msg := raw.receive(), m.ErrorResponse):
+            pass
+        assert msg.sqlstate == "57014" and msg.message.startswith("dbfw:")
+        assert time.monotonic() - started < 10
+        raw.send(m.Sync())
+        raw.until_ready()
+        raw.query("BEGIN")
+        raw.query("DECLARE slow CURSOR FOR SELECT pg_sleep(20)")
+        started = time.monotonic()
+        raw.send(m.Execute("slow", 0), m.Sync())
+        answer = raw.until_ready()
+        assert [x.sqlstate for x in answer if isinstance(x, m.ErrorResponse)] == ["57014"]
+        assert time.monotonic() - started < 10
+        raw.query("ROLLBACK")

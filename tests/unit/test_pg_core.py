@@ -721,3 +721,24 @@ def test_random_client_bytes_give_protocol_errors_or_a_consistent_core(data: byt
     assert sum(t in (b"Q", b"S", b"F") for t, _ in upstream) == core.sent
     if core.phase == Phase.ENDED:
         assert upstream[-1][0] == b"X"
+
+
+def test_an_execute_has_its_time_limit_before_any_sync() -> None:
+    d = Driver(Limits(max_statement_seconds=5))
+    d.client(m.Parse("", "SELECT pg_sleep(10)", []).encode() + m.Bind("", "", [], [], []).encode()
+             + m.Execute("", 0).encode() + m.Flush().encode())
+    seq, seconds = d.core.timer  # type: ignore[misc]
+    assert seconds == 5.0 and d.core.timed_out(seq) is True
+
+
+def test_each_execute_of_a_portal_has_its_own_time_limit() -> None:
+    d = Driver(Limits(max_statement_seconds=5))
+    d.client(m.Parse("", "SELECT 1", []).encode() + m.Bind("p", "", [], [], []).encode()
+             + m.Execute("p", 1).encode() + m.Sync().encode())
+    first, _ = d.core.timer  # type: ignore[misc]
+    d.server(m.ParseComplete().encode() + m.BindComplete().encode() + m.DataRow([b"1"]).encode()
+             + m.PortalSuspended().encode() + m.ReadyForQuery("T").encode())
+    assert d.core.timer == (0, None)  # nothing runs: disarmed
+    d.client(m.Execute("p", 0).encode() + m.Sync().encode())
+    second, seconds = d.core.timer  # type: ignore[misc]
+    assert second != first and seconds == 5.0 and d.core.timed_out(second) is True

@@ -127,10 +127,10 @@ class Question:
 class SyncPoint:
     """A Query, Sync or FunctionCall sent to the server: its ReadyForQuery ends it."""
 
-    __slots__ = ("began", "cls", "error", "records", "rows", "seconds")
+    __slots__ = ("began", "cls", "error", "records", "rows")
 
-    def __init__(self, began: float, cls: str, records: list[dict[str, object]], seconds: float | None):
-        self.began, self.cls, self.records, self.seconds = began, cls, records, seconds
+    def __init__(self, began: float, cls: str, records: list[dict[str, object]]):
+        self.began, self.cls, self.records = began, cls, records
         self.rows: int | None = None
         self.error: str | None = None
 
@@ -371,9 +371,11 @@ class PgCore:
         self.executions = 0
         self.upstream_fatal = False
         self.arrived = 0.0  # when the bytes being handled arrived
-        # A statement time limit: (sync point number, seconds) to arm; (n, None) to disarm. The shell takes it.
+        # A statement time limit: (Query or Execute number, seconds) to arm; (n, None) to disarm. The shell
+        # takes it.
         self.timer: tuple[int, float | None] | None = None
-        self._timed_out = 0  # the sync point dbfw cancelled for running too long
+        self._timed = 0  # the Query or Execute whose time limit the shell's timer counts
+        self._timed_out = 0  # the Query or Execute dbfw cancelled for running too long
         self._asked_at = 0.0
         self.limiter = Limiter(scanner, self.responses, ctx.session_id)
         self._copy_mask: StatementMask | None = None
@@ -386,11 +388,12 @@ class PgCore:
         """Rules or identities were reloaded: statements prepared before are decided again when bound."""
         self.generation, self.limits = generation, limits
 
-    def timed_out(self, point: int) -> bool:
-        """The time limit of sync point ``point`` passed: True when it still runs and must be cancelled."""
-        if point <= self.received or point > self.sent or self.ended is not None:
+    def timed_out(self, seq: int) -> bool:
+        """The time limit of Query or Execute number ``seq`` passed: True when it still runs and must be
+        cancelled."""
+        if not seq or seq != self.responses.running()[0] or self.ended is not None:
             return False
-        self._timed_out = point
+        self._timed_out = seq
         log.warning("session.statement_timeout", session=self.ctx.session_id)
         return True
 
@@ -407,6 +410,7 @@ class PgCore:
             self.frames.feed(data)
         if self.phase == Phase.RELAY:
             self._client_frames()
+            self._arm()
 
     def answer(self, verdict: Verdict | None) -> None:
         """The answer to ``question``: a verdict, or None for RECORD (written)."""
@@ -429,6 +433,7 @@ class PgCore:
             self._execute(frame, recorded=True)
         if self.phase == Phase.RELAY:
             self._client_frames()
+        self._arm()
 
     def _unsettle(self) -> None:
         """A statement may change the search_path and how text is read: approvals made before no longer apply
@@ -484,40 +489,38 @@ class PgCore:
         self.substitutions.append(_Substitution(token, batch, verdict))
         return token
 
-    def _point(self, began: float, cls: str, records: list[dict[str, object]], seconds: float | None) -> None:
+    def _point(self, began: float, cls: str, records: list[dict[str, object]]) -> None:
         """A sync point goes to the server."""
         self.inflight += 1
         self.sent += 1
-        self.points.append(SyncPoint(began, cls, records, seconds))
-        if self.inflight == 1:
-            self._arm()
+        self.points.append(SyncPoint(began, cls, records))
 
     def _arm(self) -> None:
-        """The oldest sync point in flight is the one running: its time limit runs from now."""
-        if self.points:
-            point = self.points[0]
-            if point.seconds is not None:
-                self.timer = (self.received + 1, point.seconds)
-                return
-        self.timer = (self.received, None)
+        """The Query or Execute the server works on now has its time limit running: from when it became the
+        one running (sent with nothing before it, or the one before it ended)."""
+        seq, seconds = self.responses.running()
+        if seq != self._timed:
+            self._timed = seq
+            self.timer = (seq, seconds)
 
     def _query_decided(self, frame: m.Frame, sql: str, verdict: Verdict) -> None:
         self.executions += 1
         rewritten = _rewritten(verdict, self.codec)
         records = [verdict.record] if verdict.record is not None else []
         limits = verdict.limits if verdict.limits is not None else self.limits
-        self._point(self._asked_at, verdict.cls or "read", records, limits.max_statement_seconds)
+        self._point(self._asked_at, verdict.cls or "read", records)
         if not verdict.allowed:
             self.responses.query([])
             self.to_server.append(m.Query(self._substitute(verdict, self.sent)).encode())
             return
-        self.responses.query(self.objects.query_portals(verdict, limits, rewritten is not None))
+        self.responses.query(self.objects.query_portals(verdict, limits, rewritten is not None),
+                             limits.max_statement_seconds)
         self.to_server.append(m.Query(rewritten).encode() if rewritten else frame.raw)
 
     def _parse_decided(self, frame: m.Frame, sql: str, verdict: Verdict) -> None:
         parse = m.Parse.decode(frame.payload)
         if self._batch is None:
-            self._batch = SyncPoint(self._asked_at, verdict.cls or "read", [], None)
+            self._batch = SyncPoint(self._asked_at, verdict.cls or "read", [])
         self._batch.cls = verdict.cls or self._batch.cls
         rewritten = _rewritten(verdict, self.codec)
         if not verdict.allowed:
@@ -603,26 +606,23 @@ class PgCore:
                     self.ctx.listener, self.ctx.identity, prepared.cls, "allow")
             counter.inc()  # type: ignore[attr-defined]
             if self._batch is None:
-                self._batch = SyncPoint(self.arrived, prepared.cls, [], None)
+                self._batch = SyncPoint(self.arrived, prepared.cls, [])
             if record is not None and not recorded:
                 self._batch.records.append(record)  # recorded with its result
-            seconds = (prepared.limits or self.limits).max_statement_seconds
-            if seconds is not None and (self._batch.seconds is None or seconds < self._batch.seconds):
-                self._batch.seconds = seconds
         portal.started = True
         if prepared is not None and prepared.handle is not None:
             command, handle, hold = prepared.handle
             portal = self.objects.handle(command, handle, portal.mask, portal.limits or self.limits, portal.cls, hold)
-        self.responses.execute(portal)
+        self.responses.execute(portal, (portal.limits or self.limits).max_statement_seconds)
         self.to_server.append(frame.raw)
 
     def _sync(self, frame: m.Frame) -> None:
         batch = self._batch
         self._batch = None
         if batch is None:
-            self._point(self.arrived, "read", [], None)
+            self._point(self.arrived, "read", [])
         else:
-            self._point(batch.began, batch.cls, batch.records, batch.seconds)
+            self._point(batch.began, batch.cls, batch.records)
         self.responses.sync()
         self.to_server.append(frame.raw)
 
@@ -639,8 +639,9 @@ class PgCore:
 
     def _call_decided(self, frame: m.Frame, verdict: Verdict) -> None:
         self.executions += 1
-        self._point(self._asked_at, "procedural", [], (verdict.limits or self.limits).max_statement_seconds)
-        self.responses.query([Portal("", None, self.limits, "procedural")])
+        self._point(self._asked_at, "procedural", [])
+        self.responses.query([Portal("", None, self.limits, "procedural")],
+                             (verdict.limits or self.limits).max_statement_seconds)
         if verdict.allowed:
             self.to_server.append(frame.raw)
         else:
@@ -673,6 +674,7 @@ class PgCore:
                 wanted = _MASKING_COPY if responses.copying else _MASKING
             self.limiter.allowance()
             pieces = scanner.feed(b"", wanted, responses.row_masker() if masking else None)
+        self._arm()
 
     def _backend(self, tag: int, raw: memoryview) -> bytes | None:
         """One message the core looks at. Returns its replacement (b"": dropped), or None to relay it."""
@@ -692,9 +694,10 @@ class PgCore:
             return None
         if tag == Tag.ERROR:
             self.limiter.save()
+            running, seconds = responses.running()
             responses.error()
             self.scanner.limit_hit = False
-            replaced = self._error(raw)
+            replaced = self._error(raw, running, seconds)
             if replaced is None and (responses.sanitize or len(raw) > MAX_ERROR_BYTES):
                 # Values quoted in an error are not rows: masking and limits would not see them.
                 return sanitized_error(raw[5:], tag) if responses.sanitize else truncated_error(raw[5:])
@@ -724,7 +727,7 @@ class PgCore:
             return m.CopyData(mask_copy_line(bytes(raw[5:]), self._copy_mask, responses.masking)).encode()
         return None
 
-    def _error(self, raw: memoryview) -> bytes | None:
+    def _error(self, raw: memoryview, running: int, seconds: float | None) -> bytes | None:
         """Swap the server's error for a refused statement's stand-in back to dbfw's own refusal, and a
         cancel dbfw sent for a statement that ran too long to dbfw's own words."""
         err = m.ErrorResponse.decode(raw[5:])
@@ -732,9 +735,8 @@ class PgCore:
             self.upstream_fatal = True
         if self.points:
             self.points[0].error = err.sqlstate
-        if self._timed_out and self._timed_out == self.received + 1 and err.sqlstate == "57014":
+        if self._timed_out and self._timed_out == running and err.sqlstate == "57014":
             self._timed_out = 0
-            seconds = self.points[0].seconds if self.points else None
             limit = f" ({seconds:g} s)" if seconds is not None else ""
             return m.ErrorResponse.make(
                 "ERROR", "57014", f"dbfw: the statement ran longer than limits.max_statement_seconds{limit} and was "
@@ -759,9 +761,8 @@ class PgCore:
         subs = self.substitutions
         while subs and subs[0].batch <= self.received:
             subs.popleft()
-        if self._timed_out and self._timed_out <= self.received:
+        if self._timed_out and self._timed_out != self.responses.running()[0]:
             self._timed_out = 0
-        self._arm()
 
     def _finished(self, point: SyncPoint) -> None:
         hist = self._durations.get(point.cls)

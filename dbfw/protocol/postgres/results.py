@@ -72,13 +72,14 @@ class _Entry:
     """One response the server owes, in the order the client asked: a simple Query (one portal per
     statement), a Describe, an Execute, or a Sync."""
 
-    __slots__ = ("index", "kind", "portal", "portals", "target")
+    __slots__ = ("index", "kind", "portal", "portals", "seconds", "seq", "target")
 
     def __init__(self, kind: Kind, portal: Portal | None = None, portals: list[Portal] | None = None,
-                 target: Prepared | Portal | None = None):
+                 target: Prepared | Portal | None = None, seconds: float | None = None, seq: int = 0):
         self.kind, self.portal, self.target = kind, portal, target
         self.portals: list[Portal] = portals if portals is not None else []
         self.index = 0  # a Query: the statement whose response is arriving
+        self.seconds, self.seq = seconds, seq  # a Query or Execute: its time limit, and its number
 
     def current(self) -> Portal | None:
         if self.kind == Kind.QUERY:
@@ -107,6 +108,7 @@ class Responses:
         self._plain_descriptions: set[bytes] = set()  # RowDescriptions (bytes) seen to hold no sensitive column
         self.queue: deque[_Entry] = deque()
         self.copying = False  # COPY TO STDOUT lines of a masked result are arriving
+        self._seq = 0
         self._row_fn: Callable[[memoryview], bytes] | None = None
         self._row_fn_for: StatementMask | None = None
         self._row_fn_types: list[int] | None = None
@@ -118,15 +120,24 @@ class Responses:
 
     # --- what the client sent -------------------------------------------------------------------------
 
-    def query(self, portals: list[Portal]) -> None:
-        self.queue.append(_Entry(Kind.QUERY, portals=portals))
+    def query(self, portals: list[Portal], seconds: float | None = None) -> None:
+        self._seq += 1
+        self.queue.append(_Entry(Kind.QUERY, portals=portals, seconds=seconds, seq=self._seq))
 
     def describe(self, target: Prepared | Portal | None) -> None:
         if self.masking is not None:
             self.queue.append(_Entry(Kind.DESCRIBE, target=target))
 
-    def execute(self, portal: Portal) -> None:
-        self.queue.append(_Entry(Kind.EXECUTE, portal=portal))
+    def execute(self, portal: Portal, seconds: float | None = None) -> None:
+        self._seq += 1
+        self.queue.append(_Entry(Kind.EXECUTE, portal=portal, seconds=seconds, seq=self._seq))
+
+    def running(self) -> tuple[int, float | None]:
+        """The Query or Execute the server works on now (its number and time limit); (0, None) if none."""
+        for entry in self.queue:
+            if entry.kind == Kind.QUERY or entry.kind == Kind.EXECUTE:
+                return entry.seq, entry.seconds
+        return 0, None
 
     def sync(self) -> None:
         self.queue.append(_Entry(Kind.SYNC))
