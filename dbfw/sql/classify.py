@@ -510,7 +510,12 @@ class _Classifier:
             # Each source row may match many target rows: the ON condition must bound the target, by a constant
             # or by equating it with a source of a fixed number of rows.
             return _Restriction(node.this, [node.args.get("using")], res).restricts(node.args.get("on"))
+        limit = node.args.get("limit")
+        count = limit.expression if isinstance(limit, exp.Limit) else limit
         where = node.args.get("where")
+        if self.mysql and where is not None and isinstance(count, exp.Literal) and not count.is_string \
+                and count.this.isdigit() and int(count.this) <= _BOUNDED_ROWS:
+            return True  # MySQL's DELETE/UPDATE ... WHERE ... LIMIT n: at most n of the rows it names
         if where is None:
             return False
         others = [*(node.args.get("using") or [])]
@@ -686,10 +691,12 @@ def _limited(query: exp.Expression) -> bool:
 
 
 class _Restriction:
-    """Proves that a predicate limits the rows of one target table: a conjunct compares a column of the
-    target with a constant (=, IN (...), a range, LIKE 'prefix%', = ANY(constant)); an OR restricts only
-    if every branch does. A column counts as the target's when qualified by its name or alias, or when
-    unqualified and no other table is in scope. One pass over the predicate, no rewriting."""
+    """Proves that a predicate limits the rows of one target table: a conjunct picks values of a column of the
+    target (= a constant, IN (...), LIKE 'prefix%', = ANY(constant)); an OR restricts only if every branch
+    does. A range (<, >, BETWEEN) is no proof: ``id > 0`` or ``id BETWEEN -2147483648 AND 2147483647``
+    reaches every row, and so does ``id > 0 OR id <= 0``, two ranges that each look bounded. A column counts
+    as the target's when qualified by its name or alias, or when unqualified and no other table is in scope.
+    One pass over the predicate, no rewriting."""
 
     def __init__(self, target: exp.Expression, others: object, res: _Result, names: set[str] | None = None):
         table = target.this if isinstance(target, exp.Schema) else target
@@ -736,7 +743,7 @@ class _Restriction:
             return True
         if isinstance(cond, exp.Or):
             return self.restricts(cond.left) and self.restricts(cond.right)
-        if isinstance(cond, exp.EQ | exp.GT | exp.GTE | exp.LT | exp.LTE | exp.NullSafeEQ):
+        if isinstance(cond, exp.EQ | exp.NullSafeEQ):
             left, right = cond.left, cond.right
             if self._target_column(left) and self._constant_or_any(right):
                 return True
@@ -744,9 +751,6 @@ class _Restriction:
         if isinstance(cond, exp.In):
             return self._target_column(cond.this) and not cond.args.get("query") and bool(cond.expressions) \
                 and all(_constant(e) for e in cond.expressions)
-        if isinstance(cond, exp.Between):
-            return self._target_column(cond.this) and _constant(cond.args.get("low")) \
-                and _constant(cond.args.get("high"))
         if isinstance(cond, exp.Like | exp.ILike):
             pattern = cond.expression
             if not (self._target_column(cond.this) and isinstance(pattern, exp.Literal) and pattern.is_string):
