@@ -336,8 +336,7 @@ class Firewall:
                            classification, decision)
         for mask in masks:
             if mask is not None and mask.refuse:
-                return Verdict(False, "DBF02", f"dbfw: {mask.refuse}", None,
-                               "export this table in text or CSV format, where dbfw can mask it", classification,
+                return Verdict(False, "DBF02", f"dbfw: {mask.refuse}", None, mask.refuse_hint, classification,
                                decision)
         if not any(masks):
             return allowed

@@ -8,11 +8,13 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
+from sqlglot import exp
+
 from .. import log
 from ..context import StatementContext
 from ..policy.rules import MaskRule
 from ..sql import pglex
-from ..sql.classify import LEX_BACKSLASH_ESCAPES, Classification, Statement
+from ..sql.classify import LEX_BACKSLASH_ESCAPES, Classification, Statement, parse_statement
 from .catalog import Catalog
 from .plan import ColumnMask, MaskPlan, MaskPlanner, query_of
 
@@ -29,6 +31,7 @@ class StatementMask:
     copy_csv: bool = False
     types: list[int] = field(default_factory=list)
     refuse: str | None = None  # mask impossible (binary COPY of a masked column): refuse the statement
+    refuse_hint: str = "export this table in text or CSV format, where dbfw can mask it"
     rewritten: str | None = None  # the statement as the upstream should run it, masks included
     counted: tuple[str, ...] = ()  # masked by the upstream: the rules to count once per row it returns
 
@@ -147,6 +150,11 @@ class Masking:
             return StatementMask(plan=plan)
         if command not in _ROW_COMMANDS and stmt.cls not in ("procedural", "unknown"):
             return None
+        if stmt.cls in ("write", "destructive_write"):
+            laundered = await self._laundered(ctx, stmt, rules)
+            if laundered is not None:
+                return StatementMask(refuse=laundered, refuse_hint="masked values may be read only masked; "
+                                     "write them only into columns masked the same way")
         sql = stmt.sql
         copy_csv = False
         if command == "COPY":
@@ -161,6 +169,31 @@ class Masking:
         rewritten = rewrite_for_upstream(stmt.sql, plan) if command == "SELECT" and len(
             classification.statements) == 1 else None
         return StatementMask(plan=plan, copy_csv=copy_csv, rewritten=rewritten)
+
+    async def _laundered(self, ctx: StatementContext, stmt: Statement, rules: list[MaskRule]) -> str | None:
+        """A write that copies values masked for this identity into a column they are not masked in: they
+        would come back in clear from there (UPDATE t SET name = email, INSERT ... SELECT ssn)."""
+        try:
+            parsed = parse_statement(stmt.sql)
+        except Exception:
+            return None  # the classifier read it; what it cannot parse here is judged by its class
+        assert self.catalogs is not None
+        catalog = await self.catalogs(ctx)
+        for node in parsed.find_all(exp.Update, exp.Insert):
+            written = _written_values(node, catalog)
+            if written is None:
+                continue
+            table, columns, query = written
+            plan = self.planner.plan(query, catalog, rules)
+            for i, column in enumerate(columns):
+                mask = plan.for_column(i)
+                if mask is None or mask.detect:
+                    continue
+                schema = table.db or "public"
+                if self.planner.rule_for(rules, schema, table.name, column) is None:
+                    return (f"the statement writes values masked by rule {mask.rule!r} into {table.name}.{column}, "
+                            "which is not masked")
+        return None
 
     async def _plan(self, ctx: StatementContext, shape: str, sql: str, command: str,
                     rules: list[MaskRule]) -> MaskPlan | None:
@@ -268,3 +301,33 @@ def _copy_query(sql: str) -> tuple[str | None, bool, bool]:
 
 def column_mask_for(plan: MaskPlan, i: int) -> ColumnMask | None:
     return plan.for_column(i)
+
+
+def _written_values(node: exp.Expression, catalog: Catalog) -> tuple[exp.Table, list[str], exp.Query] | None:
+    """What an UPDATE or INSERT writes, as a query whose columns are the values written, with the table and
+    the columns they go to; None when it writes no value read from the database."""
+    if isinstance(node, exp.Update):
+        table = node.this
+        if not isinstance(table, exp.Table):
+            return None
+        pairs = [(a.this.name, a.expression) for a in node.expressions if isinstance(a, exp.EQ)
+                 and isinstance(a.this, exp.Column)]
+        if not pairs:
+            return None
+        query = exp.Select(expressions=[e.copy() for _, e in pairs]).from_(table.copy())
+        from_ = node.args.get("from_") or node.args.get("from")
+        if from_ is not None:
+            for source in from_.expressions or [from_.this]:
+                query = query.join(source.copy())
+        return table, [c for c, _ in pairs], query
+    if isinstance(node, exp.Insert):
+        target, source = node.this, node.expression
+        table = target.this if isinstance(target, exp.Schema) else target
+        if not isinstance(table, exp.Table) or not isinstance(source, exp.Query):
+            return None
+        if isinstance(target, exp.Schema) and target.expressions:
+            columns = [c.name for c in target.expressions]
+        else:
+            columns = list(catalog.schema.get(table.db or "public", {}).get(table.name, {}))
+        return table, columns, source.copy()
+    return None

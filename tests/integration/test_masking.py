@@ -423,3 +423,32 @@ def test_an_error_cannot_carry_a_result_past_the_limits(pg: PgTarget, tmp_path: 
         with pytest.raises(psycopg.Error) as info:
             conn.execute("SELECT repeat('x', 3000000)::int")
         assert len(str(info.value)) < 2000
+
+
+LAUNDERING = [
+    f"UPDATE {C} SET name = email WHERE id = 1",
+    f"UPDATE {C} SET name = email || '|' || ssn WHERE id = 1 RETURNING id, name",
+    f"INSERT INTO {O_} (id, customer_id, amount) SELECT 100 + id, id, ssn::numeric FROM {C} WHERE id = 1",
+    f"WITH u AS (UPDATE {C} SET name = card_number WHERE id = 2 RETURNING name) SELECT * FROM u",
+    f"UPDATE {O_} o SET amount = length(c.email) FROM {C} c WHERE c.id = o.customer_id AND o.id = 1",
+]
+
+
+@pytest.mark.parametrize("query", LAUNDERING)
+def test_masked_values_cannot_be_copied_into_unmasked_columns(masked: DbfwProcess, seeded: PgTarget,
+                                                              query: str) -> None:
+    before = _psycopg(seeded.conninfo(), f"SELECT * FROM {C} ORDER BY id", False)
+    orders = _psycopg(seeded.conninfo(), f"SELECT * FROM {O_} ORDER BY id", False)
+    with psycopg.connect(masked.conninfo(), autocommit=True) as conn:
+        with pytest.raises(psycopg.Error) as info:
+            conn.execute(query)
+        assert info.value.sqlstate == "DBF02" and "not masked" in str(info.value)
+    assert _psycopg(seeded.conninfo(), f"SELECT * FROM {C} ORDER BY id", False) == before
+    assert _psycopg(seeded.conninfo(), f"SELECT * FROM {O_} ORDER BY id", False) == orders
+
+
+def test_a_masked_column_may_be_rewritten_in_place(masked: DbfwProcess, seeded: PgTarget) -> None:
+    with psycopg.connect(masked.conninfo(), autocommit=True) as conn:
+        conn.execute(f"UPDATE {C} SET email = lower(email) WHERE id = 1")
+        conn.execute(f"UPDATE {C} SET name = upper(name) WHERE id = 1")
+        conn.execute(f"UPDATE {C} SET name = initcap(name) WHERE id = 1")
