@@ -29,6 +29,7 @@ class StatementMask:
 
     plan: MaskPlan | None = None
     copy_csv: bool = False
+    copy_format: CopyFormat | None = None  # COPY ... TO STDOUT: how its lines are written
     types: list[int] = field(default_factory=list)
     refuse: str | None = None  # mask impossible (binary COPY of a masked column): refuse the statement
     refuse_hint: str = "export this table in text or CSV format, where dbfw can mask it"
@@ -156,19 +157,23 @@ class Masking:
                 return StatementMask(refuse=laundered, refuse_hint="masked values may be read only masked; "
                                      "write them only into columns masked the same way")
         sql = stmt.sql
-        copy_csv = False
+        copy: CopyFormat | None = None
         if command == "COPY":
-            sql, copy_csv, binary = _copy_query(stmt.sql)
-            if sql is None:
+            try:
+                source = copy_source(stmt)
+            except ValueError as e:  # options dbfw cannot read: its lines could not be masked
+                return StatementMask(refuse=f"COPY {e}: its lines cannot be masked")
+            if source is None:
                 return None
+            sql, copy = source
         plan = await self._plan(ctx, f"{classification.shape}#{i}", sql, command, rules)
         if plan is None or not plan.active:
             return None
-        if command == "COPY" and binary:
+        if copy is not None and copy.binary:
             return StatementMask(plan=plan, refuse="a binary COPY of a masked column cannot be masked")
         rewritten = rewrite_for_upstream(stmt.sql, plan) if command == "SELECT" and len(
             classification.statements) == 1 else None
-        return StatementMask(plan=plan, copy_csv=copy_csv, rewritten=rewritten)
+        return StatementMask(plan=plan, copy_csv=copy is not None and copy.csv, copy_format=copy, rewritten=rewritten)
 
     async def _laundered(self, ctx: StatementContext, stmt: Statement, rules: list[MaskRule]) -> str | None:
         """A write that copies values masked for this identity into a column they are not masked in: they
@@ -269,36 +274,114 @@ def _cursor_query(stmt: Statement) -> str:
     return ""
 
 
-def _copy_query(sql: str) -> tuple[str | None, bool, bool]:
-    """COPY's source as a query, whether the output is CSV, whether it is binary."""
-    text = sql.strip()
-    upper = text.upper()
-    if " TO " not in upper:
-        return None, False, False
-    body = text[4:].strip()
-    if body.startswith("("):
-        depth = 0
-        for i, ch in enumerate(body):
-            if ch == "(":
-                depth += 1
-            elif ch == ")":
-                depth -= 1
-                if depth == 0:
-                    query = body[1:i]
-                    break
-        else:
-            return None, False, False
+@dataclass(frozen=True)
+class CopyFormat:
+    """How COPY ... TO STDOUT writes its lines (PostgreSQL's defaults unless the statement says otherwise)."""
+
+    csv: bool = False
+    binary: bool = False
+    delimiter: str = "\t"
+    quote: str = '"'
+    escape: str = '"'
+    null: str = "\\N"
+
+
+_COPY_OPTIONS = frozenset({"format", "delimiter", "null", "header", "quote", "escape", "force_quote",
+                           "encoding", "csv", "binary"})
+
+
+def copy_source(stmt: Statement) -> tuple[str, CopyFormat] | None:
+    """A COPY ... TO STDOUT's rows as a query, and how its lines are written, read from the server's own
+    tokens (a parenthesis or a keyword inside a string or a comment is neither). None for COPY FROM or to a
+    file. Raises ValueError for options dbfw cannot read."""
+    sql = stmt.sql
+    try:
+        tokens = pglex.lex(sql, not stmt.lex & LEX_BACKSLASH_ESCAPES).tokens
+    except pglex.LexError as e:
+        raise ValueError(str(e)) from None
+    if len(tokens) < 4:
+        return None
+    if tokens[1].value == "(":
+        close = _closing(tokens, 1)
+        query, i = sql[tokens[1].end + 1:tokens[close].start], close + 1
     else:
-        target = body[:upper[4:].strip().find(" TO ")].strip()
-        if "(" in target:
-            name, _, cols = target.partition("(")
-            query = f"SELECT {cols.rstrip().rstrip(')')} FROM {name}"
+        i = 1
+        while i < len(tokens) and tokens[i].value not in ("(", "to", "from"):
+            i += 1
+        table = sql[tokens[1].start:tokens[i - 1].end + 1]
+        columns = "*"
+        if i < len(tokens) and tokens[i].value == "(":
+            close = _closing(tokens, i)
+            columns, i = sql[tokens[i].end + 1:tokens[close].start], close + 1
+        query = f"SELECT {columns} FROM {table}"
+    if i + 1 >= len(tokens) or tokens[i].value != "to" or tokens[i + 1].value != "stdout":
+        return None
+    return query, _copy_format(tokens[i + 2:])
+
+
+def _closing(tokens: tuple[pglex.PgToken, ...], at: int) -> int:
+    depth = 0
+    for j in range(at, len(tokens)):
+        if tokens[j].kind == pglex.OP and tokens[j].value == "(":
+            depth += 1
+        elif tokens[j].kind == pglex.OP and tokens[j].value == ")":
+            depth -= 1
+            if depth == 0:
+                return j
+    raise ValueError("has unbalanced parentheses")
+
+
+def _copy_format(tokens: tuple[pglex.PgToken, ...]) -> CopyFormat:
+    options: dict[str, str] = {}
+    rest = list(tokens)
+    if rest and rest[0].value == "with":
+        rest = rest[1:]
+    if rest and rest[0].value == "(":  # WITH (name value, ...)
+        rest = rest[1:-1] if rest[-1].value == ")" else rest[1:]
+        for group in _split_commas(rest):
+            if group:
+                options[group[0].value] = group[1].value if len(group) > 1 else "true"
+    else:  # the old syntax: BINARY, DELIMITER [AS] 'x', NULL [AS] 'x', CSV, HEADER, QUOTE [AS] 'x', ...
+        words = [t for t in rest if t.value != "as"]
+        k = 0
+        while k < len(words):
+            word = words[k].value
+            if word in ("binary", "csv", "header"):
+                options["format" if word != "header" else "header"] = word if word != "header" else "true"
+                k += 1
+            elif word in ("delimiter", "null", "quote", "escape", "encoding") and k + 1 < len(words):
+                options[word] = words[k + 1].value
+                k += 2
+            elif word == "force":
+                options["force_quote"] = "true"
+                k = len(words)  # FORCE QUOTE/NOT NULL take column lists to the end
+            else:
+                raise ValueError(f"has an option dbfw does not know ({word})")
+    unknown = set(options) - _COPY_OPTIONS
+    if unknown:
+        raise ValueError(f"has an option dbfw does not know ({sorted(unknown)[0]})")
+    if options.get("encoding", "utf8").lower().replace("-", "").replace("_", "") not in ("utf8", "unicode"):
+        raise ValueError("writes another encoding")
+    fmt = options.get("format", "text").lower()
+    csv = fmt == "csv"
+    quote = options.get("quote", '"')
+    return CopyFormat(csv=csv, binary=fmt == "binary", delimiter=options.get("delimiter", "," if csv else "\t"),
+                      quote=quote, escape=options.get("escape", quote), null=options.get("null", "" if csv else "\\N"))
+
+
+def _split_commas(tokens: list[pglex.PgToken]) -> list[list[pglex.PgToken]]:
+    groups: list[list[pglex.PgToken]] = [[]]
+    depth = 0
+    for t in tokens:
+        if t.kind == pglex.OP and t.value == "(":
+            depth += 1
+        elif t.kind == pglex.OP and t.value == ")":
+            depth -= 1
+        if depth == 0 and t.kind == pglex.OP and t.value == ",":
+            groups.append([])
         else:
-            query = f"SELECT * FROM {target}"
-    tail = upper[upper.rfind(" TO "):]
-    return query, "CSV" in tail, "BINARY" in tail
-
-
+            groups[-1].append(t)
+    return groups
 def column_mask_for(plan: MaskPlan, i: int) -> ColumnMask | None:
     return plan.for_column(i)
 

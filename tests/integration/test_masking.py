@@ -282,19 +282,28 @@ def test_server_side_cursor_fetch_is_masked(masked: DbfwProcess) -> None:
 
 def test_copy_to_stdout_text_and_csv_are_masked_binary_refused(masked: DbfwProcess) -> None:
     with psycopg.connect(masked.conninfo(), autocommit=True) as conn, conn.cursor() as cur:
-        for fmt in ("", " (FORMAT csv)", " (FORMAT csv, HEADER)"):
+        for fmt in ("", " (FORMAT csv)", " (FORMAT csv, HEADER)", " WITH (DELIMITER ',')", " (DELIMITER '|')",
+                    " WITH (FORMAT csv, DELIMITER '|')", " WITH CSV DELIMITER ';' QUOTE ''''",
+                    " (FORMAT csv, QUOTE '*', ESCAPE '~', FORCE_QUOTE *)", " (NULL 'none')", " WITH DELIMITER ' '"):
             data = b""
             with cur.copy(f"COPY {C} TO STDOUT{fmt}") as copy:
                 for chunk in copy:
                     data += bytes(chunk)
-            assert b"Ada Lovelace" in data
+            assert b"Ada" in data and b"Lovelace" in data  # unmasked columns pass
             assert_no_secret(data.decode(), f"COPY{fmt}")
-        q = f"COPY (SELECT name, email FROM {C}) TO STDOUT"
-        data = b""
-        with cur.copy(q) as copy:
-            for chunk in copy:
-                data += bytes(chunk)
-        assert_no_secret(data.decode(), q)
+        for q in (f"COPY (SELECT name, email FROM {C}) TO STDOUT",
+                  f"COPY (SELECT name, email, ')' AS paren FROM {C}) TO STDOUT",
+                  f"COPY (SELECT name, /* ) */ email FROM {C}) TO STDOUT (FORMAT csv)"):
+            data = b""
+            with cur.copy(q) as copy:
+                for chunk in copy:
+                    data += bytes(chunk)
+            assert b"Ada Lovelace" in data
+            assert_no_secret(data.decode(), q)
+        with pytest.raises(psycopg.Error) as info, cur.copy(f"COPY {C} TO STDOUT (ENCODING 'LATIN1')") as copy:
+            for _ in copy:
+                pass
+        assert info.value.sqlstate == "DBF02"
         with pytest.raises(psycopg.Error) as info, cur.copy(f"COPY {C} TO STDOUT (FORMAT binary)") as copy:
             for _ in copy:
                 pass

@@ -19,7 +19,7 @@ from enum import IntEnum
 
 from ...masking.maskers import TEXT_TYPE_OIDS
 from ...masking.plan import ColumnMask, MaskPlan
-from ...masking.service import Masking, StatementMask
+from ...masking.service import CopyFormat, Masking, StatementMask
 from ...policy.rules import Limits
 from . import messages as m
 
@@ -441,46 +441,84 @@ def _single_column_masker(index: int, col: ColumnMask, masking: Masking) -> Call
 
 
 def mask_copy_line(data: bytes, mask: StatementMask, masking: Masking) -> bytes:
-    """One row of COPY ... TO STDOUT, text or CSV format."""
+    """One row of COPY ... TO STDOUT, text or CSV format, with the statement's delimiter, quote and NULL."""
     plan: MaskPlan = mask.plan  # type: ignore[assignment]
     types = mask.types
-    if mask.copy_csv:
+    fmt = mask.copy_format or (CopyFormat(csv=True, delimiter=",", null="") if mask.copy_csv else CopyFormat())
+    if fmt.csv:
+        dialect = {"delimiter": fmt.delimiter, "quotechar": fmt.quote, "doublequote": fmt.escape == fmt.quote,
+                   "escapechar": None if fmt.escape == fmt.quote else fmt.escape}
         text = data.decode("utf-8", "surrogateescape")
-        rows = list(csv.reader(io.StringIO(text)))
+        rows = list(csv.reader(io.StringIO(text), **dialect))  # type: ignore[arg-type]
         if not rows:
             return data
         fields = rows[0]
         for i, value in enumerate(fields):
             col = plan.for_column(i)
-            if col is not None and value != "":
+            if col is not None and value != fmt.null:
                 masked = col.apply(value.encode("utf-8", "surrogateescape"), _copy_text(types, i))
                 masking.count(col.rule)
                 fields[i] = "" if masked is None else masked.decode("utf-8", "surrogateescape")
         buf = io.StringIO()
-        csv.writer(buf, lineterminator="\n").writerow(fields)
+        csv.writer(buf, lineterminator="\n", **dialect).writerow(fields)  # type: ignore[arg-type]
         return buf.getvalue().encode("utf-8", "surrogateescape")
+    delimiter, null = fmt.delimiter.encode(), fmt.null.encode()
     line = data[:-1] if data.endswith(b"\n") else data
-    fields_b = line.split(b"\t")
+    fields_b = _split_text(line, delimiter)
     for i, value in enumerate(fields_b):
         col = plan.for_column(i)
-        if col is not None and value != b"\\N":
+        if col is not None and value != null:
             masked = col.apply(_unescape(value), _copy_text(types, i))
             masking.count(col.rule)
-            fields_b[i] = b"\\N" if masked is None else _escape(masked)
-    return b"\t".join(fields_b) + b"\n"
+            fields_b[i] = null if masked is None else _escape(masked, delimiter)
+    return delimiter.join(fields_b) + b"\n"
+
+
+def _split_text(line: bytes, delimiter: bytes) -> list[bytes]:
+    """A text-format COPY line's fields, as written (a backslash escapes the byte after it)."""
+    fields: list[bytes] = []
+    start = i = 0
+    n = len(line)
+    while i < n:
+        byte = line[i:i + 1]
+        if byte == b"\\":
+            i += 2
+            continue
+        if byte == delimiter:
+            fields.append(line[start:i])
+            start = i + 1
+        i += 1
+    fields.append(line[start:])
+    return fields
 
 
 def _copy_text(types: list[int], i: int) -> bool:
     return not types or (types[i] in TEXT_TYPE_OIDS if i < len(types) else False)
 
 
+_ESCAPES = {ord("b"): b"\b", ord("f"): b"\f", ord("n"): b"\n", ord("r"): b"\r", ord("t"): b"\t", ord("v"): b"\v"}
+
+
 def _unescape(value: bytes) -> bytes:
-    return value.replace(b"\\\\", b"\x00").replace(b"\\t", b"\t").replace(b"\\n", b"\n").replace(
-        b"\\r", b"\r").replace(b"\x00", b"\\")
+    out = bytearray()
+    i, n = 0, len(value)
+    while i < n:
+        c = value[i]
+        if c == 92 and i + 1 < n:
+            nxt = value[i + 1]
+            out += _ESCAPES.get(nxt, bytes((nxt,)))
+            i += 2
+            continue
+        out.append(c)
+        i += 1
+    return bytes(out)
 
 
-def _escape(value: bytes) -> bytes:
-    return value.replace(b"\\", b"\\\\").replace(b"\t", b"\\t").replace(b"\n", b"\\n").replace(b"\r", b"\\r")
+def _escape(value: bytes, delimiter: bytes = b"\t") -> bytes:
+    out = value.replace(b"\\", b"\\\\").replace(b"\t", b"\\t").replace(b"\n", b"\\n").replace(b"\r", b"\\r")
+    if delimiter not in (b"\t", b"\n", b"\r", b"\\"):
+        out = out.replace(delimiter, b"\\" + delimiter)
+    return out
 
 
 # --- values in the server's own messages ----------------------------------------------------------------
