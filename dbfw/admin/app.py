@@ -69,6 +69,16 @@ def build_app(server: AdminHost) -> FastAPI:
     app = FastAPI(title="dbfw admin API", version=__version__, docs_url=None, redoc_url=None,
                   description="Approvals, recordings and rules of the dbfw database firewall.")
 
+    _error_handlers(app)
+    principal, require, service = _authentication(server)
+    _health_routes(app, server, principal)
+    _approval_routes(app, principal, require, service)
+    _recording_routes(app, server, require)
+    _rule_routes(app, server, require)
+    return app
+
+
+def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
@@ -87,6 +97,9 @@ def build_app(server: AdminHost) -> FastAPI:
         problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
         return JSONResponse({"error": "invalid request", "problems": problems}, status_code=422)
 
+
+
+def _authentication(server: AdminHost) -> tuple[Any, Any, Any]:
     def principal(request: Request) -> Principal:
         header = request.headers.get("authorization", "")
         scheme, _, key = header.partition(" ")
@@ -110,6 +123,10 @@ def build_app(server: AdminHost) -> FastAPI:
             raise ApiError(503, "approvals are not available: the store is not open")
         return server.approvals
 
+    return principal, require, service
+
+
+def _health_routes(app: FastAPI, server: AdminHost, principal: Any) -> None:
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, Any]:
         return {"status": "ok", "draining": server.rt.draining}
@@ -135,6 +152,9 @@ def build_app(server: AdminHost) -> FastAPI:
                 raise ApiError(403, f"{who.name} needs the auditor or admin role for metrics")
         return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
+
+
+def _approval_routes(app: FastAPI, principal: Any, require: Any, service: Any) -> None:
     @app.get("/api/v1/approvals", tags=["approvals"])
     async def list_approvals(status: StatusFilter | None = None, limit: int = 200,
                              who: Principal = Depends(require("reviewer"))) -> dict[str, Any]:
@@ -168,6 +188,9 @@ def build_app(server: AdminHost) -> FastAPI:
     async def approval_events(request_id: str, who: Principal = Depends(require("reviewer", "auditor"))) -> Any:
         return {"events": await service().store.audit_events(request_id)}
 
+
+
+def _recording_routes(app: FastAPI, server: AdminHost, require: Any) -> None:
     @app.get("/api/v1/sessions", tags=["recordings"])
     async def list_sessions(limit: int = 200, who: Principal = Depends(require("auditor"))) -> dict[str, Any]:
         if server.store is None:
@@ -187,6 +210,9 @@ def build_app(server: AdminHost) -> FastAPI:
             raise ApiError(404, f"no recorded session {session_id}")
         return found
 
+
+
+def _rule_routes(app: FastAPI, server: AdminHost, require: Any) -> None:
     @app.post("/api/v1/rules/reload", tags=["rules"])
     async def reload_rules(who: Principal = Depends(require("admin"))) -> Response:
         problems = server.reload_with_problems()
@@ -194,5 +220,3 @@ def build_app(server: AdminHost) -> FastAPI:
             return JSONResponse({"error": "the rules do not validate; the old rules stay", "problems": problems},
                                 status_code=400)
         return JSONResponse({"status": "reloaded", "policies": len(server.rt.firewall.rules.policies)})
-
-    return app

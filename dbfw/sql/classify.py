@@ -1526,16 +1526,23 @@ class SQLClassifier:
                         res.raise_to(inner_res.cls, f"the body {inner_res.reason or 'changes ' + inner_res.cls}")
         return res
 
-    def _classify(self, sql: str, database: str | None, lex: int, version: int = 0) -> Classification:
+    def _unreadable(self, sql: str, lex: int) -> str | None:
+        """Why a text is not read at all: too large, or ambiguous in how the session reads text now."""
         if len(sql) > self.max_size:
-            return self._unknown(sql, f"the text is larger than dbfw classifies ({self.max_size} characters)", lex)
+            return f"the text is larger than dbfw classifies ({self.max_size} characters)"
         if lex & LEX_UNSETTLED:
             why = _unsettled_reading(sql)
             if why is not None:
-                return self._unknown(sql, why, lex)
+                return why
         if lex & LEX_ASCII_ONLY and not sql.isascii():
-            return self._unknown(sql, "the client encoding can hide quotes and backslashes inside characters; "
-                                 "dbfw reads only ASCII text in it", lex)
+            return "the client encoding can hide quotes and backslashes inside characters; dbfw reads only ASCII " \
+                "text in it"
+        return None
+
+    def _classify(self, sql: str, database: str | None, lex: int, version: int = 0) -> Classification:
+        why = self._unreadable(sql, lex)
+        if why is not None:
+            return self._unknown(sql, why, lex)
         try:
             text = expand_mysql_executable_comments(sql) if self.dialect == "mysql" else sql
             tokens = self._tokenize(text)

@@ -16,6 +16,7 @@ whose multibyte characters never contain an ASCII byte; the session refuses the 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -159,66 +160,24 @@ def lex(text: str, standard_strings: bool = True) -> Lexed:
         elif kind == "semi":
             append(PgToken(SEMICOLON, pos, pos, ";"))
         elif kind == "str" or kind == "nstr" or kind == "estr" or kind == "bstr" or kind == "xstr":
-            if kind == "bstr" or kind == "xstr":
-                body, token_kind = _STANDARD_BODY, BITS if kind == "bstr" else HEX
-            else:
-                body = _STANDARD_BODY if standard_strings and kind != "estr" else _ESCAPE_BODY
-                token_kind = STRING
-            first = pos
-            while True:  # the literal and each part that continues it on a later line
-                part = body.match(text, end)
-                if part is None:
-                    raise LexError("unterminated quoted string")
-                raw = part.group()[:-1]
-                value = _unescape(raw) if body is _ESCAPE_BODY else raw.replace("''", "'")
-                append(PgToken(token_kind, first, part.end() - 1, value))
-                end = part.end()
-                more = _CONTINUE.match(text, end)
-                if more is None:
-                    break
-                first, end = more.end() - 1, more.end()
+            end = _string(kind, text, pos, end, standard_strings, append)
         elif kind == "ustr":
             if not standard_strings:
                 raise LexError("unsafe use of string constant with Unicode escapes")
-            body = _STANDARD_BODY.match(text, end)
-            if body is None:
-                raise LexError("unterminated quoted string")
-            end = body.end()
-            if _CONTINUE.match(text, end):
-                raise LexError("dbfw does not read a Unicode string continued on another line")
-            raw = body.group()[:-1].replace("''", "'")
-            end, escape = _uescape(text, end)
             unicode_literals.add(pos)
-            append(PgToken(STRING, pos, body.end() - 1, _unicode_unescape(raw, escape)))
+            end = _unicode_string(text, pos, end, append)
         elif kind == "qident" or kind == "uident":
-            body = _QIDENT_BODY.match(text, end)
-            if body is None:
-                raise LexError("unterminated quoted identifier")
-            end = body.end()
-            name = body.group()[:-1].replace('""', '"')
-            if not name:
-                raise LexError("zero-length delimited identifier")
-            close = end
             if kind == "uident":
-                end, escape = _uescape(text, end)
-                name = _unicode_unescape(name, escape)
                 unicode_literals.add(pos)
-            append(PgToken(QIDENT, pos, close - 1, truncate(name)))
+            end = _quoted_identifier(kind, text, pos, end, append)
         elif kind == "dolq":
-            tag = m.group()
-            close = text.find(tag, end)
-            if close < 0:
-                raise LexError("unterminated dollar-quoted string")
-            append(PgToken(STRING, pos, close + len(tag) - 1, text[end:close]))
-            end = close + len(tag)
+            end = _dollar_quoted(m.group(), text, pos, end, append)
         elif kind == "param":
             if end < n and _JUNK.match(text, end):
                 raise LexError("trailing junk after parameter")
             append(PgToken(PARAM, pos, end - 1, m.group()))
-        elif kind == "line":
-            comments.append((pos, end - 1))
-        elif kind == "block":
-            end = _block_comment_end(text, end)
+        elif kind == "line" or kind == "block":
+            end = _block_comment_end(text, end) if kind == "block" else end
             comments.append((pos, end - 1))
         else:  # other: a character PostgreSQL's grammar rejects; it is a token of its own
             if m.group() == "$":
@@ -226,6 +185,69 @@ def lex(text: str, standard_strings: bool = True) -> Lexed:
             append(PgToken(OP, pos, pos, m.group()))
         pos = end
     return Lexed(tuple(tokens), tuple(comments))
+
+
+def _string(kind: str, text: str, pos: int, end: int, standard_strings: bool,
+            append: Callable[[PgToken], None]) -> int:
+    """A '...', N'...', E'...', B'...' or X'...' literal starting at ``pos`` (its quote ends at ``end``), with
+    each part continuing it on a later line. Returns where it ends."""
+    if kind == "bstr" or kind == "xstr":
+        body, token_kind = _STANDARD_BODY, BITS if kind == "bstr" else HEX
+    else:
+        body = _STANDARD_BODY if standard_strings and kind != "estr" else _ESCAPE_BODY
+        token_kind = STRING
+    first = pos
+    while True:
+        part = body.match(text, end)
+        if part is None:
+            raise LexError("unterminated quoted string")
+        raw = part.group()[:-1]
+        value = _unescape(raw) if body is _ESCAPE_BODY else raw.replace("''", "'")
+        append(PgToken(token_kind, first, part.end() - 1, value))
+        end = part.end()
+        more = _CONTINUE.match(text, end)
+        if more is None:
+            return end
+        first, end = more.end() - 1, more.end()
+
+
+def _dollar_quoted(tag: str, text: str, pos: int, end: int, append: Callable[[PgToken], None]) -> int:
+    close = text.find(tag, end)
+    if close < 0:
+        raise LexError("unterminated dollar-quoted string")
+    append(PgToken(STRING, pos, close + len(tag) - 1, text[end:close]))
+    return close + len(tag)
+
+
+def _unicode_string(text: str, pos: int, end: int, append: Callable[[PgToken], None]) -> int:
+    """A U&'...' literal, with its UESCAPE clause if any."""
+    body = _STANDARD_BODY.match(text, end)
+    if body is None:
+        raise LexError("unterminated quoted string")
+    end = body.end()
+    if _CONTINUE.match(text, end):
+        raise LexError("dbfw does not read a Unicode string continued on another line")
+    raw = body.group()[:-1].replace("''", "'")
+    end, escape = _uescape(text, end)
+    append(PgToken(STRING, pos, body.end() - 1, _unicode_unescape(raw, escape)))
+    return end
+
+
+def _quoted_identifier(kind: str, text: str, pos: int, end: int, append: Callable[[PgToken], None]) -> int:
+    """A "..." or U&"..." identifier, truncated as the server truncates names."""
+    body = _QIDENT_BODY.match(text, end)
+    if body is None:
+        raise LexError("unterminated quoted identifier")
+    end = body.end()
+    name = body.group()[:-1].replace('""', '"')
+    if not name:
+        raise LexError("zero-length delimited identifier")
+    close = end
+    if kind == "uident":
+        end, escape = _uescape(text, end)
+        name = _unicode_unescape(name, escape)
+    append(PgToken(QIDENT, pos, close - 1, truncate(name)))
+    return end
 
 
 def _unescape(raw: str) -> str:
@@ -412,7 +434,11 @@ def disagreement(lexed: Lexed, tokens: Any, literal_types: Any, semicolon_type: 
             return "the server reads part of this text as a string or comment"
     if semicolons:
         return "the server ends a statement where dbfw does not"
-    # Every character of the server's code tokens is inside one of theirs.
+    return _uncovered(lexed, theirs)
+
+
+def _uncovered(lexed: Lexed, theirs: list[tuple[int, int]]) -> str | None:
+    """Whether every character of the server's code tokens is inside one of sqlglot's tokens (``theirs``)."""
     theirs.sort()
     j, n_theirs = 0, len(theirs)
     reach = -1  # the furthest offset covered by their tokens seen so far

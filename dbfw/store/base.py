@@ -349,14 +349,13 @@ class Store(ABC):
 
     # --- approvals ---------------------------------------------------------------------------------
 
-    async def _votes(self, request_id: str) -> list[Vote]:
-        rows = await self._fetch("SELECT reviewer, comment, at FROM approval_votes WHERE request_id = ? ORDER BY at",
-                                 (request_id,))
-        return [Vote(r[0], r[1], float(r[2])) for r in rows]
-
     async def get(self, request_id: str) -> ApprovalRecord | None:
         rows = await self._fetch(f"SELECT {_COLUMNS} FROM approvals WHERE id = ?", (request_id,))
-        return record_from_row(rows[0], await self._votes(request_id)) if rows else None
+        if not rows:
+            return None
+        votes = await self._fetch("SELECT reviewer, comment, at FROM approval_votes WHERE request_id = ? ORDER BY at",
+                                  (request_id,))
+        return record_from_row(rows[0], [Vote(r[0], r[1], float(r[2])) for r in votes])
 
     async def list(self, status: str | None = None, limit: int = 200) -> list[ApprovalRecord]:
         now = time.time()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import pickle
 import select
-import signal
 import struct
 import subprocess
 import sys
@@ -50,8 +49,8 @@ class RecordingWriter:
         self._lock = threading.Lock()
 
     def start(self) -> None:
-        self._proc = subprocess.Popen([sys.executable, "-m", "dbfw.store.writer", self.path], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, close_fds=True)
+        self._proc = subprocess.Popen([sys.executable, "-m", "dbfw.store.writer_process", self.path],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
         # The child says it has opened the database before the first flush is sent.
         ready, _, _ = select.select([self._proc.stdout], [], [], REPLY_TIMEOUT)
         reply = _read_frame(self._proc.stdout) if ready else None  # type: ignore[arg-type]
@@ -99,36 +98,3 @@ class RecordingWriter:
         finally:
             if proc.stdout is not None:
                 proc.stdout.close()
-
-
-def main(path: str) -> int:
-    # Stopping is the proxy's decision: it closes the pipe after its last flush.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    from .sqlite import SQLiteStore
-
-    out, inp = sys.stdout.buffer, sys.stdin.buffer
-    store = SQLiteStore(path, f"sqlite:///{path}")
-    try:
-        store._open()
-    except Exception as e:
-        _write_frame(out, pickle.dumps(f"{type(e).__name__}: {e}"))
-        return 1
-    _write_frame(out, pickle.dumps(None))
-    while True:
-        frame = _read_frame(inp)
-        if frame is None:
-            break
-        try:
-            store._record_sync(*pickle.loads(frame))
-            answer = None
-        except Exception as e:  # the proxy keeps the batch and tries again
-            answer = f"{type(e).__name__}: {e}"
-        _write_frame(out, pickle.dumps(answer))
-    if store._conn is not None:
-        store._conn.close()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))

@@ -175,7 +175,7 @@ def _writer_pids(db_path: Path) -> list[int]:
             cmdline = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"dbfw.store.writer" in cmdline and str(db_path).encode() in cmdline:
+        if b"dbfw.store.writer_process" in cmdline and str(db_path).encode() in cmdline:
             pids.append(int(entry.name))
     return pids
 

@@ -420,7 +420,11 @@ class PgCore:
         self.phase = Phase.RELAY
         kind = question.kind
         if verdict is not None and verdict.unsettles:
-            self._unsettle()
+            # The statement may change the search_path and how text is read: approvals made before no longer
+            # apply (a new path token), and until the server has answered everything, nothing ambiguous is read.
+            global _path_tokens
+            _path_tokens += 1
+            self.ctx = replace(self.ctx, path=f"changed-{_path_tokens}", lex=self.ctx.lex | LEX_UNSETTLED)
         if kind == Ask.QUERY:
             self._query_decided(frame, question.sql, verdict)  # type: ignore[arg-type]
         elif kind == Ask.PARSE:
@@ -434,13 +438,6 @@ class PgCore:
         if self.phase == Phase.RELAY:
             self._client_frames()
         self._arm()
-
-    def _unsettle(self) -> None:
-        """A statement may change the search_path and how text is read: approvals made before no longer apply
-        (a new path token), and until the server has answered everything, nothing ambiguous is read."""
-        global _path_tokens
-        _path_tokens += 1
-        self.ctx = replace(self.ctx, path=f"changed-{_path_tokens}", lex=self.ctx.lex | LEX_UNSETTLED)
 
     def _ask(self, frame: m.Frame, question: Question) -> None:
         self._asked, self.question, self.phase = frame, question, Phase.ASKING

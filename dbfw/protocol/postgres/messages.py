@@ -216,7 +216,7 @@ class RelayScanner:
     """
 
     __slots__ = ("_carry", "_data", "_drop", "_pos", "_skip", "bytes_left", "limit_hit", "max_size", "more",
-                 "noted", "notes", "rows_left")
+                 "rows_left")
 
     def __init__(self, max_size: int = DEFAULT_MAX_MESSAGE, initial: bytes = b""):
         self._carry = initial
@@ -229,10 +229,6 @@ class RelayScanner:
         self.rows_left: int | None = None
         self.bytes_left: int | None = None
         self.limit_hit = False
-        # Messages forwarded without a stop whose payloads the caller still wants (CommandComplete, for
-        # the row counts recordings keep): collected in ``notes``, which the caller empties.
-        self.noted: frozenset[int] = frozenset()
-        self.notes: list[bytes] = []
 
     def feed(self, data: bytes, wanted: frozenset[int],
              row_fn: Callable[[memoryview], bytes] | None = None) -> list[memoryview | bytes | tuple[int, memoryview]]:
@@ -250,6 +246,11 @@ class RelayScanner:
                 data = self._carry + data
                 self._carry = b""
             self._data, self._pos = data, 0
+        self._scan(wanted, row_fn, out)
+        return out
+
+    def _scan(self, wanted: frozenset[int], row_fn: Callable[[memoryview], bytes] | None,
+              out: list[memoryview | bytes | tuple[int, memoryview]]) -> None:
         data, pos = self._data, self._pos
         n = len(data)
         mv = memoryview(data)
@@ -263,57 +264,25 @@ class RelayScanner:
                 raise ProtocolError(f"invalid length {length} in message of type {chr(tag)!r}")
             end = pos + 1 + length
             if tag == 68:  # DataRow
-                held = row_fn is not None or tag in wanted
-                if held and end > n:
+                if end > n and (row_fn is not None or tag in wanted):
                     if length >= self.max_size:
                         raise ProtocolError(f"a data row of {length} bytes is over the limit of {self.max_size}")
                     break  # wait for the whole row
-                rows_left, bytes_left = self.rows_left, self.bytes_left
-                if rows_left is not None or bytes_left is not None:
-                    if (rows_left is not None and rows_left <= 0) or (bytes_left is not None and bytes_left <= length):
-                        self.limit_hit = True
-                        if bytes_left is not None:
-                            self.bytes_left = 0  # no shorter row after it: the result is cut here
-                        if pos > seg:
-                            out.append(mv[seg:pos])
-                        if end > n:
-                            self._skip, self._drop = end - n, True
-                            pos = seg = n
-                            break
-                        pos = seg = end
-                        continue
-                    if rows_left is not None:
-                        self.rows_left = rows_left - 1
-                    if bytes_left is not None:
-                        self.bytes_left = bytes_left - length - 1
+                if (self.rows_left is not None or self.bytes_left is not None) and self._over(end - pos):
+                    if pos > seg:
+                        out.append(mv[seg:pos])
+                    if end > n:
+                        self._skip, self._drop = end - n, True
+                        pos = seg = n
+                        break
+                    pos = seg = end
+                    continue
                 if row_fn is not None:
                     if pos > seg:
                         out.append(mv[seg:pos])
-                    rows = getattr(row_fn, "rows", None)
-                    if rows is None:
-                        out.append(row_fn(mv[pos:end]))
-                        pos = seg = end
-                        continue
-                    # A run of whole rows is masked in one call, which finds where the run ends itself; a
-                    # byte allowance ends the run where the allowance does.
-                    stop = n if self.bytes_left is None else min(n, end + self.bytes_left)
-                    masked, run_end, taken = rows(data, pos, stop, self.rows_left)
-                    if self.rows_left is not None:
-                        self.rows_left -= taken - 1  # the first row was counted above
-                    if self.bytes_left is not None:
-                        self.bytes_left -= run_end - end
-                    out.append(masked)
-                    pos = seg = run_end
+                    pos = seg = self._masked(data, mv, pos, end, n, row_fn, out)
                     continue
             if tag not in wanted:
-                if tag in self.noted:
-                    if end > n:
-                        if length >= self.max_size:
-                            raise ProtocolError(f"message of type {chr(tag)!r} has an invalid length {length}")
-                        break  # held until whole (it is small)
-                    self.notes.append(data[pos + 5:end])
-                    pos = end
-                    continue
                 if end > n:
                     self._skip, self._drop = end - n, False
                     pos = n
@@ -327,18 +296,52 @@ class RelayScanner:
             if pos > seg:
                 out.append(mv[seg:pos])
             out.append((tag, mv[pos:end]))
-            pos = end
+            pos = seg = end
             if pos < n:  # stop: what follows may depend on what the caller does with this message
                 self._data, self._pos, self.more = data, pos, True
-                return out
-            seg = pos
+                return
             break
+        self._rest(mv, pos, seg, out)
+
+    def _rest(self, mv: memoryview, pos: int, seg: int, out: list[memoryview | bytes | tuple[int, memoryview]]) -> None:
+        """The end of what arrived: the span not yet forwarded goes out, a partial message waits for more."""
         if pos > seg:
             out.append(mv[seg:pos])
-        if pos < n:
+        if pos < len(mv):
             self._carry = bytes(mv[pos:])
         self._data, self._pos = b"", 0
-        return out
+
+    def _over(self, size: int) -> bool:
+        """A DataRow of ``size`` bytes against the allowance: True when it is past it (and must be dropped)."""
+        rows_left, bytes_left = self.rows_left, self.bytes_left
+        if (rows_left is not None and rows_left <= 0) or (bytes_left is not None and bytes_left < size):
+            self.limit_hit = True
+            if bytes_left is not None:
+                self.bytes_left = 0  # no shorter row after it: the result is cut here
+            return True
+        if rows_left is not None:
+            self.rows_left = rows_left - 1
+        if bytes_left is not None:
+            self.bytes_left = bytes_left - size
+        return False
+
+    def _masked(self, data: bytes, mv: memoryview, pos: int, end: int, n: int, row_fn: Callable[[memoryview], bytes],
+                out: list[memoryview | bytes | tuple[int, memoryview]]) -> int:
+        """The whole DataRow at ``pos`` masked, with the whole rows after it that ``row_fn`` masks in the same
+        run (counted against the allowance). Returns where the run ends."""
+        rows = getattr(row_fn, "rows", None)
+        if rows is None:
+            out.append(row_fn(mv[pos:end]))
+            return end
+        # A byte allowance ends the run where the allowance does.
+        stop = n if self.bytes_left is None else min(n, end + self.bytes_left)
+        masked, run_end, taken = rows(data, pos, stop, self.rows_left)
+        if self.rows_left is not None:
+            self.rows_left -= taken - 1  # the first row was counted above
+        if self.bytes_left is not None:
+            self.bytes_left -= run_end - end
+        out.append(masked)
+        return run_end
 
 
 # --- payload reading -------------------------------------------------------------------------------

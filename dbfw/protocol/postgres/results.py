@@ -324,8 +324,6 @@ def compile_row_masker(mask: StatementMask, masking: Masking) -> Callable[[memor
               if (col := plan.for_column(i)) is not None]
     if not masked:
         return bytes
-    unpack = _I32.unpack_from
-    pack = _I32.pack
     last = masked[-1][0]
     # Per column up to the last masked one: (function of the value's bytes -> bytes or None, rule), or None.
     fns: list[tuple[Callable[[bytes], bytes | None], str] | None] = [None] * (last + 1)
@@ -334,10 +332,17 @@ def compile_row_masker(mask: StatementMask, masking: Masking) -> Callable[[memor
             fns[i] = ((lambda v, c=col, t=is_text: c.apply(v, t)), col.rule)
         else:
             fns[i] = (col.masker, col.rule)
-    walk = tuple(fns)
-    tally: dict[str, int] = {}
     if len(masked) == 1 and masked[0][1].masker is not None and not masked[0][1].detect and masked[0][2]:
         return _single_column_masker(masked[0][0], masked[0][1], masking)
+    return _columns_masker(tuple(fns), masking)
+
+
+def _columns_masker(walk: tuple[tuple[Callable[[bytes], bytes | None], str] | None, ...],
+                    masking: Masking) -> Callable[[memoryview], bytes]:
+    """Masks runs of DataRows: ``walk`` has, per column up to the last masked one, its mask function and rule."""
+    unpack = _I32.unpack_from
+    pack = _I32.pack
+    tally: dict[str, int] = {}
 
     def mask_rows(data: bytes, start: int, stop: int, budget: int | None) -> tuple[bytes, int, int]:
         """The run of whole DataRows starting at data[start] (the first is whole and counted already;

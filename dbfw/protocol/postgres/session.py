@@ -162,18 +162,20 @@ class PgSession:
         # What the stream readers of start-up had read ahead is handed to the relay.
         client_rest, client_eof = take_buffered(self.reader)
         up_rest, up_eof = take_buffered(up.reader)
-        client_t.set_protocol(Side(self._client_data, self._client_end, self._client_write_paused))
-        up_t.set_protocol(Side(self._upstream_data, self._upstream_end, self._upstream_write_paused))
+        client_t.set_protocol(Side(self._client_data, lambda _: self._finish("client", EndReason.CLIENT_GONE),
+                                   self._client_write_paused))
+        up_t.set_protocol(Side(self._upstream_data, lambda _: self._finish("upstream", EndReason.UPSTREAM_GONE),
+                               lambda paused: self._hold_client("upstream_full", paused)))
         client_t.resume_reading()
         up_t.resume_reading()
         if up_rest or self.core.scanner.more:
             self._upstream_data(up_rest)
         if up_eof:
-            self._upstream_end(None)
+            self._finish("upstream", EndReason.UPSTREAM_GONE)
         if client_rest or self.core.frames.buffered:
             self._client_data(client_rest)
         if client_eof:
-            self._client_end(None)
+            self._finish("client", EndReason.CLIENT_GONE)
         drain = asyncio.create_task(self._drain_now.wait())
         try:
             done, _ = await asyncio.wait({self._done, drain}, return_when=asyncio.FIRST_COMPLETED)
@@ -234,19 +236,10 @@ class PgSession:
         if bool(holds) != before and self._client_t is not None and not self._client_t.is_closing():
             self._client_t.pause_reading() if holds else self._client_t.resume_reading()
 
-    def _upstream_write_paused(self, paused: bool) -> None:
-        self._hold_client("upstream_full", paused)
-
     def _client_write_paused(self, paused: bool) -> None:
         up_t = self._up_t
         if up_t is not None and not up_t.is_closing():
             up_t.pause_reading() if paused else up_t.resume_reading()
-
-    def _client_end(self, exc: BaseException | None) -> None:
-        self._finish("client", EndReason.CLIENT_GONE)
-
-    def _upstream_end(self, exc: BaseException | None) -> None:
-        self._finish("upstream", EndReason.UPSTREAM_GONE)
 
     def _client_data(self, data: bytes) -> None:
         core = self.core
