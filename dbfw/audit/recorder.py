@@ -43,7 +43,6 @@ class Recorder:
         self._lock = asyncio.Lock()
         self._details: dict[tuple[int, str, str], tuple[Classification, dict[str, Any]]] = {}
 
-        self.recorded = 0
 
     # --- what the sessions and the firewall report ----------------------------------------------------
 
@@ -127,7 +126,6 @@ class Recorder:
             self._sessions, self._ends, self._events = [], [], []
             try:
                 await self.store.record(sessions, ends, events)  # the store serialises the details
-                self.recorded += len(events)
             except Exception as e:  # keep them for the next round rather than lose them
                 self._sessions[:0], self._ends[:0], self._events[:0] = sessions, ends, events
                 log.warning("recording.write_failed", error=type(e).__name__, pending=len(self._events))

@@ -14,7 +14,6 @@ every sensitive column of the database is in its reach. Plans are cached per sta
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
@@ -448,4 +447,3 @@ def query_of(statement_sql: str, command: str) -> exp.Expression | None:
     return None
 
 
-PlanFn = Callable[[exp.Expression], MaskPlan]

@@ -382,8 +382,7 @@ def _split_commas(tokens: list[pglex.PgToken]) -> list[list[pglex.PgToken]]:
         else:
             groups[-1].append(t)
     return groups
-def column_mask_for(plan: MaskPlan, i: int) -> ColumnMask | None:
-    return plan.for_column(i)
+
 
 
 def _written_values(node: exp.Expression, catalog: Catalog) -> tuple[exp.Table, list[str], exp.Query] | None:

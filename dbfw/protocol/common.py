@@ -34,6 +34,7 @@ class Runtime:
     draining: bool = False
     recorder: Recorder | None = None
     sessions: dict[str, Session] = field(default_factory=dict)
+    connections: dict[str, int] = field(default_factory=dict)  # listener -> client connections open now
     # dbfw's own BackendKeyData (pid, secret) -> the session it was handed to.
     cancel_keys: dict[tuple[int, bytes], Session] = field(default_factory=dict)
 
@@ -52,11 +53,15 @@ class Runtime:
     def session_for_cancel(self, pid: int, secret: bytes) -> Session | None:
         return self.cancel_keys.get((pid, secret))
 
-    def add(self, session: Session) -> None:
+    def add(self, session: Session, listener: str) -> int:
+        """A client connection opens: how many the listener has now, this one included."""
         self.sessions[session.session_id] = session
+        n = self.connections[listener] = self.connections.get(listener, 0) + 1
+        return n
 
-    def remove(self, session: Session, cancel_key: tuple[int, bytes] | None) -> None:
-        self.sessions.pop(session.session_id, None)
+    def remove(self, session: Session, cancel_key: tuple[int, bytes] | None, listener: str) -> None:
+        if self.sessions.pop(session.session_id, None) is not None:
+            self.connections[listener] = self.connections.get(listener, 1) - 1
         if cancel_key is not None:
             self.cancel_keys.pop(cancel_key, None)
 

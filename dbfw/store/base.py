@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii as _json_string
 from typing import Any
 
-STATUSES = ("pending", "approved", "denied", "expired", "consumed")
-
 # Each migration is a list of statements valid in both SQLite and PostgreSQL; ${ID} becomes the
 # backend's auto-increment key type.
 MIGRATIONS: list[list[str]] = [
@@ -136,7 +134,6 @@ def finish_detail(detail: dict[str, Any]) -> str:
 # Readers expand it back into one event per execution.
 # A recorder's execution event: (at, actor, STATEMENTS, None, session_id, detail, seconds, rows, error).
 STATEMENTS = "statements"
-RUN_STATEMENT_KEYS = ("sql", "fingerprint", "class", "action", "policy", "approval")
 RUN_COLUMNS = ("at", "statement", "seconds", "rows", "error")
 _FINGERPRINTS: dict[str, str] = {}
 

@@ -58,9 +58,6 @@ class RecordingWriter:
             self.close()
             raise OSError(f"the recording writer did not start: {pickle.loads(reply) if reply else 'no answer'}")
 
-    @property
-    def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def write(self, sessions: list[tuple[Any, ...]], ends: list[tuple[Any, ...]],
               events: list[tuple[Any, ...]], flush: tuple[str, str] | None = None) -> None:

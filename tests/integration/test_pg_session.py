@@ -459,3 +459,27 @@ def test_psycopg_cancel_reaches_the_right_backend(dbfw: DbfwProcess) -> None:
             conn.execute("select pg_sleep(30)")
         assert time.monotonic() - started < 10
         assert conn.execute("select 'still usable'").fetchone() == ("still usable",)
+
+
+def test_a_listener_past_max_connections_refuses_with_53300(pg: PgTarget, tmp_path: Path) -> None:
+    settings = load_test_settings(write_config(tmp_path, pg, admin=False))
+    small = settings.listeners[0].model_copy(update={"max_connections": 2})
+    settings = settings.model_copy(update={"listeners": [small]})
+    with InProcessDbfw(settings) as server:
+        first, second = psycopg.connect(server.conninfo()), psycopg.connect(server.conninfo())
+        try:
+            with pytest.raises(psycopg.OperationalError) as info:
+                psycopg.connect(server.conninfo())
+            assert "too many clients" in str(info.value)
+            assert first.execute("SELECT 1").fetchone() == (1,)  # the others are untouched
+        finally:
+            second.close()
+
+        async def one_left() -> None:  # the closed session has ended on the server's side
+            while server.server.rt.connections.get(small.name) != 1:  # type: ignore[union-attr]  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+
+        server.run(asyncio.wait_for(one_left(), 10))
+        with psycopg.connect(server.conninfo()) as third:  # a place is free again
+            assert third.execute("SELECT 2").fetchone() == (2,)
+        first.close()

@@ -57,12 +57,18 @@ class Opening:
         self.cancel_key: tuple[int, bytes] | None = None
         self.ctx: StatementContext | None = None
         self.core: PgCore | None = None
+        self.crowded = False  # the listener has more connections than its max_connections
 
     async def open(self) -> EndReason | None:
         """Start-up, authentication, the upstream: None when the relay may start, else why the session ends."""
         startup = await self._startup()
         if startup is None:
             return EndReason.STARTUP_ONLY
+        if self.crowded:  # refused before any authentication work
+            log.warning("session.too_many_connections", listener=self.listener.name, client=self.client_addr)
+            await self._fatal("53300", f"dbfw: sorry, too many clients already on listener {self.listener.name}",
+                              hint="try again later; the operator sets listeners[].max_connections")
+            return EndReason.TOO_MANY_CONNECTIONS
         principal = await self._authenticate(startup)
         if principal is None:
             return EndReason.AUTH_FAILED

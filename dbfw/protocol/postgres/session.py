@@ -59,7 +59,7 @@ class PgSession:
     # --- lifecycle ------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        self.rt.add(self)
+        self.opening.crowded = self.rt.add(self, self.listener.name) > self.listener.max_connections
         started = time.monotonic()
         reason = EndReason.CLOSED
         active = metrics.connections_active.labels(self.listener.name)
@@ -83,7 +83,7 @@ class PgSession:
         finally:
             active.dec()
             metrics.connections_total.labels(self.listener.name, str(reason)).inc()
-            self.rt.remove(self, self.cancel_key)
+            self.rt.remove(self, self.cancel_key, self.listener.name)
             if self.upstream is not None:
                 self._close_upstream()
             self._close_client()
