@@ -178,7 +178,7 @@ class MaskPlanner:
         hits = [r for s in sources if (r := self.rule_for(rules, *s)) is not None]
         if hits:
             rule = hits[0]
-            direct = _is_direct(inner) and len(sources) == 1
+            direct = _is_direct(inner) and len(sources) == 1 and node is not None and _direct_chain(node)
             masker = self.maskers[rule.name] if direct else (None if rule.mask == "null" else
                                                               (self.maskers[rule.name] if rule.mask == "hash"
                                                                else _redact))
@@ -288,6 +288,21 @@ def _is_direct(e: exp.Expression) -> bool:
             exp.DataType.Type.VARBINARY, exp.DataType.Type.BINARY)):
         e = e.this
     return isinstance(e, exp.Column)
+
+
+def _direct_chain(node: object) -> bool:
+    """Whether a column's lineage is the table column itself at every step (through subqueries and CTEs),
+    not a value computed from it somewhere on the way: only then may it keep its rule's own mask (a partial
+    mask of 'a@' || email would show the email)."""
+    for n in node.walk():  # type: ignore[attr-defined]
+        if not n.downstream:
+            continue
+        e = n.expression
+        if isinstance(e, exp.Alias):
+            e = e.this
+        if not _is_direct(e):
+            return False
+    return True
 
 
 def _detectors(rules: list[MaskRule]) -> tuple[str, ...]:

@@ -385,6 +385,32 @@ def _split_commas(tokens: list[pglex.PgToken]) -> list[list[pglex.PgToken]]:
 
 
 
+def _assignments(a: exp.Expression) -> list[tuple[str, exp.Expression]]:
+    """An UPDATE's SET item as (column, value) pairs: ``c = v``, ``(c) = (SELECT v)``, ``(c, d) = (v, w)`` and
+    ``(c, d) = (SELECT v, w ...)``. A form dbfw does not know becomes one value for no column (which no
+    rule masks: a masked value in it refuses the statement)."""
+    if not isinstance(a, exp.EQ):
+        return [("?", a)]
+    left, right = a.this, a.expression
+    while isinstance(left, exp.Paren):
+        left = left.this
+    if isinstance(left, exp.Column):
+        return [(left.name, right)]
+    if isinstance(left, exp.Tuple) and all(isinstance(c, exp.Column) for c in left.expressions):
+        names = [c.name for c in left.expressions]
+        if isinstance(right, exp.Tuple) and len(right.expressions) == len(names):
+            return list(zip(names, right.expressions, strict=True))
+        query = right.this if isinstance(right, exp.Subquery) else None
+        if isinstance(query, exp.Select) and len(query.expressions) == len(names):
+            out = []
+            for name, value in zip(names, query.expressions, strict=True):
+                one = query.copy()
+                one.set("expressions", [value.copy()])
+                out.append((name, exp.Subquery(this=one)))
+            return out
+    return [("?", right)]
+
+
 def _written_values(node: exp.Expression, catalog: Catalog) -> tuple[exp.Table, list[str], exp.Query] | None:
     """What an UPDATE or INSERT writes, as a query whose columns are the values written, with the table and
     the columns they go to; None when it writes no value read from the database."""
@@ -392,8 +418,7 @@ def _written_values(node: exp.Expression, catalog: Catalog) -> tuple[exp.Table, 
         table = node.this
         if not isinstance(table, exp.Table):
             return None
-        pairs = [(a.this.name, a.expression) for a in node.expressions if isinstance(a, exp.EQ)
-                 and isinstance(a.this, exp.Column)]
+        pairs = [pair for a in node.expressions for pair in _assignments(a)]
         if not pairs:
             return None
         query = exp.Select(expressions=[e.copy() for _, e in pairs]).from_(table.copy())

@@ -320,6 +320,48 @@ _STATEMENT_START = frozenset({"SELECT", "WITH", "INSERT", "UPDATE", "DELETE", "M
 Handler = Callable[["_Classifier", list[Token], _Result], None]
 
 
+_ADVISORY_LOCKS = frozenset({
+    "pg_advisory_lock", "pg_advisory_lock_shared", "pg_advisory_xact_lock", "pg_advisory_xact_lock_shared",
+    "pg_try_advisory_lock", "pg_try_advisory_lock_shared", "pg_try_advisory_xact_lock",
+    "pg_try_advisory_xact_lock_shared", "pg_advisory_unlock", "pg_advisory_unlock_shared"})
+
+
+def _all_supplied(tokens: list[Token], open_paren: int) -> bool:
+    """Whether every argument of the call whose '(' is at ``open_paren`` is a value the client gives: a literal,
+    a $n parameter, or a call of such values (hashtext('job')). No column, no subquery."""
+    return _supplied_call_end(tokens, open_paren) > 0
+
+
+def _supplied_call_end(tokens: list[Token], open_paren: int, depth: int = 0) -> int:
+    """Where the call's arguments end (the index after its ')') when all are supplied values, else -1."""
+    n = len(tokens)
+    at = open_paren + 1
+    if at < n and tokens[at].token_type == TokenType.R_PAREN:
+        return at + 1
+    while at < n and depth < 4:
+        tt = tokens[at].token_type
+        if tt == TokenType.DASH and at + 1 < n and tokens[at + 1].token_type == TokenType.NUMBER:
+            at += 2
+        elif tt == TokenType.NUMBER or tt in _STRINGS:
+            at += 1
+        elif tt == TokenType.PARAMETER and at + 1 < n and tokens[at + 1].token_type == TokenType.NUMBER:
+            at += 2
+        elif tt == TokenType.VAR and at + 1 < n and tokens[at + 1].token_type == TokenType.L_PAREN:
+            at = _supplied_call_end(tokens, at + 1, depth + 1)
+            if at < 0:
+                return -1
+        else:
+            return -1
+        if at >= n:
+            return -1
+        if tokens[at].token_type == TokenType.R_PAREN:
+            return at + 1
+        if tokens[at].token_type != TokenType.COMMA:
+            return -1
+        at += 1
+    return -1
+
+
 def _supplied(tokens: list[Token], at: int, end: TokenType | None = None) -> bool:
     """Whether the function argument at ``at`` is one string literal or one $n parameter (a value the client
     gives, not one read from the database), followed by a comma or ``end`` (either, when None)."""
@@ -427,6 +469,11 @@ class _Classifier:
                         res.raise_to("bulk_export", "set_config with a computed value")
                     res.raise_to(setting_value_class(arg.text, value.text if readable else None,  # type: ignore[union-attr]
                                                      self.server_limits), f"set_config('{arg.text}')")
+                continue
+            if name in _ADVISORY_LOCKS and not self.mysql and not _all_supplied(tokens, i + 1):
+                # The keys of the locks a session holds are readable in pg_locks: keys computed from data
+                # carry it past masking and limits.
+                res.raise_to("bulk_export", f"{name} with a key computed from data")
                 continue
             if name == "pg_notify" and not self.mysql and not (
                     i + 3 < len(tokens) and _supplied(tokens, i + 2) and tokens[i + 3].token_type == TokenType.COMMA
@@ -692,9 +739,10 @@ def _limited(query: exp.Expression) -> bool:
 
 class _Restriction:
     """Proves that a predicate limits the rows of one target table: a conjunct picks values of a column of the
-    target (= a constant, IN (...), LIKE 'prefix%', = ANY(constant)); an OR restricts only if every branch
-    does. A range (<, >, BETWEEN) is no proof: ``id > 0`` or ``id BETWEEN -2147483648 AND 2147483647``
-    reaches every row, and so does ``id > 0 OR id <= 0``, two ranges that each look bounded. A column counts
+    target (= a constant, IN (...), = ANY(ARRAY[...])); an OR restricts only if every branch does. A range is
+    no proof: ``id > 0``, ``id BETWEEN -2147483648 AND 2147483647``, ``name LIKE 'n%'`` reach every row, and
+    so does ``id > 0 OR id <= 0``, two ranges that each look bounded; nor is ``= ANY($1)`` (any number of
+    values). A column counts
     as the target's when qualified by its name or alias, or when unqualified and no other table is in scope.
     One pass over the predicate, no rewriting."""
 
@@ -751,12 +799,6 @@ class _Restriction:
         if isinstance(cond, exp.In):
             return self._target_column(cond.this) and not cond.args.get("query") and bool(cond.expressions) \
                 and all(_constant(e) for e in cond.expressions)
-        if isinstance(cond, exp.Like | exp.ILike):
-            pattern = cond.expression
-            if not (self._target_column(cond.this) and isinstance(pattern, exp.Literal) and pattern.is_string):
-                return False
-            self.res.literal_sensitive = True  # LIKE 'p%' restricts, LIKE '%' does not
-            return bool(pattern.this) and pattern.this[0] not in "%_\\"
         return False
 
     def _joined_to_restricted(self, cond: exp.Expression, conjuncts: list[exp.Expression]) -> bool:
@@ -787,7 +829,9 @@ class _Restriction:
     @staticmethod
     def _constant_or_any(node: exp.Expression) -> bool:
         if isinstance(node, exp.Any):
-            return _constant(node.this)
+            # = ANY(ARRAY[1, 2, 3]) names its values; = ANY($1) or ANY(a function) may name every row's.
+            array = node.this.this if isinstance(node.this, exp.Paren) else node.this
+            return isinstance(array, exp.Array) and all(_constant(e) for e in array.expressions)
         return _constant(node)
 
 

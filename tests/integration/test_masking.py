@@ -155,6 +155,9 @@ FUNCTION_QUERIES = [
     f"SELECT id, e || '', s || '' FROM {C} x(id, n, e, cn, s)",
     f"SELECT string_agg(e, ',') FROM {C} AS x(i, n, e)",
     f"SELECT b FROM {V} AS w(a, z, b)",
+    f"SELECT * FROM (SELECT 'a@' || string_agg(replace(email, '@', '_'), ' ') z FROM (SELECT email FROM {C}) q) y",
+    f"SELECT * FROM (SELECT 'a@' || email AS z FROM {C}) y",
+    f"SELECT z FROM (SELECT x AS z FROM (SELECT lower(email) AS x FROM {C}) p) q",
 ]
 
 
@@ -398,6 +401,9 @@ ERROR_QUERIES = [
     f"SELECT ('{{\"a\": ' || email || '}}')::json FROM {C} WHERE id = 1",
     f"DO $$ BEGIN RAISE EXCEPTION '%', (SELECT string_agg(email, ',') FROM {C}); END $$",
     f"DO $$ BEGIN RAISE EXCEPTION 'x' USING DETAIL = (SELECT min(ssn) FROM {C}); END $$",
+    f"SELECT ('<' || string_agg('r' || id || '-' || replace(email, '@', '_'), '-') || '></x>')::xml FROM {C}",
+    f"SELECT chr(replace(ssn, '-', '')::int + 2000000) FROM {C} WHERE id = 1",
+    f"SELECT get_byte('\\x00'::bytea, replace(ssn, '-', '')::int) FROM {C} WHERE id = 2",
 ]
 
 
@@ -440,6 +446,10 @@ LAUNDERING = [
     f"INSERT INTO {O_} (id, customer_id, amount) SELECT 100 + id, id, ssn::numeric FROM {C} WHERE id = 1",
     f"WITH u AS (UPDATE {C} SET name = card_number WHERE id = 2 RETURNING name) SELECT * FROM u",
     f"UPDATE {O_} o SET amount = length(c.email) FROM {C} c WHERE c.id = o.customer_id AND o.id = 1",
+    f"UPDATE {C} SET (name, card_number) = (SELECT email, ssn) WHERE id = 1",
+    f"UPDATE {C} SET (name) = (SELECT email) WHERE id = 1 RETURNING name",
+    f"UPDATE {C} SET (name, ssn) = (email, 'x') WHERE id = 1",
+    f"UPDATE {C} x SET (name) = (SELECT c2.ssn FROM {C} c2 WHERE c2.id = x.id) WHERE id = 2",
 ]
 
 

@@ -12,11 +12,11 @@ from dbfw.sql.classify import classify
     # a conjunct comparing a target column with a constant restricts; an OR only if every branch does
     ("DELETE FROM t WHERE id = 5", "write"),
     ("UPDATE t SET v = 1 WHERE id IN (1, 2) AND v > 0", "write"),
-    ("UPDATE t AS a SET v = 1 WHERE a.id = ANY($1)", "write"),
+    ("UPDATE t AS a SET v = 1 WHERE a.id = ANY($1)", "destructive_write"),
     ("DELETE FROM t WHERE id BETWEEN 1 AND 10", "destructive_write"),
     ("DELETE FROM t WHERE id > 0 OR id <= 0", "destructive_write"),
     ("UPDATE t SET v = 1 WHERE id >= -2147483648", "destructive_write"),
-    ("DELETE FROM t WHERE name LIKE 'p%'", "write"),
+    ("DELETE FROM t WHERE name LIKE 'p%'", "destructive_write"),
     ("DELETE FROM t WHERE id = 5 OR id = 6", "write"),
     ("DELETE FROM t USING u WHERE t.id = 1 AND u.x = t.id", "write"),
     ("DELETE FROM t WHERE id = id", "destructive_write"),

@@ -109,3 +109,26 @@ def test_values_masked_by_the_upstream_are_counted_from_the_command_tag() -> Non
     assert tracker.row_masker() is None  # nothing for dbfw to do per row
     tracker.statement_done(memoryview(b"SELECT 7\x00"))
     assert masking.counts == {"email": 7, "card": 7}
+
+
+def test_a_value_computed_on_the_way_out_of_a_subquery_is_masked_whole() -> None:
+    import sqlglot
+
+    from dbfw.masking.catalog import Catalog
+    from dbfw.masking.plan import MaskPlanner
+    from dbfw.policy.rules import MaskRule
+
+    catalog = Catalog(schema={"public": {"c": {"id": "int", "email": "text"}}})
+    planner = MaskPlanner([MaskRule(name="e", columns=["public.c.email"], mask="email")], b"k")
+
+    def masked(sql: str) -> bytes | None:
+        col = planner.plan(sqlglot.parse_one(sql, read="postgres"), catalog, planner.rules).for_column(0)
+        assert col is not None and col.masker is not None, sql
+        return col.masker(b"a@secret_part.example")
+
+    # A partial mask keeps what follows the last '@': 'a@' || email would show the email whole.
+    for sql in ("SELECT * FROM (SELECT 'a@' || email AS z FROM c) y", "SELECT z FROM (SELECT lower(email) z FROM c) q",
+                "WITH x AS (SELECT 'a@' || email AS z FROM c) SELECT z FROM x"):
+        assert masked(sql) == b"****", sql
+    for sql in ("SELECT email FROM c", "SELECT z FROM (SELECT email AS z FROM c) q"):
+        assert masked(sql) != b"****", sql  # the column itself keeps its rule's own mask

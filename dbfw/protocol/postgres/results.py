@@ -533,6 +533,9 @@ def _escape(value: bytes, delimiter: bytes = b"\t") -> bytes:
 _QUOTED = re.compile(r'"(?:[^"]|"")*"')
 _PARENTHESISED = re.compile(r"\((?:[^()]|\([^()]*\))*\)")
 _WITHHELD = "dbfw: withheld: a message raised by SQL code may carry masked values"
+# SQLSTATE classes whose messages name the values they are about: data exceptions, integrity violations,
+# routine and trigger exceptions, internal errors.
+_DATA_CLASSES = frozenset({"22", "23", "2F", "38", "39", "XX", "01"})
 MAX_MESSAGE_FIELD = 1024
 MAX_ERROR_BYTES = 8192  # a larger error from the server is cut to MAX_MESSAGE_FIELD per field
 
@@ -548,11 +551,19 @@ def sanitized_error(payload: memoryview, tag: int) -> bytes:
     SQLSTATE, severity, position and object names stay."""
     err = m.ErrorResponse.decode(payload)
     fields = dict(err.fields)
-    raised = "RAISE" in fields.get(m.FIELD_WHERE, "") or fields.get(m.FIELD_CODE, "").startswith("P0")
-    if raised:
+    code = fields.get(m.FIELD_CODE, "")
+    if "RAISE" in fields.get(m.FIELD_WHERE, "") or code.startswith("P0"):
         fields[m.FIELD_MESSAGE] = _WITHHELD
         fields.pop(m.FIELD_DETAIL, None)
         fields.pop(m.FIELD_HINT, None)
+    elif code[:2] in _DATA_CLASSES:
+        # Errors about a value name it, quoted or not (an XML parser's detail, a number out of range): the
+        # condition is told by its SQLSTATE, the text is withheld.
+        fields[m.FIELD_MESSAGE] = f"dbfw: withheld: the server's message for this error (SQLSTATE {code}) may " \
+            "carry values masked for you"
+        fields.pop(m.FIELD_DETAIL, None)
+        fields.pop(m.FIELD_HINT, None)
+        fields.pop(m.FIELD_WHERE, None)
     else:
         fields[m.FIELD_MESSAGE] = _unquoted(fields.get(m.FIELD_MESSAGE, ""))
         if m.FIELD_DETAIL in fields:
