@@ -382,3 +382,16 @@ def test_the_time_limit_holds_without_a_sync_and_for_cursors_run_as_portals(fw: 
         assert [x.sqlstate for x in answer if isinstance(x, m.ErrorResponse)] == ["57014"]
         assert time.monotonic() - started < 10
         raw.query("ROLLBACK")
+
+
+def test_a_cursor_read_a_piece_at_a_time_spends_one_time_allowance(fw: DbfwProcess) -> None:
+    with RawPg(fw.host, fw.port) as raw:
+        raw.query("BEGIN")
+        raw.query("DECLARE slow CURSOR FOR SELECT pg_sleep(0.3), g FROM generate_series(1, 20) g")
+        started, errors = time.monotonic(), []
+        for _ in range(10):  # each FETCH takes 0.6 s, under the 1 s limit; together they pass it
+            errors += [x.sqlstate for x in raw.query("FETCH 2 FROM slow") if isinstance(x, m.ErrorResponse)]
+            if errors:
+                break
+        assert errors == ["57014"] and time.monotonic() - started < 4
+        raw.query("ROLLBACK")

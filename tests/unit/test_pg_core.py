@@ -731,7 +731,7 @@ def test_an_execute_has_its_time_limit_before_any_sync() -> None:
     assert seconds == 5.0 and d.core.timed_out(seq) is True
 
 
-def test_each_execute_of_a_portal_has_its_own_time_limit() -> None:
+def test_each_execute_of_a_portal_is_timed_with_what_is_left_of_its_allowance() -> None:
     d = Driver(Limits(max_statement_seconds=5))
     d.client(m.Parse("", "SELECT 1", []).encode() + m.Bind("p", "", [], [], []).encode()
              + m.Execute("p", 1).encode() + m.Sync().encode())
@@ -741,4 +741,4 @@ def test_each_execute_of_a_portal_has_its_own_time_limit() -> None:
     assert d.core.timer == (0, None)  # nothing runs: disarmed
     d.client(m.Execute("p", 0).encode() + m.Sync().encode())
     second, seconds = d.core.timer  # type: ignore[misc]
-    assert second != first and seconds == 5.0 and d.core.timed_out(second) is True
+    assert second != first and 4.0 < seconds < 5.0 and d.core.timed_out(second) is True

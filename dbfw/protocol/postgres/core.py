@@ -375,6 +375,8 @@ class PgCore:
         # takes it.
         self.timer: tuple[int, float | None] | None = None
         self._timed = 0  # the Query or Execute whose time limit the shell's timer counts
+        self._timed_portal: Portal | None = None  # the portal or cursor it spends the time of
+        self._timed_since = 0.0
         self._timed_out = 0  # the Query or Execute dbfw cancelled for running too long
         self._asked_at = 0.0
         self.limiter = Limiter(scanner, self.responses, ctx.session_id)
@@ -494,11 +496,18 @@ class PgCore:
 
     def _arm(self) -> None:
         """The Query or Execute the server works on now has its time limit running: from when it became the
-        one running (sent with nothing before it, or the one before it ended)."""
-        seq, seconds = self.responses.running()
-        if seq != self._timed:
-            self._timed = seq
-            self.timer = (seq, seconds)
+        one running (sent with nothing before it, or the one before it ended). A cursor or portal run a piece
+        at a time (FETCH, Execute with a row count) spends one allowance over all its pieces."""
+        seq, seconds, portal = self.responses.running()
+        if seq == self._timed:
+            return
+        now = time.perf_counter()
+        if self._timed_portal is not None:
+            self._timed_portal.elapsed += now - self._timed_since
+        self._timed, self._timed_portal, self._timed_since = seq, portal, now
+        if seconds is not None and portal is not None:
+            seconds = max(seconds - portal.elapsed, 0.001)
+        self.timer = (seq, seconds)
 
     def _query_decided(self, frame: m.Frame, sql: str, verdict: Verdict) -> None:
         self.executions += 1
@@ -691,7 +700,7 @@ class PgCore:
             return None
         if tag == Tag.ERROR:
             self.limiter.save()
-            running, seconds = responses.running()
+            running, seconds, _ = responses.running()
             responses.error()
             self.scanner.limit_hit = False
             replaced = self._error(raw, running, seconds)

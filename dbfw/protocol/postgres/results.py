@@ -46,7 +46,8 @@ class Portal:
     """A portal or SQL cursor, or one statement of a simple Query (the server's unnamed portal): what its
     result is masked with, and everything it has delivered so far, across Execute(max_rows) and FETCH."""
 
-    __slots__ = ("cls", "effect", "formats", "hold", "limits", "mask", "name", "prepared", "rows", "size", "started")
+    __slots__ = ("cls", "effect", "elapsed", "formats", "hold", "limits", "mask", "name", "prepared", "rows", "size",
+                 "started")
 
     def __init__(self, name: str, mask: StatementMask | None, limits: Limits | None, cls: str = "read",
                  formats: list[int] | None = None, prepared: Prepared | None = None):
@@ -54,6 +55,7 @@ class Portal:
         self.formats: list[int] = formats if formats is not None else []
         self.rows = 0
         self.size = 0  # bytes of DataRows
+        self.elapsed = 0.0  # seconds the server spent running it, over every Execute and FETCH
         self.started = False  # executed at least once (a later Execute continues the same run)
         self.hold = False  # a cursor declared WITH HOLD: it outlives its transaction
         # What the statement run through this portal does to the session's cursors and prepared statements,
@@ -132,12 +134,16 @@ class Responses:
         self._seq += 1
         self.queue.append(_Entry(Kind.EXECUTE, portal=portal, seconds=seconds, seq=self._seq))
 
-    def running(self) -> tuple[int, float | None]:
-        """The Query or Execute the server works on now (its number and time limit); (0, None) if none."""
+    def running(self) -> tuple[int, float | None, Portal | None]:
+        """The Query or Execute the server works on now: its number, its time limit and the portal or cursor
+        whose time it spends (an Execute's portal, a FETCH's cursor); (0, None, None) if none."""
         for entry in self.queue:
-            if entry.kind == Kind.QUERY or entry.kind == Kind.EXECUTE:
-                return entry.seq, entry.seconds
-        return 0, None
+            if entry.kind == Kind.EXECUTE:
+                return entry.seq, entry.seconds, entry.portal
+            if entry.kind == Kind.QUERY:
+                one = entry.portals[0] if len(entry.portals) == 1 and entry.portals[0].name else None
+                return entry.seq, entry.seconds, one
+        return 0, None, None
 
     def sync(self) -> None:
         self.queue.append(_Entry(Kind.SYNC))
