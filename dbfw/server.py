@@ -53,23 +53,24 @@ class Server:
             firewall = Firewall(rules)
         self.catalogs = CatalogCache()
         self._masking_key = masking_key(settings.masking_key)
-        if getattr(firewall, "masking", "absent") is None:
+        if firewall.masking is None:
             firewall.masking = self._new_masking(firewall.rules)
         self.syntax = SyntaxChecker()
         self.classify_pool = ClassifyPool(settings.classification.budget)
-        if isinstance(firewall, Firewall) and firewall.catalogs is None:
+        self.firewall = firewall
+        if firewall.catalogs is None:
             firewall.catalogs = self._catalog_for
             firewall.invalidate_catalogs = self.catalogs.invalidate
             firewall.syntax_check = self._syntax_check
             firewall.classify_pool = self.classify_pool
             firewall.offload_size = settings.classification.offload_size
-            for classifier in getattr(firewall, "classifiers", {}).values():
+            for classifier in firewall.classifiers.values():
                 classifier.max_size = settings.classification.max_size
         self.rt = Runtime(settings, Identities.from_settings(settings), firewall)
         metrics.callbacks.cache_stats = self._cache_stats
         metrics.init_series([lst.name for lst in settings.listeners])
-        metrics.callbacks.masked_counts = lambda: dict(getattr(self.rt.firewall, "masking", None).counts) \
-            if getattr(self.rt.firewall, "masking", None) is not None else {}
+        metrics.callbacks.masked_counts = lambda: dict(self.firewall.masking.counts) \
+            if self.firewall.masking is not None else {}
         self._servers: list[asyncio.base_events.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
@@ -80,7 +81,7 @@ class Server:
         self.recorder: Recorder | None = None
 
     def _cache_stats(self) -> dict[str, int]:
-        classifiers = getattr(self.rt.firewall, "classifiers", {})
+        classifiers = self.firewall.classifiers
         return {"hit": sum(c.hits for c in classifiers.values()),
                 "shape_hit": sum(c.shape_hits for c in classifiers.values()),
                 "miss": sum(c.misses for c in classifiers.values())}
@@ -127,12 +128,11 @@ class Server:
             await self.store.start_writer()
             self.recorder = Recorder(self.store, self.settings.audit.redact_literals)
             self.recorder.start()
-            if hasattr(self.rt.firewall, "recorder"):
-                self.rt.firewall.recorder = self.recorder
+            self.firewall.recorder = self.recorder
             self.rt.recorder = self.recorder
         metrics.callbacks.pending = lambda: self.approvals.pending if self.approvals else 0
-        if getattr(self.rt.firewall, "approvals", "absent") is None:
-            self.rt.firewall.approvals = self.approvals  # type: ignore[attr-defined]
+        if self.firewall.approvals is None:
+            self.firewall.approvals = self.approvals
         log.event("store.open", backend=self.settings.storage.split("://")[0])
 
     async def start(self) -> None:
@@ -190,7 +190,7 @@ class Server:
             log.warning("reload.kept_old", note="the running config and rules stay in force")
             metrics.rules_reloads.labels("failed").inc()
             return [str(p) for p in e.problems]
-        self.rt.firewall.reload(rules, self._new_masking(rules))
+        self.firewall.reload(rules, self._new_masking(rules))
         if [(lst.name, lst.listen, lst.protocol) for lst in settings.listeners] != [
                 (lst.name, lst.listen, lst.protocol) for lst in self.settings.listeners]:
             log.warning("reload.listeners_unchanged", note="listener changes need a restart")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
+
+from .sql.classes import StatementClass
 
 if TYPE_CHECKING:
-    from .masking.service import StatementMask
+    from .context import StatementContext
+    from .masking.service import Masking, StatementMask
     from .policy.engine import Decision
-    from .policy.rules import Limits
+    from .policy.rules import Limits, RuleSet
     from .sql.classify import Classification, Statement
 
 
@@ -42,8 +45,7 @@ class Verdict:
 
 
 ALLOW = Verdict(True)
-ALLOWED = {c: Verdict(True, cls=c) for c in ("read", "session", "transaction", "write", "bulk_export", "bulk_import",
-                                           "destructive_write", "ddl", "procedural", "privilege", "admin", "unknown")}
+ALLOWED: dict[str, Verdict] = {c: Verdict(True, cls=c) for c in StatementClass}
 
 
 def describe_statement(stmt: Statement | None) -> str | None:
@@ -55,3 +57,22 @@ def describe_statement(stmt: Statement | None) -> str | None:
     if stmt.reason:
         text += f": {stmt.reason}"
     return text + "."
+
+
+class Decider(Protocol):
+    """The firewall as protocol sessions see it: the one decision point. A session asks, with its context,
+    and gets a Verdict carrying everything it needs for that statement; it reads nothing else of the
+    firewall but the rules' default limits, their generation (bumped by a reload) and the masking service
+    it follows results with."""
+
+    rules: RuleSet
+    masking: Masking | None
+    generation: int
+
+    async def prepare(self, ctx: StatementContext) -> None: ...
+
+    def check_now(self, ctx: StatementContext, sql: str, record: bool = True) -> Verdict | None: ...
+
+    async def check(self, ctx: StatementContext, sql: str, record: bool = True) -> Verdict: ...
+
+    async def check_function_call(self, ctx: StatementContext, function_oid: int) -> Verdict: ...

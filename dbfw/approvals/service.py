@@ -19,7 +19,8 @@ from .. import log, metrics
 from ..context import StatementContext
 from ..identity import Principal
 from ..policy.engine import Decision
-from ..sql.classify import Classification, bound_fingerprint
+from ..sql.classify import Classification
+from ..sql.fingerprint import bound_fingerprint
 from ..store.base import ApprovalRecord, Store
 from ..verdict import Verdict, describe_statement
 from .notify import Notifier

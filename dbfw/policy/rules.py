@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator
 
 from ..config import ROLES, ConfigError, Duration, Problem, Size, _Model, load_yaml, validation_problems
-from ..sql.classify import CLASSES, RANK
+from ..sql.classes import CLASSES, RANK
 
 Action = Literal["allow", "require_approval", "deny"]
 ACTION_RANK = {"allow": 0, "require_approval": 1, "deny": 2}

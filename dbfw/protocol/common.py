@@ -10,8 +10,8 @@ from typing import Protocol
 
 from ..audit.recorder import Recorder
 from ..config import Settings
-from ..firewall import Firewall
 from ..identity import Identities
+from ..verdict import Decider
 
 
 class Session(Protocol):
@@ -30,7 +30,7 @@ class Session(Protocol):
 class Runtime:
     settings: Settings
     identities: Identities
-    firewall: Firewall
+    firewall: Decider
     draining: bool = False
     recorder: Recorder | None = None
     sessions: dict[str, Session] = field(default_factory=dict)

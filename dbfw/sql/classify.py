@@ -20,9 +20,7 @@ A message is as risky as its riskiest statement.
 from __future__ import annotations
 
 import bisect
-import hashlib
 import itertools
-import json
 import logging
 import re
 from collections.abc import Callable, Sequence
@@ -36,19 +34,15 @@ from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import Token, TokenType
 
 from . import catalog, pglex
+from .classes import CLASSES, RANK, riskiest
 from .dialects import MYSQL_FUNCTIONS, MYSQL_HARMLESS_SETTINGS, POSTGRES_FUNCTIONS, setting_class, setting_value_class
+from .fingerprint import digest as _fingerprint
+from .fingerprint import postgres_fingerprint
 from .functions import NO_RULES, SNAPSHOT_ONLY, SQL_TEXT_FUNCTIONS, FunctionCatalog, FunctionRules, proc_class
 
 # sqlglot warns about statements it falls back on, quoting them; SQL text must never reach dbfw's logs.
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
-CLASSES = ("read", "session", "transaction", "write", "bulk_export", "bulk_import", "destructive_write", "ddl",
-           "procedural", "privilege", "admin", "unknown")
-RANK = {c: i for i, c in enumerate(CLASSES)}
-
-
-def riskiest(classes: Sequence[str]) -> str:
-    return max(classes, key=RANK.__getitem__) if classes else "read"
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,9 +122,6 @@ LEX_ASCII_ONLY = 2         # the client encoding can hide ASCII bytes inside cha
 LEX_UNSETTLED = 4          # a statement that may change the two above is still running: only text that reads
                            # the same in every mode (ASCII, no backslash-dependent string) is read
 
-FINGERPRINT_VERSION = 2
-
-
 def _unsettled_reading(sql: str) -> str | None:
     """Why a text might read differently once the session's encoding or string mode settles, or None."""
     if not sql.isascii():
@@ -141,20 +132,6 @@ def _unsettled_reading(sql: str) -> str | None:
         same = False
     return None if same else ("the session's standard_conforming_strings may be changing; dbfw reads only text "
                               "that means the same either way until it settles")
-
-
-def bound_fingerprint(fingerprint: str, path: str) -> str:
-    """A statement's fingerprint bound to the search_path its names resolve through: the same text under
-    another search_path may name other tables and functions, so an approval of one is not one of the other."""
-    return fingerprint if not path else _fingerprint(["search_path", fingerprint, path])
-
-
-def _fingerprint(parts: Any) -> str:
-    """A digest of a JSON value: JSON is injective on nested lists of strings and numbers, so two different
-    token sequences never share the serialisation a fingerprint is taken of. The first character is the
-    scheme's version: a fingerprint of another scheme never matches."""
-    data = json.dumps([FINGERPRINT_VERSION, parts], ensure_ascii=False, separators=(",", ":"))
-    return f"{FINGERPRINT_VERSION}{hashlib.sha256(data.encode('utf-8', 'surrogatepass')).hexdigest()[:19]}"
 
 
 _MARK = {tt: f"\x00{i}\x00" for i, tt in enumerate(sorted(_LITERALS, key=lambda t: t.name))}
@@ -218,11 +195,7 @@ def statement_fingerprint(sql: str, dialect: str, lex: int = LEX_STANDARD) -> st
     keywords folded as the server folds them, quoted names exact, literals by kind and value, and the
     lexing mode. A text dbfw cannot lex is bound to its exact characters."""
     if dialect == "postgres":
-        try:
-            lexed = pglex.lex(sql, not lex & LEX_BACKSLASH_ESCAPES)
-        except pglex.LexError:
-            return _fingerprint(["text", lex, sql])
-        return _fingerprint(["pg", lex, [[t.kind, t.value] for t in lexed.tokens if t.kind != pglex.SEMICOLON]])
+        return postgres_fingerprint(sql, lex, not lex & LEX_BACKSLASH_ESCAPES)
     tokenizer = _TOKENIZERS.get(dialect)
     if tokenizer is None:
         tokenizer = _TOKENIZERS[dialect] = _Classifier(dialect).tokenizer

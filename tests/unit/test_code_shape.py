@@ -105,5 +105,9 @@ def test_functions_and_classes_stay_small() -> None:
 def test_the_session_shell_is_thin() -> None:
     lines = (ROOT / "protocol" / "postgres" / "session.py").read_text().count("\n")
     assert lines < 400, lines
-    source = (ROOT / "protocol" / "postgres" / "session.py").read_text() + (ROOT / "firewall.py").read_text()
-    assert "getattr(self.rt.firewall" not in source and "hasattr(self.rt.firewall" not in source
+    # The firewall is a declared seam (verdict.Decider): nothing probes it for attributes.
+    for path in ROOT.rglob("*.py"):
+        source = path.read_text()
+        for probe in ("getattr(self.rt.firewall", "hasattr(self.rt.firewall", "getattr(firewall",
+                      "hasattr(firewall", "getattr(fw", "hasattr(fw"):
+            assert probe not in source, (path, probe)

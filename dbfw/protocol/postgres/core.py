@@ -276,8 +276,9 @@ class Objects:
             portals.clear()
 
     def transaction_ended(self) -> None:
-        """The server closed every portal but the cursors declared WITH HOLD."""
-        for name in [n for n, p in self.portals.items() if not p.hold]:
+        """The server closed every portal but the cursors declared WITH HOLD (the unnamed portal is left: the
+        next Bind replaces it, and the server refuses an Execute of it before that)."""
+        for name in [n for n, p in self.portals.items() if not p.hold and n]:
             del self.portals[name]
 
     def redecided(self, prepared: Prepared, verdict: Verdict, generation: int) -> Prepared:
@@ -300,9 +301,12 @@ class Limiter:
     def allowance(self) -> None:
         """What the portal whose rows arrive now may still deliver, for the scanner to count down (what the
         scanner counted for the portal before is kept on that portal first)."""
+        queue = self.responses.queue
+        portal = queue[0].current() if queue else None
+        if portal is self._counted:
+            return  # the scanner counts for it already
         self.save()
         scanner = self.scanner
-        portal = self.responses.current()
         limits = portal.limits if portal is not None else None
         if limits is None:
             scanner.rows_left = scanner.bytes_left = None
@@ -357,6 +361,7 @@ class PgCore:
         self.ended: EndReason | None = None
         self.question: Question | None = None
         self._asked: m.Frame | None = None
+        self._parse_question = Question(Ask.PARSE)
         self.to_server: list[bytes | memoryview] = []
         self.to_client: list[bytes | memoryview] = []
         self.objects = Objects(self.responses.unknown_mask)
@@ -377,6 +382,7 @@ class PgCore:
         self._timed = 0  # the Query or Execute whose time limit the shell's timer counts
         self._timed_portal: Portal | None = None  # the portal or cursor it spends the time of
         self._timed_since = 0.0
+        self._timed_seconds: float | None = None  # the time limit armed now, if any
         self._timed_out = 0  # the Query or Execute dbfw cancelled for running too long
         self._asked_at = 0.0
         self.limiter = Limiter(scanner, self.responses, ctx.session_id)
@@ -470,7 +476,9 @@ class PgCore:
                                                      "exists"), self.sent + 1)
                     self.to_server.append(m.Parse(parse.name, token, parse.param_types).encode())
                     continue
-                self._ask(frame, Question(Ask.PARSE, _sql_text(self.codec, parse.query)))
+                question = self._parse_question  # one object: a Parse is asked about often
+                question.sql = _sql_text(self.codec, parse.query)
+                self._ask(frame, question)
             elif tag == Tag.DESCRIBE or tag == Tag.CLOSE:
                 self._describe_or_close(frame)
             elif tag == Tag.FUNCTION_CALL:
@@ -498,15 +506,24 @@ class PgCore:
         """The Query or Execute the server works on now has its time limit running: from when it became the
         one running (sent with nothing before it, or the one before it ended). A cursor or portal run a piece
         at a time (FETCH, Execute with a row count) spends one allowance over all its pieces."""
+        if not self.responses.queue and not self._timed:
+            return  # nothing runs, nothing did
         seq, seconds, portal = self.responses.running()
         if seq == self._timed:
+            return
+        if seconds is None and self._timed_portal is None:  # no time limit here or before: nothing to count
+            if self._timed_seconds is not None:
+                self.timer = (seq, None)
+            self._timed, self._timed_seconds = seq, None
             return
         now = time.perf_counter()
         if self._timed_portal is not None:
             self._timed_portal.elapsed += now - self._timed_since
-        self._timed, self._timed_portal, self._timed_since = seq, portal, now
+        self._timed, self._timed_since = seq, now
+        self._timed_portal = portal if seconds is not None else None
         if seconds is not None and portal is not None:
             seconds = max(seconds - portal.elapsed, 0.001)
+        self._timed_seconds = seconds
         self.timer = (seq, seconds)
 
     def _query_decided(self, frame: m.Frame, sql: str, verdict: Verdict) -> None:
@@ -633,15 +650,20 @@ class PgCore:
         self.to_server.append(frame.raw)
 
     def _describe_or_close(self, frame: m.Frame) -> None:
-        msg = m.Describe.decode(frame.payload)
-        if frame.tag == Tag.DESCRIBE:
-            target = self.statements.get(msg.name) if msg.kind == "S" else self.portals.get(msg.name)
-            self.responses.describe(target)
-        elif msg.kind == "S":
-            self.statements.pop(msg.name, None)
+        raw = frame.raw
+        if len(raw) == 7 and raw[6] == 0:  # the unnamed statement or portal: almost every Describe
+            statement, name = raw[5] == 83, ""
         else:
-            self.portals.pop(msg.name, None)
-        self.to_server.append(frame.raw)
+            msg = m.Describe.decode(frame.payload)
+            statement, name = msg.kind == "S", msg.name
+        if frame.tag == Tag.DESCRIBE:
+            if self.masking:
+                self.responses.describe(self.statements.get(name) if statement else self.portals.get(name))
+        elif statement:
+            self.statements.pop(name, None)
+        else:
+            self.portals.pop(name, None)
+        self.to_server.append(raw)
 
     def _call_decided(self, frame: m.Frame, verdict: Verdict) -> None:
         self.executions += 1
@@ -709,7 +731,7 @@ class PgCore:
                 return sanitized_error(raw[5:], tag) if responses.sanitize else truncated_error(raw[5:])
             return replaced
         if tag == Tag.READY:
-            if raw[5] == 73 and self.portals:  # idle: the transaction is over
+            if raw[5] == 73 and len(self.portals) > ("" in self.portals):  # idle: the transaction is over
                 self.objects.transaction_ended()
             self._ready()
             return None

@@ -278,16 +278,18 @@ class PgSession:
         once when the firewall can, else in a task while the client's reading is held)."""
         core = self.core
         assert core is not None
+        up, down = core.to_server, core.to_client
         while True:
-            up, down = core.take()
-            if up:
+            if up:  # writelines takes the bytes at once: the lists are emptied for the core's next output
                 self._up_t.writelines(up)  # type: ignore[union-attr]
+                up.clear()
             if down:
                 client_t = self._client_t
                 if client_t is None or client_t.is_closing():
                     self._finish("upstream", EndReason.CLIENT_GONE)
                     return
                 client_t.writelines(down)
+                down.clear()
             if core.timer is not None:
                 self._arm(*core.timer)
                 core.timer = None
