@@ -362,6 +362,7 @@ class PgCore:
         self.question: Question | None = None
         self._asked: m.Frame | None = None
         self._parse_question = Question(Ask.PARSE)
+        self._parse: m.Parse | None = None  # the Parse being asked about, read once
         self.to_server: list[bytes | memoryview] = []
         self.to_client: list[bytes | memoryview] = []
         self.objects = Objects(self.responses.unknown_mask)
@@ -478,6 +479,7 @@ class PgCore:
                     continue
                 question = self._parse_question  # one object: a Parse is asked about often
                 question.sql = _sql_text(self.codec, parse.query)
+                self._parse = parse
                 self._ask(frame, question)
             elif tag == Tag.DESCRIBE or tag == Tag.CLOSE:
                 self._describe_or_close(frame)
@@ -541,7 +543,8 @@ class PgCore:
         self.to_server.append(m.Query(rewritten).encode() if rewritten else frame.raw)
 
     def _parse_decided(self, frame: m.Frame, sql: str, verdict: Verdict) -> None:
-        parse = m.Parse.decode(frame.payload)
+        parse = self._parse if self._parse is not None else m.Parse.decode(frame.payload)
+        self._parse = None
         if self._batch is None:
             self._batch = SyncPoint(self._asked_at, verdict.cls or "read", [])
         self._batch.cls = verdict.cls or self._batch.cls
