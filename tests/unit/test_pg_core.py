@@ -32,7 +32,7 @@ from dbfw.masking.catalog import Catalog
 from dbfw.masking.service import Masking
 from dbfw.policy.rules import Defaults, Limits, MaskRule, Match, Policy, RuleSet
 from dbfw.protocol.postgres import messages as m
-from dbfw.protocol.postgres.core import Ask, PgCore, Phase
+from dbfw.protocol.postgres.core import Ask, PgCore, Phase, take
 from dbfw.protocol.postgres.results import Responses
 from dbfw.sql.classify import LEX_BACKSLASH_ESCAPES, LEX_UNSETTLED
 
@@ -89,7 +89,7 @@ class Driver:
             core.answer(verdict)
         else:
             raise AssertionError("the core kept asking")
-        up, down = core.take()
+        up, down = take(core)
         return b"".join(up), b"".join(down)
 
     def client(self, data: bytes, cuts: Sequence[int] = ()) -> tuple[bytes, bytes]:
@@ -268,11 +268,11 @@ def test_messages_wait_behind_a_question_in_order() -> None:
         q = core.question
         assert q is not None and q.kind == Ask.PARSE and q.sql == sql
         assert core.phase == Phase.ASKING
-        up, down = core.take()
+        up, down = take(core)
         released.append(b"".join(up))
         assert down == []
         core.answer(d.fw.check_now(core.ctx, q.sql, record=False))
-    up, _ = core.take()
+    up, _ = take(core)
     released.append(b"".join(up))
     assert released == [b"", batches[0], batches[1], batches[2]]
     assert core.question is None and core.phase == Phase.RELAY

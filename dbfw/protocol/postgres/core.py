@@ -362,6 +362,9 @@ class PgCore:
         self.question: Question | None = None
         self._asked: m.Frame | None = None
         self._parse_question = Question(Ask.PARSE)
+        # The firewall's decision without waiting, when it can make one (Firewall.check_now: a statement seen
+        # before, allowed, its masks known); None, or no verdict, leaves the question to the shell.
+        self.decide_now: Callable[[StatementContext, str, bool], Verdict | None] | None = None
         self._parse: m.Parse | None = None  # the Parse being asked about, read once
         self.to_server: list[bytes | memoryview] = []
         self.to_client: list[bytes | memoryview] = []
@@ -406,12 +409,6 @@ class PgCore:
         log.warning("session.statement_timeout", session=self.ctx.session_id)
         return True
 
-    def take(self) -> tuple[list[bytes | memoryview], list[bytes | memoryview]]:
-        """What to write to the server and to the client now."""
-        up, down = self.to_server, self.to_client
-        self.to_server, self.to_client = [], []
-        return up, down
-
     # --- client -> server ----------------------------------------------------------------------------
 
     def client_data(self, data: bytes) -> None:
@@ -423,6 +420,12 @@ class PgCore:
 
     def answer(self, verdict: Verdict | None) -> None:
         """The answer to ``question``: a verdict, or None for RECORD (written)."""
+        self._answered(verdict)
+        if self.phase == Phase.RELAY:
+            self._client_frames()
+        self._arm()
+
+    def _answered(self, verdict: Verdict | None) -> None:
         frame, question = self._asked, self.question
         assert frame is not None and question is not None
         self._asked = self.question = None
@@ -444,13 +447,15 @@ class PgCore:
             self._bind(frame, verdict)
         else:
             self._execute(frame, recorded=True)
-        if self.phase == Phase.RELAY:
-            self._client_frames()
-        self._arm()
 
     def _ask(self, frame: m.Frame, question: Question) -> None:
         self._asked, self.question, self.phase = frame, question, Phase.ASKING
         self._asked_at = self.arrived
+        decide = self.decide_now
+        if decide is not None and (question.kind == Ask.QUERY or question.kind == Ask.PARSE):
+            verdict = decide(self.ctx, question.sql, question.kind == Ask.QUERY)
+            if verdict is not None:  # decided without waiting: the read goes on at once
+                self._answered(verdict)
 
     def _client_frames(self) -> None:
         for frame in self.frames.frames():
@@ -856,3 +861,10 @@ def _bind_names(raw: memoryview) -> tuple[str, str, list[int]]:
         raise m.ProtocolError("a Bind's portal and statement names are too long")
     return (data[:end].decode("utf-8", "surrogateescape"), data[end + 1:stmt_end].decode("utf-8", "surrogateescape"),
             [])
+
+
+def take(core: PgCore) -> tuple[list[bytes | memoryview], list[bytes | memoryview]]:
+    """What the core has to write to the server and to the client now (its lists start again empty)."""
+    up, down = core.to_server, core.to_client
+    core.to_server, core.to_client = [], []
+    return up, down

@@ -282,6 +282,7 @@ class Opening:
         self.core = PgCore(self.ctx, dict(up.parameters), self.frames,
                            m.RelayScanner(up.frames.max_size, up.frames.take_buffered()), responses=responses,
                            recorder=self.rt.recorder, limits=fw.rules.limits, generation=fw.generation)
+        self.core.decide_now = fw.check_now
         pid, secret = self.cancel_key
         await self._send(b"".join(up.startup_messages) + m.BackendKeyData(pid, secret).encode()
                          + m.ReadyForQuery(up.status).encode())

@@ -307,13 +307,12 @@ class PgSession:
             core.answer(verdict)
 
     def _answer_now(self, question: Question) -> Verdict | None:
-        """The firewall's decision without waiting, when it can make one (see Firewall.check_now)."""
-        fw, core = self.rt.firewall, self.core
+        """The firewall's decision without waiting, when it can make one (see Firewall.check_now). The core
+        tried already for a Query or Parse (PgCore.decide_now): only a decision made again is left."""
+        core = self.core
         assert core is not None
-        if question.kind == Ask.QUERY:
-            return fw.check_now(core.ctx, question.sql)
-        if question.kind == Ask.PARSE or question.kind == Ask.REDECIDE:
-            return fw.check_now(core.ctx, question.sql, record=False)
+        if question.kind == Ask.REDECIDE:
+            return self.rt.firewall.check_now(core.ctx, question.sql, record=False)
         return None
 
     async def _answer(self, question: Question) -> None:
