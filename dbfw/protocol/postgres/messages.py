@@ -195,7 +195,6 @@ class FrameReader:
         return None
 
 
-RESULT_BOUNDS = frozenset(b"TCIsE")  # RowDescription starts a result; the others end one
 
 
 class RelayScanner:
