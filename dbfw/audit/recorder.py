@@ -15,7 +15,7 @@ from typing import Any
 from .. import log
 from ..context import StatementContext
 from ..sql.classify import Classification
-from ..store.base import STATEMENTS, Store
+from ..store.base import STATEMENTS, Event, SessionClosed, SessionOpened, Store
 
 FLUSH_INTERVAL = 0.2
 SEAL_INTERVAL = 1.0
@@ -36,9 +36,9 @@ class Recorder:
     def __init__(self, store: Store, redact_literals: bool = False):
         self.store = store
         self.redact_literals = redact_literals
-        self._sessions: list[tuple[Any, ...]] = []
-        self._ends: list[tuple[Any, ...]] = []
-        self._events: list[tuple[Any, ...]] = []
+        self._sessions: list[SessionOpened] = []
+        self._ends: list[SessionClosed] = []
+        self._events: list[Event] = []
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._details: dict[tuple[int, str, str], tuple[Classification, dict[str, Any]]] = {}
@@ -48,14 +48,15 @@ class Recorder:
 
     def session_started(self, ctx: StatementContext) -> None:
         now = time.time()
-        self._sessions.append((ctx.session_id, ctx.identity, ctx.client_addr, ctx.listener, ctx.database, now))
+        self._sessions.append(SessionOpened(ctx.session_id, ctx.identity, ctx.client_addr, ctx.listener, ctx.database,
+                                            now))
         self._event(now, ctx.identity, "session_start", ctx.session_id,
                     {"client": ctx.client_addr, "listener": ctx.listener, "database": ctx.database})
 
     def session_ended(self, ctx: StatementContext, reason: str) -> None:
         now = time.time()
         self._event(now, ctx.identity, "session_end", ctx.session_id, {"reason": reason})
-        self._ends.append((now, reason, ctx.session_id))
+        self._ends.append(SessionClosed(now, reason, ctx.session_id))
 
     def login_failed(self, user: str, client: str, listener: str, why: str) -> None:
         self._event(time.time(), user, "login_failed", None, {"client": client, "listener": listener, "why": why})
@@ -110,11 +111,11 @@ class Recorder:
         append, identity, session_id = self._events.append, ctx.identity, ctx.session_id
         error = error or None
         for detail in statements:  # packed (seconds rounded too) into the session's run when written
-            append((now, identity, STATEMENTS, None, session_id, detail, seconds, rows, error))
+            append(Event(now, identity, STATEMENTS, None, session_id, detail, seconds, rows, error))
 
     def _event(self, at: float, actor: str, action: str, session_id: str | None, detail: dict[str, Any]) -> None:
         # Serialised when written, off the event loop's path.
-        self._events.append((at, actor, action, None, session_id, detail))
+        self._events.append(Event(at, actor, action, None, session_id, detail))
 
     # --- writing -------------------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii as _json_string
-from typing import Any
+from typing import Any, NamedTuple
 
 # Each migration is a list of statements valid in both SQLite and PostgreSQL; ${ID} becomes the
 # backend's auto-increment key type.
@@ -96,6 +96,49 @@ MIGRATIONS: list[list[str]] = [
 ]
 
 GENESIS = "0" * 64
+
+
+class SessionOpened(NamedTuple):
+    """A recorded session's start (a row of ``sessions``, as SESSION_INSERT takes it)."""
+    session_id: str
+    identity: str
+    client: str
+    listener: str
+    database: str
+    started_at: float
+
+
+class SessionClosed(NamedTuple):
+    """A recorded session's end (as SESSION_END takes it)."""
+    ended_at: float
+    reason: str
+    session_id: str
+
+
+class Event(NamedTuple):
+    """One recorded event. ``detail`` is a dict until the store finishes it into JSON. A deferred
+    execution (action STATEMENTS) also carries its outcome: seconds, rows, error."""
+    at: float
+    actor: str
+    action: str
+    request_id: str | None
+    session_id: str | None
+    detail: dict[str, Any] | str
+    seconds: float = 0.0
+    rows: int | None = None
+    error: str | None = None
+
+
+class StoredEvent(NamedTuple):
+    """An event as the audit_events row it becomes, before chaining."""
+    at: float
+    actor: str
+    action: str
+    request_id: str | None
+    session_id: str | None
+    detail: str
+
+
 SESSION_INSERT = ("INSERT INTO sessions (id, identity, client_addr, listener, database_name, started_at) "
                   "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
 SESSION_END = "UPDATE sessions SET ended_at = ?, end_reason = ? WHERE id = ?"
@@ -132,7 +175,6 @@ def finish_detail(detail: dict[str, Any]) -> str:
 # many rows, which error), so a statement executed a thousand times costs a few numbers per execution.
 # A run is chained like any record: editing, dropping or reordering one execution breaks the chain.
 # Readers expand it back into one event per execution.
-# A recorder's execution event: (at, actor, STATEMENTS, None, session_id, detail, seconds, rows, error).
 STATEMENTS = "statements"
 RUN_COLUMNS = ("at", "statement", "seconds", "rows", "error")
 _FINGERPRINTS: dict[str, str] = {}
@@ -147,39 +189,40 @@ def fingerprint(shape: str) -> str:
     return fp
 
 
-def _pack_run(run: list[tuple[Any, ...]]) -> tuple[Any, ...]:
+def _pack_run(run: list[Event]) -> StoredEvent:
     index: dict[int, int] = {}
     statements: list[dict[str, Any]] = []
     rows = []
     for e in run:
-        d = e[5]
+        d = e.detail
         i = index.get(id(d))
         if i is None:
             i = index[id(d)] = len(statements)
             statements.append({"sql": d["sql"], "fingerprint": fingerprint(d["shape"]), "class": d["class"],
                                "action": d["action"], "policy": d["policy"], "approval": d.get("approval")})
-        rows.append((e[0], i, round(e[6], 6), e[7], e[8]))
+        rows.append((e.at, i, round(e.seconds, 6), e.rows, e.error))
     first = run[0]
     detail = json.dumps({"statements": statements, "columns": RUN_COLUMNS, "rows": rows}, separators=(",", ":"))
-    return (first[0], first[1], STATEMENTS, None, first[4], detail)
+    return StoredEvent(first.at, first.actor, STATEMENTS, None, first.session_id, detail)
 
 
-def pack_events(events: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """Recorded events as stored rows (at, actor, action, request_id, session_id, detail_json): details
-    finished, and each session's consecutive executions gathered into one run record, placed where its
-    first execution was, so every session's own order is kept."""
-    out: list[Any] = []
-    runs: dict[str | None, list[tuple[Any, ...]]] = {}
+def pack_events(events: list[Event]) -> list[StoredEvent]:
+    """Recorded events as stored rows: details finished, and each session's consecutive executions
+    gathered into one run record, placed where its first execution was, so every session's own order
+    is kept."""
+    out: list[StoredEvent | list[Event]] = []
+    runs: dict[str | None, list[Event]] = {}
     for e in events:
-        if e[2] == STATEMENTS:
-            run = runs.get(e[4])
+        if e.action == STATEMENTS:
+            run = runs.get(e.session_id)
             if run is None:
-                run = runs[e[4]] = []
+                run = runs[e.session_id] = []
                 out.append(run)
             run.append(e)
         else:
-            runs.pop(e[4], None)  # a session's later executions start a new run after this event
-            out.append(e if isinstance(e[5], str) else (*e[:5], finish_detail(e[5])))
+            runs.pop(e.session_id, None)  # a session's later executions start a new run after this event
+            detail = e.detail if isinstance(e.detail, str) else finish_detail(e.detail)
+            out.append(StoredEvent(e.at, e.actor, e.action, e.request_id, e.session_id, detail))
     return [_pack_run(item) if isinstance(item, list) else item for item in out]
 
 
@@ -216,12 +259,12 @@ def chain_hash(prev: str, row: Sequence[Any]) -> str:
 LAST_SEALED = "SELECT hash, seal_seq FROM audit_events WHERE seal_seq IS NOT NULL ORDER BY seal_seq DESC LIMIT 1"
 
 
-def chained_rows(events: list[tuple[Any, ...]], last: Sequence[Any] | None) -> list[tuple[Any, ...]]:
+def chained_rows(events: list[Event], last: Sequence[Any] | None) -> list[tuple[Any, ...]]:
     """Recorded events as audit rows chained after ``last`` (hash, seal_seq of the last sealed record)."""
     return chain(pack_events(events), last)
 
 
-def chain(packed: list[tuple[Any, ...]], last: Sequence[Any] | None) -> list[tuple[Any, ...]]:
+def chain(packed: list[StoredEvent], last: Sequence[Any] | None) -> list[tuple[Any, ...]]:
     """Stored rows (see pack_events) chained after ``last``."""
     prev, seq = (last[0], last[1]) if last else (GENESIS, 0)
     rows = []
@@ -480,10 +523,9 @@ class Store(ABC):
         """Recordings are about to flow: a backend that writes them out of process starts that here."""
 
     @abstractmethod
-    async def record(self, sessions: list[tuple[Any, ...]], ends: list[tuple[Any, ...]],
-                     events: list[tuple[Any, ...]]) -> None:
-        """Store recorded sessions (SESSION_INSERT rows), their ends (SESSION_END rows) and their events
-        (see pack_events), the events chained to the last sealed record."""
+    async def record(self, sessions: list[SessionOpened], ends: list[SessionClosed], events: list[Event]) -> None:
+        """Store recorded sessions, their ends and their events (see pack_events), the events chained to
+        the last sealed record."""
 
     @abstractmethod
     async def seal(self) -> int:

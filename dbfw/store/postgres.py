@@ -16,6 +16,9 @@ from .base import (
     SESSION_END,
     SESSION_INSERT,
     UNSEALED,
+    Event,
+    SessionClosed,
+    SessionOpened,
     Store,
     StoreError,
     chain,
@@ -72,8 +75,8 @@ class PostgresStore(Store):
         rows = await self._pool.fetch(sql, *args, now, actor, json.dumps(detail, sort_keys=True))
         return rows[0][0] if rows else None
 
-    async def record(self, sessions: list[tuple[Any, ...]], ends: list[tuple[Any, ...]],
-                     events: list[tuple[Any, ...]]) -> None:
+    async def record(self, sessions: list[SessionOpened], ends: list[SessionClosed],
+                     events: list[Event]) -> None:
         """Sessions, their events and their ends: one transaction. Encoding the events happens first, on a
         thread (off the event loop); only the chaining runs under the sealing lock."""
         assert self._pool is not None

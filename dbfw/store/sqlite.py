@@ -19,6 +19,9 @@ from .base import (
     SESSION_END,
     SESSION_INSERT,
     UNSEALED,
+    Event,
+    SessionClosed,
+    SessionOpened,
     Store,
     StoreError,
     chained_rows,
@@ -129,8 +132,8 @@ class SQLiteStore(Store):
             return
         self._writer = writer
 
-    def _record_via_writer(self, sessions: list[tuple[Any, ...]], ends: list[tuple[Any, ...]],
-                           events: list[tuple[Any, ...]]) -> None:
+    def _record_via_writer(self, sessions: list[SessionOpened], ends: list[SessionClosed],
+                           events: list[Event]) -> None:
         writer = self._writer
         if writer is None:
             self._record_sync(sessions, ends, events)
@@ -147,12 +150,12 @@ class SQLiteStore(Store):
             writer.close()
         self._record_sync(sessions, ends, events, flush)
 
-    async def record(self, sessions: list[tuple[Any, ...]], ends: list[tuple[Any, ...]],
-                     events: list[tuple[Any, ...]]) -> None:
+    async def record(self, sessions: list[SessionOpened], ends: list[SessionClosed],
+                     events: list[Event]) -> None:
         await self._run(self._record_via_writer, sessions, ends, events)
 
-    def _record_sync(self, sessions: list[tuple[Any, ...]], ends: list[tuple[Any, ...]],
-                     events: list[tuple[Any, ...]], flush: tuple[str, str] | None = None) -> None:
+    def _record_sync(self, sessions: list[SessionOpened], ends: list[SessionClosed],
+                     events: list[Event], flush: tuple[str, str] | None = None) -> None:
         """Sessions, their events and their ends: one transaction (with the writer's flush mark)."""
         with self._immediate() as conn:
             if flush is not None:

@@ -20,7 +20,10 @@ import struct
 import subprocess
 import sys
 import threading
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .base import Event, SessionClosed, SessionOpened
 
 _LEN = struct.Struct("!I")
 REPLY_TIMEOUT = 15.0  # a flush is a few ms; SQLite's own busy timeout is 10 s
@@ -59,8 +62,8 @@ class RecordingWriter:
             raise OSError(f"the recording writer did not start: {pickle.loads(reply) if reply else 'no answer'}")
 
 
-    def write(self, sessions: list[tuple[Any, ...]], ends: list[tuple[Any, ...]],
-              events: list[tuple[Any, ...]], flush: tuple[str, str] | None = None) -> None:
+    def write(self, sessions: list[SessionOpened], ends: list[SessionClosed],
+              events: list[Event], flush: tuple[str, str] | None = None) -> None:
         """Blocks until the batch is written. OSError: the process is gone (the batch may not be written);
         RuntimeError: it answered with an error (the batch is not written)."""
         with self._lock:

@@ -12,7 +12,7 @@ from uuid import uuid4
 import psycopg
 import pytest
 
-from dbfw.store.base import STATEMENTS, ApprovalRecord, Store
+from dbfw.store.base import STATEMENTS, ApprovalRecord, Event, SessionClosed, SessionOpened, Store
 from dbfw.store.factory import open_store
 from tests.conftest import PgTarget
 
@@ -134,13 +134,13 @@ def test_recordings_are_chained_and_tampering_is_found(store_url: str) -> None:
         store = await _opened(store_url)
         try:
             now = time.time()
-            await store.record([("s1", "agent-ci", "127.0.0.1:5000", "pg", "app", now)], [],
-                               [(now, "agent-ci", "session_start", None, "s1", {"client": "x"}),
-                                (now, "agent-ci", "statement", None, "s1",
+            await store.record([SessionOpened("s1", "agent-ci", "127.0.0.1:5000", "pg", "app", now)], [],
+                               [Event(now, "agent-ci", "session_start", None, "s1", {"client": "x"}),
+                                Event(now, "agent-ci", "statement", None, "s1",
                                  {"sql": "select 1", "shape": "select \x000\x00", "class": "read"})])
             await store.audit("alice", "approval.approved", "req_1", {"comment": "ok"})  # written unchained
-            await store.record([], [(now + 1, "terminate", "s1")],
-                               [(now + 1, "agent-ci", "session_end", None, "s1", {"reason": "terminate"})])
+            await store.record([], [SessionClosed(now + 1, "terminate", "s1")],
+                               [Event(now + 1, "agent-ci", "session_end", None, "s1", {"reason": "terminate"})])
             assert await store.seal() == 0  # the unchained approval event was chained by the last write
             checked, broken = await store.verify()
             assert broken is None and checked == 4
@@ -161,22 +161,24 @@ def test_recordings_are_chained_and_tampering_is_found(store_url: str) -> None:
 def test_statement_runs_keep_each_sessions_order_and_are_chained(store_url: str) -> None:
     """Deferred statements are stored as one run per session and flush; readers see one event each."""
 
-    def ran(at: float, session: str, sql: str, **extra: object) -> tuple[object, ...]:
+    def ran(at: float, session: str, sql: str, **extra: object) -> Event:
         detail = {"sql": sql, "shape": sql, "class": "read", "action": "allow", "policy": "p", **extra}
-        return (at, "agent-ci", STATEMENTS, None, session, detail, 0.001, 1, None)
+        return Event(at, "agent-ci", STATEMENTS, None, session, detail, 0.001, 1, None)
 
     async def scenario() -> None:
         store = await _opened(store_url)
         try:
             t = time.time()
             await store.record(
-                [("a", "agent-ci", "x", "pg", "app", t), ("b", "agent-ci", "y", "pg", "app", t)], [],
-                [(t, "agent-ci", "session_start", None, "a", {"client": "x"}),
+                [SessionOpened("a", "agent-ci", "x", "pg", "app", t),
+                 SessionOpened("b", "agent-ci", "y", "pg", "app", t)],
+                [],
+                [Event(t, "agent-ci", "session_start", None, "a", {"client": "x"}),
                  ran(t + 1, "a", "select 1"),
-                 (t + 1.5, "agent-ci", "session_start", None, "b", {"client": "y"}),
+                 Event(t + 1.5, "agent-ci", "session_start", None, "b", {"client": "y"}),
                  ran(t + 2, "b", "select 'b1'"),
                  ran(t + 3, "a", "select 2", approval="req_9"),
-                 (t + 4, "agent-ci", "statement", None, "a", {"sql": "drop table t", "shape": "drop table t",
+                 Event(t + 4, "agent-ci", "statement", None, "a", {"sql": "drop table t", "shape": "drop table t",
                                                               "class": "ddl"}),
                  ran(t + 5, "a", "select 3"),
                  ran(t + 6, "b", "select 'b2'")])
@@ -211,8 +213,8 @@ def test_a_flush_retried_after_its_writer_went_away_is_written_once(tmp_path: Pa
     store = SQLiteStore(str(tmp_path / "flush.db"), "sqlite:///flush.db")
     store._open()
     t = time.time()
-    batch = ([("s", "agent-ci", "x", "pg", "app", t)], [],
-             [(t, "agent-ci", STATEMENTS, None, "s", {"sql": "select 1", "shape": "select 1", "class": "read",
+    batch = ([SessionOpened("s", "agent-ci", "x", "pg", "app", t)], [],
+             [Event(t, "agent-ci", STATEMENTS, None, "s", {"sql": "select 1", "shape": "select 1", "class": "read",
                                                       "action": "allow", "policy": "p"}, 0.001, 1, None)])
     store._record_sync(*batch, ("writer-a", "flush-1"))  # the writer committed it, then went away
     store._record_sync(*batch, ("writer-a", "flush-1"))  # the store's in-process retry of the same flush
