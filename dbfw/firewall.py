@@ -70,7 +70,6 @@ class Firewall:
         self._allowed_shapes: dict[tuple[object, ...], tuple[str, Verdict]] = {}
         # The verdict of an allowed statement, per class and deciding policies (their limits).
         self._allowed: dict[tuple[str, tuple[str, ...]], Verdict] = {}
-        self._recorded: dict[tuple[int, int], tuple[Verdict, dict[str, object], Verdict]] = {}
         # Counts reloads of rules or identities: a statement prepared before one is decided again.
         self.generation = 0
         # What each database's functions are (PostgreSQL), read from the upstream by ``catalogs`` when the
@@ -197,7 +196,7 @@ class Firewall:
             detail = recorder.describe(sql, classification, "allow", policy, None, None)
             if record and not recorder.deferred(detail):
                 return None
-            verdict = self._with_record(verdict, detail)  # the session records it with its result
+            verdict = verdict.recorded(detail)  # the session records it with its result
         if _names_handles(classification):
             verdict = replace(verdict, classification=classification)
         self._account(ctx, verdict, started, record)
@@ -271,17 +270,6 @@ class Firewall:
         if hist is None:
             hist = self._overhead[ctx.listener] = metrics.overhead.labels(ctx.listener)
         hist.observe(time.perf_counter() - started)
-
-    def _with_record(self, verdict: Verdict, detail: dict[str, object]) -> Verdict:
-        """The verdict with its audit record. The recorder hands out the same record for the same message
-        decided the same way, so the pair is made once, not per statement."""
-        key = (id(verdict), id(detail))
-        found = self._recorded.get(key)
-        if found is None or found[0] is not verdict or found[1] is not detail:
-            if len(self._recorded) >= 10_000:
-                self._recorded.clear()
-            found = self._recorded[key] = (verdict, detail, replace(verdict, record=detail))
-        return found[2]
 
     def count(self, ctx: StatementContext, cls: str, action: str, n: int = 1) -> None:
         """dbfw_statements_total: one per execution (allowed) or per refusal."""
