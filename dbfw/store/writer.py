@@ -70,7 +70,10 @@ class RecordingWriter:
             proc = self._proc
             if proc is None or proc.stdin is None or proc.stdout is None:
                 raise OSError("the recording writer is not running")
-            _write_frame(proc.stdin, pickle.dumps((sessions, ends, events, flush), protocol=pickle.HIGHEST_PROTOCOL))
+            # Plain tuples: pickling a NamedTuple runs Python code per record, on the proxy's CPU; the child
+            # makes the records again.
+            batch = (list(map(tuple, sessions)), list(map(tuple, ends)), list(map(tuple, events)), flush)
+            _write_frame(proc.stdin, pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
             # A writer that stopped answering must not hold up the store's thread (approvals, durable
             # records): after REPLY_TIMEOUT it is ended and the store writes in-process.
             ready, _, _ = select.select([proc.stdout], [], [], REPLY_TIMEOUT)

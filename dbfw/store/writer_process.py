@@ -7,6 +7,7 @@ import pickle
 import signal
 import sys
 
+from .base import Event, SessionClosed, SessionOpened
 from .sqlite import SQLiteStore
 from .writer import _read_frame, _write_frame
 
@@ -28,7 +29,9 @@ def main(path: str) -> int:
         if frame is None:
             break
         try:
-            store._record_sync(*pickle.loads(frame))
+            sessions, ends, events, flush = pickle.loads(frame)
+            store._record_sync([SessionOpened(*s) for s in sessions], [SessionClosed(*e) for e in ends],
+                               [Event(*e) for e in events], flush)
             answer = None
         except Exception as e:  # the proxy keeps the batch and tries again
             answer = f"{type(e).__name__}: {e}"

@@ -347,3 +347,18 @@ def test_bind_targets_on_garbage_is_a_protocol_error_or_agrees_with_decode(data:
             m.bind_targets(data)
         return
     assert m.bind_targets(data) == (expected.portal, expected.statement, expected.result_formats)
+
+
+@FUZZ
+@given(st.binary(max_size=40) | st.builds(lambda t: t.encode() + b"\x00", st.text(max_size=20)))
+def test_query_text_reads_a_payload_as_query_decode_does(payload: bytes) -> None:
+    """The fast path of the simple protocol agrees with the codec: same text, or the same refusal."""
+    try:
+        expected: str | None = m.Query.decode(payload).query  # type: ignore[attr-defined]
+    except m.ProtocolError:
+        expected = None
+    try:
+        got: str | None = m.query_text(payload)
+    except m.ProtocolError:
+        got = None
+    assert got == expected

@@ -362,6 +362,7 @@ class PgCore:
         self.question: Question | None = None
         self._asked: m.Frame | None = None
         self._parse_question = Question(Ask.PARSE)
+        self._query_question = Question(Ask.QUERY)
         # The firewall's decision without waiting, when it can make one (Firewall.check_now: a statement seen
         # before, allowed, its masks known); None, or no verdict, leaves the question to the shell.
         self.decide_now: Callable[[StatementContext, str, bool], Verdict | None] | None = None
@@ -472,7 +473,9 @@ class PgCore:
             elif tag == Tag.SYNC:
                 self._sync(frame)
             elif tag == Tag.QUERY:
-                self._ask(frame, Question(Ask.QUERY, _sql_text(self.codec, m.Query.decode(frame.payload).query)))
+                question = self._query_question  # one object, as for Parse
+                question.sql = _sql_text(self.codec, m.query_text(frame.payload))
+                self._ask(frame, question)
             elif tag == Tag.PARSE:
                 parse = m.Parse.decode(frame.payload)
                 if parse.name and parse.name in self.statements:
@@ -513,8 +516,8 @@ class PgCore:
         """The Query or Execute the server works on now has its time limit running: from when it became the
         one running (sent with nothing before it, or the one before it ended). A cursor or portal run a piece
         at a time (FETCH, Execute with a row count) spends one allowance over all its pieces."""
-        if not self.responses.queue and not self._timed:
-            return  # nothing runs, nothing did
+        if not self.responses.timed and self._timed_seconds is None and self._timed_portal is None:
+            return  # no time limit in what was sent, none armed, no cursor's time being counted
         seq, seconds, portal = self.responses.running()
         if seq == self._timed:
             return

@@ -201,13 +201,13 @@ class RelayScanner:
     """Finds message boundaries in a relayed byte stream without copying it.
 
     ``feed`` returns, in order, what to forward: spans of the data to pass untouched (memoryviews),
-    rebuilt DataRows (bytes, from ``row_fn``), and at most one ``(tag, message)`` pair for a complete
-    message whose tag is in ``wanted`` — it stops right after that one, so the caller can act on it
-    (start masking the rows that follow, say) before calling ``feed(b"", ...)`` to go on while
-    ``more`` is true. A message that is not wanted is forwarded as its bytes arrive, even when it is
-    larger than any buffer; a wanted or rebuilt message is held until complete and may not exceed
-    ``max_size``. Per message the cost is one header read: no object is made for a message nobody
-    looks at.
+    rebuilt DataRows (bytes, from ``row_fn``), and a ``(tag, message)`` pair for each complete message
+    whose tag is in ``wanted``. After one such pair it stops before the next DataRow or CopyData, so the
+    caller can act on the messages handed out (start masking the rows that follow, say) before calling
+    ``feed(b"", ...)`` to go on while ``more`` is true. A message that is not wanted is forwarded as its
+    bytes arrive, even when it is larger than any buffer; a wanted or rebuilt message is held until
+    complete and may not exceed ``max_size``. Per message the cost is one header read: no object is
+    made for a message nobody looks at.
 
     ``rows_left`` and ``bytes_left`` are what the result arriving now may still deliver (None: no
     limit). A DataRow past either is dropped as it arrives, so memory stays flat, and ``limit_hit``
@@ -256,8 +256,16 @@ class RelayScanner:
         seg = pos
         unpack = _U32.unpack_from
         self.more = False
+        handed = False  # a wanted message went out in this call: rows after it wait for the caller
         while pos + 5 <= n:
             tag = data[pos]
+            if handed and (tag == 68 or tag == 100):  # DataRow, CopyData
+                # What the caller does with the message handed out (a new result's limits or masks, COPY
+                # starting) decides how these are read: stop, the caller feeds b"" to go on.
+                if pos > seg:
+                    out.append(mv[seg:pos])
+                self._data, self._pos, self.more = data, pos, True
+                return
             (length,) = unpack(data, pos + 1)
             if length < 4:
                 raise ProtocolError(f"invalid length {length} in message of type {chr(tag)!r}")
@@ -296,10 +304,7 @@ class RelayScanner:
                 out.append(mv[seg:pos])
             out.append((tag, mv[pos:end]))
             pos = seg = end
-            if pos < n:  # stop: what follows may depend on what the caller does with this message
-                self._data, self._pos, self.more = data, pos, True
-                return
-            break
+            handed = True
         self._rest(mv, pos, seg, out)
 
     def _rest(self, mv: memoryview, pos: int, seg: int, out: list[memoryview | bytes | tuple[int, memoryview]]) -> None:
@@ -556,6 +561,18 @@ class Query(Message):
 
     def body(self) -> bytes:
         return _cstr(self.query)
+
+
+def query_text(payload: bytes | memoryview) -> str:
+    """A Query message's text: Query.decode(payload).query, without making the message object (this runs
+    for every simple-protocol statement)."""
+    data = bytes(payload)
+    end = data.find(0)
+    if end < 0:
+        raise ProtocolError("string is not NUL-terminated")
+    if end != len(data) - 1:
+        raise ProtocolError("message has trailing bytes")
+    return data[:end].decode("utf-8", "surrogateescape")
 
 
 @dataclass

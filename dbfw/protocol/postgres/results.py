@@ -110,6 +110,7 @@ class Responses:
         self._plain_descriptions: set[bytes] = set()  # RowDescriptions (bytes) seen to hold no sensitive column
         self.queue: deque[_Entry] = deque()
         self.copying = False  # COPY TO STDOUT lines of a masked result are arriving
+        self.timed = False  # a Query or Execute with a time limit was sent since the queue was last empty
         self._seq = 0
         self._row_fn: Callable[[memoryview], bytes] | None = None
         self._row_fn_for: StatementMask | None = None
@@ -124,6 +125,8 @@ class Responses:
 
     def query(self, portals: list[Portal], seconds: float | None = None) -> None:
         self._seq += 1
+        if seconds is not None:
+            self.timed = True
         self.queue.append(_Entry(Kind.QUERY, portals=portals, seconds=seconds, seq=self._seq))
 
     def describe(self, target: Prepared | Portal | None) -> None:
@@ -132,6 +135,8 @@ class Responses:
 
     def execute(self, portal: Portal, seconds: float | None = None) -> None:
         self._seq += 1
+        if seconds is not None:
+            self.timed = True
         self.queue.append(_Entry(Kind.EXECUTE, portal=portal, seconds=seconds, seq=self._seq))
 
     def running(self) -> tuple[int, float | None, Portal | None]:
@@ -266,10 +271,13 @@ class Responses:
 
     def ready(self) -> None:
         self.copying = False
-        while self.queue:
-            entry = self.queue.popleft()
+        queue = self.queue
+        while queue:
+            entry = queue.popleft()
             if entry.kind == Kind.SYNC or entry.kind == Kind.QUERY:
-                return
+                break
+        if not queue:
+            self.timed = False
 
 
 def mask_data_row(raw: memoryview, mask: StatementMask, formats: list[int], masking: Masking) -> bytes:
