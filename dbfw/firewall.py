@@ -185,7 +185,7 @@ class Firewall:
                 self._allowed_shapes[key] = found
         policy, verdict = found
         masking = self.masking
-        if masking is not None and masking.enabled:
+        if masking is not None and masking.enabled and ctx.protocol == "postgres":
             masks = masking.masks_known(ctx, classification)
             if masks is None or any(mask is not None and mask.refuse for mask in masks):
                 return None
@@ -266,6 +266,8 @@ class Firewall:
                 verdict.decision.action if verdict.decision else "deny"))
         if verdict.cls == "unknown":
             metrics.parse_failures.labels(ctx.listener).inc()
+        if not executes and verdict.allowed:
+            return  # a prepared statement's overhead is observed at each execution, by the session
         hist = self._overhead.get(ctx.listener)
         if hist is None:
             hist = self._overhead[ctx.listener] = metrics.overhead.labels(ctx.listener)
@@ -323,8 +325,8 @@ class Firewall:
     async def _masked(self, ctx: StatementContext, classification: Classification, decision: Decision) -> Verdict:
         masking = self.masking
         allowed = self.allowed_verdict(classification.cls, decision)
-        if masking is None or not masking.enabled:
-            return allowed
+        if masking is None or not masking.enabled or ctx.protocol != "postgres":
+            return allowed  # a MySQL session masks by its results' column definitions (protocol/mysql)
         if any(s.cls == "ddl" for s in classification.statements):
             masking.invalidate_soon(ctx.database)  # the schema changes: masking plans must be made again
         try:

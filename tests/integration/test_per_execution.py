@@ -236,14 +236,22 @@ def executions(text: str) -> float:
     return total
 
 
+def overhead_count(text: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("dbfw_overhead_seconds_count{"))
+
+
 def test_every_execution_of_a_prepared_statement_is_counted(fw: DbfwProcess, tables: tuple[str, str, str]) -> None:
     small = tables[2]
     with psycopg.connect(fw.conninfo(), autocommit=True) as conn:
         conn.execute(f"SELECT id FROM {small} WHERE id = %s", (1,), prepare=True)  # parsed once from here on
-        before = executions(scrape(fw))
+        before = scrape(fw)
         for i in range(20):
             conn.execute(f"SELECT id FROM {small} WHERE id = %s", (i,), prepare=True)
-        assert executions(scrape(fw)) - before == 20
+        after = scrape(fw)
+        assert executions(after) - executions(before) == 20
+        # dbfw's own time is observed per execution too (the metrics scrape itself is not a statement).
+        assert overhead_count(after) - overhead_count(before) == 20
 
 
 def test_a_statement_prepared_in_sql_cannot_be_bound_through_the_protocol(fw: DbfwProcess) -> None:

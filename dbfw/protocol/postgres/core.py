@@ -394,6 +394,7 @@ class PgCore:
         self._copy_mask: StatementMask | None = None
         self._durations: dict[str, object] = {}
         self._executed: dict[str, object] = {}
+        self._overhead: object = None  # the overhead histogram of this listener, once used
 
     # --- events from outside ---------------------------------------------------------------------------
 
@@ -639,6 +640,12 @@ class PgCore:
                 counter = self._executed[prepared.cls] = metrics.statements_total.labels(
                     self.ctx.listener, self.ctx.identity, prepared.cls, "allow")
             counter.inc()  # type: ignore[attr-defined]
+            # dbfw's own time for this execution: from when its bytes arrived (Parse decided, Bind, this
+            # Execute) to now, as a Query's is its decision.
+            overhead = self._overhead
+            if overhead is None:
+                overhead = self._overhead = metrics.overhead.labels(self.ctx.listener)
+            overhead.observe(time.perf_counter() - self.arrived)  # type: ignore[attr-defined]
             if self._batch is None:
                 self._batch = SyncPoint(self.arrived, prepared.cls, [])
             if record is not None and not recorded:
