@@ -108,7 +108,10 @@ class ListenerTLS(_Model):
     required: bool = False
 
 
-AuthMethod = Literal["scram-sha-256", "md5", "password"]
+AuthMethod = Literal["scram-sha-256", "md5", "password", "caching_sha2_password", "mysql_native_password"]
+AUTH_METHODS = {"postgres": ("scram-sha-256", "md5", "password"),
+                "mysql": ("caching_sha2_password", "mysql_native_password")}
+DEFAULT_AUTH_METHODS = {"postgres": ["scram-sha-256"], "mysql": ["mysql_native_password", "caching_sha2_password"]}
 
 
 class Listener(_Model):
@@ -130,6 +133,16 @@ class Listener(_Model):
     def _check_listen(cls, v: str) -> str:
         parse_hostport(v)
         return v
+
+    @model_validator(mode="after")
+    def _methods_of_the_protocol(self) -> Listener:
+        if "auth_methods" not in self.model_fields_set:
+            object.__setattr__(self, "auth_methods", list(DEFAULT_AUTH_METHODS[self.protocol]))
+        wrong = [m for m in self.auth_methods if m not in AUTH_METHODS[self.protocol]]
+        if wrong:
+            raise ValueError(f"auth_methods {wrong} are not {self.protocol} methods; choose from "
+                             f"{list(AUTH_METHODS[self.protocol])}")
+        return self
 
     @property
     def address(self) -> tuple[str, int]:

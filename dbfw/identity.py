@@ -12,6 +12,7 @@ import hmac
 from dataclasses import dataclass, field
 
 from .config import Settings
+from .mysql_auth import Verifiers
 from .scram import ScramVerifier
 
 
@@ -22,6 +23,7 @@ class Principal:
     scram: ScramVerifier | None = field(default=None, repr=False)
     password: str | None = field(default=None, repr=False)
     api_key_sha256: bytes | None = field(default=None, repr=False)
+    mysql: Verifiers | None = field(default=None, repr=False)  # from a plain password: MySQL logins
 
     def has_role(self, role: str) -> bool:
         return role in self.roles or "admin" in self.roles
@@ -54,7 +56,12 @@ class Identities:
                 key_hash = hashlib.sha256(ident.api_key.encode()).digest()
             elif ident.api_key_sha256 is not None:
                 key_hash = bytes.fromhex(ident.api_key_sha256)
-            out[name] = Principal(name, frozenset(ident.roles), scram, ident.password, key_hash)
+            old = previous.get(name) if previous else None
+            mysql = None
+            if ident.password is not None:
+                mysql = (old.mysql if old and old.password == ident.password and old.mysql
+                         else Verifiers.from_password(ident.password))
+            out[name] = Principal(name, frozenset(ident.roles), scram, ident.password, key_hash, mysql)
         return cls(out)
 
     def get(self, name: str) -> Principal | None:

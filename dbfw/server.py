@@ -26,6 +26,7 @@ from .masking.catalog import Catalog, CatalogCache
 from .masking.service import Masking, masking_key
 from .policy.rules import RuleSet, load_rules
 from .protocol.common import Runtime
+from .protocol.mysql.session import MySession
 from .protocol.postgres.session import PgSession
 from .sideconn import SyntaxChecker
 from .sql.classify import LEX_BACKSLASH_ESCAPES
@@ -138,9 +139,6 @@ class Server:
     async def start(self) -> None:
         await self._open_store()
         for listener in self.settings.listeners:
-            if listener.protocol != "postgres":
-                raise RuntimeError(
-                    f"listener {listener.name!r}: the {listener.protocol} protocol is not available in this build")
             tls = server_tls_context(listener)
             host, port = listener.address
 
@@ -163,7 +161,8 @@ class Server:
         if self.rt.draining:
             w.close()
             return
-        session = PgSession(self.rt, listener, r, w, tls)
+        session_class = MySession if listener.protocol == "mysql" else PgSession
+        session = session_class(self.rt, listener, r, w, tls)
         task = asyncio.get_running_loop().create_task(session.run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

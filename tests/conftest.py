@@ -308,3 +308,118 @@ def client_binary(name: str) -> str:
         return str(candidate)
     pytest.fail(f"{name} is not installed") if IN_CI else pytest.skip(f"{name} is not installed")
     raise AssertionError("unreachable")
+
+
+# --- MySQL / MariaDB ---------------------------------------------------------------------------------
+
+
+@dataclass
+class MyTarget:
+    host: str
+    port: int
+    user: str
+    password: str
+    dbname: str
+    how: str
+
+    def connect(self, **kw: Any) -> Any:
+        import pymysql
+
+        return pymysql.connect(host=self.host, port=self.port, user=self.user, password=self.password,
+                               database=kw.pop("database", self.dbname), autocommit=True, **kw)
+
+
+def _try_my(target: MyTarget) -> bool:
+    try:
+        conn = target.connect(connect_timeout=3)
+        conn.close()
+        return True
+    except Exception:
+        return False
+
+
+def _find_my() -> Iterator[MyTarget | None]:
+    dsn = os.environ.get("DBFW_TEST_MYSQL_DSN")
+    if dsn:
+        from urllib.parse import unquote, urlparse
+
+        u = urlparse(dsn)
+        target = MyTarget(u.hostname or "127.0.0.1", u.port or 3306, unquote(u.username or "root"),
+                          unquote(u.password or ""), (u.path or "/test").lstrip("/") or "test", "env")
+        yield target if _try_my(target) else None
+        return
+    local = MyTarget("127.0.0.1", 3306, "root", "", "test", "local")
+    if _try_my(local):
+        yield local
+        return
+    if _docker_engine():
+        from testcontainers.mysql import MySqlContainer
+
+        with MySqlContainer("mariadb:10.11", username="root", password="root", dbname="test") as c:
+            yield MyTarget(c.get_container_host_ip(), int(c.get_exposed_port(3306)), "root", "root", "test",
+                           "testcontainers")
+        return
+    yield None
+
+
+@pytest.fixture(scope="session")
+def mysql() -> Iterator[MyTarget]:
+    gen = _find_my()
+    target = next(gen)
+    if target is None:
+        message = "no MySQL/MariaDB for the tests (set DBFW_TEST_MYSQL_DSN or run one on 127.0.0.1:3306)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        yield target
+    finally:
+        gen.close()
+
+
+def write_mysql_config(directory: Path, my: MyTarget, *, listener: str = "", extra: str = "",
+                       rules: str = ALLOW_ALL_RULES) -> Path:
+    """A dbfw config with one MySQL listener (``my``) in front of ``my`` (the server)."""
+    password = f"\n            password: {json.dumps(my.password)}" if my.password else ""
+    text = textwrap.dedent(f"""\
+        listeners:
+          - name: my
+            protocol: mysql
+            listen: 127.0.0.1:0
+            upstream: maria
+        {textwrap.indent(listener, "    ") if listener else ""}
+        upstreams:
+          maria:
+            host: "{my.host}"
+            port: {my.port}
+            user: {my.user}{password}
+            tls: {{mode: disable}}
+        identities:
+          {AGENT}:
+            password: ${{DBFW_TEST_AGENT_PASSWORD}}
+            roles: [agent]
+          {REVIEWER}:
+            password: {REVIEWER_PASSWORD}
+            api_key: alice-api-key
+            roles: [reviewer]
+          carol:
+            api_key: carol-api-key
+            roles: [auditor]
+          scram-only:
+            password_scram: "{_SCRAM_ONLY}"
+            roles: [agent]
+        shutdown_grace: 10s
+        rules: rules.yaml
+        storage: sqlite:///{directory}/dbfw.db
+        admin:
+          listen: 127.0.0.1:0
+        """) + extra
+    path = directory / "dbfw.yaml"
+    path.write_text(text)
+    (directory / "rules.yaml").write_text(rules)
+    return path
+
+
+# A SCRAM verifier of "scram-only-secret": an identity with no plain password in the config.
+_SCRAM_ONLY = ("SCRAM-SHA-256$4096:c2FsdHNhbHRzYWx0c2FsdA==$aZYQzaimaBQfKPdZvP9LSe6GB5L+0ClaNXE2z8/EyrU=:"
+               "08EtZ5Ds2GBT+GRYr4/uQVhsot94uzm67c8A/xE82a0=")

@@ -21,10 +21,12 @@ _WORKER_CLASSIFIERS: dict[str, SQLClassifier] = {}
 
 
 def _classify_in_worker(dialect: str, sql: str, database: str | None, lex: int, functions: FunctionCatalog,
-                        rules: dict[str, str]) -> Classification:
+                        rules: dict[str, str], max_size: int | None = None) -> Classification:
     classifier = _WORKER_CLASSIFIERS.get(dialect)
     if classifier is None:
         classifier = _WORKER_CLASSIFIERS[dialect] = SQLClassifier(dialect, cache_size=64)
+    if max_size is not None:
+        classifier.max_size = max_size  # the configured classification.max_size, as in the server
     if dict(classifier.function_rules.globs) != rules:
         classifier.function_rules = FunctionRules(rules)
     return classifier.classify(sql, database, lex, functions)
@@ -60,7 +62,7 @@ class ClassifyPool:
         if not self._started:
             await self.start()
         future = self._pool().submit(_classify_in_worker, classifier.dialect, sql, database, lex, functions,
-                                     dict(classifier.function_rules.globs))
+                                     dict(classifier.function_rules.globs), classifier.max_size)
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), self.budget)
         except TimeoutError:

@@ -1,0 +1,538 @@
+"""The MySQL session core: one client connection's relay state, sans I/O.
+
+Fed the client's bytes (``client_data``) and the server's (``server_data``), it fills ``to_server`` and
+``to_client`` and asks ``question`` (decide a statement, record one before it runs) that the shell
+answers with ``answer``. The protocol is one command, then its whole response: the core reads the next
+command only when the response to the one before is complete, so what a command runs is always decided
+against the state the server left (the database, sql_mode, the prepared statements).
+
+Every statement of a COM_QUERY and every COM_STMT_PREPARE is decided; a COM_STMT_EXECUTE runs a statement
+decided at its prepare (an approved one once); every other command is relayed only when it is on the
+list below, and refused otherwise. Results are counted against the verdict's limits (rows and bytes, per
+statement execution) and masked column by column.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from enum import IntEnum, StrEnum
+
+from ... import log, metrics
+from ...audit.recorder import Recorder
+from ...context import StatementContext
+from ...masking.plan import ColumnMask
+from ...policy.rules import Limits
+from ...verdict import Verdict
+from . import packets as p
+from .rows import mask_binary_row, mask_text_row
+
+# LEX flags of the classifier for MySQL sessions (see SQLClassifier._unreadable).
+LEX_NO_BACKSLASH_ESCAPES = 8
+LEX_ANSI_QUOTES = 16
+
+ERRNO_REFUSED = 1644  # ER_SIGNAL_EXCEPTION: what a SIGNAL in a procedure raises; dbfw's SQLSTATE says which
+ERRNO_UNKNOWN_STMT = 1243  # ER_UNKNOWN_STMT_HANDLER
+ERRNO_UNKNOWN_COMMAND = 1047  # ER_UNKNOWN_COM_ERROR
+
+
+class Phase(IntEnum):
+    IDLE = 0  # waiting for the client's next command
+    ASKING = 1  # a question is out
+    WAITING = 2  # a command went to the server; its response is being read
+    ENDED = 3
+
+
+class Ask(IntEnum):
+    QUERY = 0  # decide a COM_QUERY's text (or USE for COM_INIT_DB)
+    PREPARE = 1  # decide a COM_STMT_PREPARE's text
+    RECORD = 2  # write an execution's audit record before it runs (high risk)
+
+
+class EndReason(StrEnum):
+    CLOSED = "closed"
+    QUIT = "terminate"
+    CLIENT_GONE = "client_gone"
+    UPSTREAM_GONE = "upstream_gone"
+    UPSTREAM_LOST = "upstream_lost"
+    PROTOCOL_ERROR = "protocol_error"
+    UPSTREAM_PROTOCOL_ERROR = "upstream_protocol_error"
+    AUTH_FAILED = "auth_failed"
+    AUTH_TIMEOUT = "auth_timeout"
+    UPSTREAM_UNAVAILABLE = "upstream_unavailable"
+    TOO_MANY_CONNECTIONS = "too_many_connections"
+    DRAINED = "drained"
+    INTERNAL_ERROR = "internal_error"
+    CANCELLED = "cancelled"
+
+
+class Expect(IntEnum):
+    RESULT = 0  # result sets with text rows (COM_QUERY), possibly several
+    BINARY = 1  # result sets with binary rows (COM_STMT_EXECUTE)
+    PREPARE = 2  # COM_STMT_PREPARE: OK with counts, then parameter and column definitions
+    ONE = 3  # a single packet: OK, ERR, EOF, or a string
+    FIELDS = 4  # COM_FIELD_LIST: column definitions until EOF
+
+
+class Read(IntEnum):
+    FIRST = 0  # the first packet of a result: OK, ERR, or a column count
+    COLUMNS = 1
+    COLUMNS_EOF = 2
+    ROWS = 3
+    PARAMS = 4
+    PARAMS_EOF = 5
+    DONE = 6
+
+
+# Commands relayed after their own checks; any other is refused.
+_PASSED = frozenset((p.Command.PING, p.Command.STMT_CLOSE, p.Command.STMT_RESET, p.Command.STMT_SEND_LONG_DATA,
+                     p.Command.SET_OPTION, p.Command.RESET_CONNECTION, p.Command.FIELD_LIST))
+_NO_REPLY = frozenset((p.Command.STMT_CLOSE, p.Command.STMT_SEND_LONG_DATA))
+
+
+class Question:
+    __slots__ = ("kind", "record", "sql")
+
+    def __init__(self, kind: Ask, sql: str = "", record: dict[str, object] | None = None):
+        self.kind, self.sql, self.record = kind, sql, record
+
+
+class Prepared:
+    """A statement the server prepared for this session, by the id the server gave it."""
+
+    __slots__ = ("cls", "columns", "limits", "params", "record", "request_id", "sql", "stmt_id", "used", "verdict")
+
+    def __init__(self, sql: str, verdict: Verdict):
+        self.sql, self.verdict = sql, verdict
+        self.stmt_id = 0
+        self.cls = verdict.cls or "read"
+        self.limits = verdict.limits
+        self.record = verdict.record
+        self.request_id = verdict.request_id
+        self.used = False  # an approved statement: its one execution has started
+        self.params = 0
+        self.columns: list[p.Column] = []
+
+
+class Response:
+    """What the server owes for one command, read packet by packet."""
+
+    __slots__ = ("binary", "cls", "columns", "cut", "error", "expect", "left", "limits", "masks", "prepared",
+                 "read", "record", "rows", "seq", "size", "started", "types")
+
+    def __init__(self, expect: Expect, cls: str, limits: Limits | None, record: dict[str, object] | None,
+                 prepared: Prepared | None = None):
+        self.expect, self.cls, self.limits, self.record, self.prepared = expect, cls, limits, record, prepared
+        self.binary = expect == Expect.BINARY
+        self.read = Read.FIRST if expect != Expect.FIELDS else Read.COLUMNS
+        self.left = 0  # column or parameter definitions still to come
+        self.columns: list[p.Column] = []
+        self.masks: list[ColumnMask | None] | None = None  # the result being read now: per column, or None
+        self.rows = 0
+        self.size = 0
+        self.cut: str | None = None  # a limit passed: what the rest of the response is replaced by
+        self.seq = 0  # the last sequence id sent to the client
+        self.error: str | None = None
+        self.started = time.perf_counter()
+        self.types: list[int] = []
+
+    def after_params(self) -> None:
+        """A prepare's parameter definitions are read: its column definitions follow, if any."""
+        if self.left:
+            self.read = Read.COLUMNS
+            self.columns = []
+        else:
+            self.read = Read.DONE
+
+
+MaskLookup = Callable[[str, list[p.Column]], "list[ColumnMask | None] | None"]
+
+
+class MyCore:
+    """One MySQL session's relay state. No I/O; every method returns quickly."""
+
+    def __init__(self, ctx: StatementContext, capabilities: int, *, limits: Limits | None = None,
+                 recorder: Recorder | None = None, masks: MaskLookup | None = None,
+                 max_packet: int = p.DEFAULT_MAX_PACKET, status: int = 0):
+        self.ctx = ctx
+        self.capabilities = capabilities
+        self.deprecate_eof = bool(capabilities & p.Capability.DEPRECATE_EOF)
+        self.limits = limits if limits is not None else Limits()
+        self.recorder = recorder
+        self.mask_lookup = masks  # which columns of a result to mask (None: masking does not apply here)
+        self.client = p.PacketReader(max_packet)
+        self.server = p.PacketReader(1 << 31)
+        self.phase = Phase.IDLE
+        self.ended: EndReason | None = None
+        self.question: Question | None = None
+        self.to_server: list[bytes] = []
+        self.to_client: list[bytes] = []
+        self.statements: dict[int, Prepared] = {}
+        self.response: Response | None = None
+        self._command: p.Packet | None = None  # the command being decided
+        self._reply_seq = 1  # the sequence id dbfw's own answer to it takes
+        self._preparing: Prepared | None = None
+        self._query_question = Question(Ask.QUERY)
+        self._prepare_question = Question(Ask.PREPARE)
+        self.decide_now: Callable[[StatementContext, str, bool], Verdict | None] | None = None
+        self.executions = 0
+        self.status = status
+        self.database_pending: str | None = None  # COM_INIT_DB / USE: the database it switches to, on OK
+        self.generation = 0
+        self._durations: dict[str, object] = {}
+        self._lexing(status)
+
+    # --- events from outside ---------------------------------------------------------------------------
+
+    def rules_changed(self, generation: int, limits: Limits) -> None:
+        self.generation, self.limits = generation, limits
+
+    def client_data(self, data: bytes) -> None:
+        if data:
+            self.client.feed(data)
+        self._commands()
+
+    def answer(self, verdict: Verdict | None) -> None:
+        question, command = self.question, self._command
+        assert question is not None and command is not None
+        self.question, self.phase = None, Phase.IDLE
+        if question.kind == Ask.QUERY:
+            self._query_decided(command, question.sql, verdict)  # type: ignore[arg-type]
+        elif question.kind == Ask.PREPARE:
+            self._prepare_decided(command, question.sql, verdict)  # type: ignore[arg-type]
+        else:
+            self._execute(command, recorded=True)
+        self._commands()
+
+    # --- client -> server ------------------------------------------------------------------------------
+
+    def _commands(self) -> None:
+        while self.phase == Phase.IDLE:
+            packet = next(self.client.packets(), None)
+            if packet is None:
+                return
+            self._command = packet
+            if packet.seq != 0:
+                raise p.PacketError(f"a command with sequence id {packet.seq} (commands start at 0)")
+            if not packet.payload:
+                raise p.PacketError("an empty command packet")
+            self._dispatch(packet)
+
+    def _dispatch(self, packet: p.Packet) -> None:
+        cmd = packet.payload[0]
+        self._reply_seq = (packet.seq + packet.parts) & 0xFF  # a command of several packets: after the last
+        if cmd == p.Command.QUERY:
+            self._ask(Ask.QUERY, p.text(packet.payload[1:]))
+        elif cmd == p.Command.STMT_PREPARE:
+            self._ask(Ask.PREPARE, p.text(packet.payload[1:]))
+        elif cmd == p.Command.STMT_EXECUTE:
+            self._execute(packet, recorded=False)
+        elif cmd == p.Command.INIT_DB:
+            name = p.text(packet.payload[1:])
+            self.database_pending = name
+            self._ask(Ask.QUERY, "USE `" + name.replace("`", "``") + "`")
+        elif cmd == p.Command.QUIT:
+            self.to_server.append(p.frame(packet.payload, 0)[0])
+            self.ended, self.phase = EndReason.QUIT, Phase.ENDED
+        elif cmd in _PASSED:
+            self._passed(packet, p.Command(cmd))
+        else:
+            name = p.Command(cmd).name if cmd in p.Command._value2member_map_ else f"0x{cmd:02x}"
+            self._refuse_command(f"dbfw: the command COM_{name} is not allowed through dbfw",
+                                 "use SQL statements (COM_QUERY) or prepared statements")
+
+    def _ask(self, kind: Ask, sql: str) -> None:
+        question = self._query_question if kind == Ask.QUERY else self._prepare_question
+        question.sql = sql
+        self.question, self.phase = question, Phase.ASKING
+        decide = self.decide_now
+        if decide is not None:
+            verdict = decide(self.ctx, sql, kind == Ask.QUERY)
+            if verdict is not None:
+                self.question, self.phase = None, Phase.IDLE
+                if kind == Ask.QUERY:
+                    self._query_decided(self._command, sql, verdict)  # type: ignore[arg-type]
+                else:
+                    self._prepare_decided(self._command, sql, verdict)  # type: ignore[arg-type]
+
+    def _send_command(self, packet: p.Packet, response: Response | None) -> None:
+        self.to_server.append(p.frame(packet.payload, 0)[0])
+        if response is not None:
+            self.response = response
+            self.phase = Phase.WAITING
+
+    def _query_decided(self, packet: p.Packet, sql: str, verdict: Verdict) -> None:
+        if not verdict.allowed:
+            self.database_pending = None
+            self._refuse(verdict)
+            return
+        self.executions += 1
+        limits = verdict.limits if verdict.limits is not None else self.limits
+        record = verdict.record
+        self._send_command(packet, Response(Expect.RESULT if packet.payload[0] == p.Command.QUERY else Expect.ONE,
+                                            verdict.cls or "read", limits, record))
+
+    def _prepare_decided(self, packet: p.Packet, sql: str, verdict: Verdict) -> None:
+        if not verdict.allowed:
+            self._refuse(verdict)
+            return
+        prepared = Prepared(sql, verdict)
+        self._preparing = prepared
+        self._send_command(packet, Response(Expect.PREPARE, prepared.cls, None, None, prepared))
+
+    def _execute(self, packet: p.Packet, recorded: bool) -> None:
+        payload = packet.payload
+        if len(payload) < 10:
+            raise p.PacketError("a COM_STMT_EXECUTE shorter than its fixed fields")
+        stmt_id = int.from_bytes(payload[1:5], "little")
+        prepared = self.statements.get(stmt_id)
+        if prepared is None:
+            self._refuse_command(f"dbfw: unknown prepared statement handler ({stmt_id}) given to EXECUTE",
+                                 None, ERRNO_UNKNOWN_STMT, "HY000")
+            return
+        if payload[5] != 0:  # a cursor: rows would come through COM_STMT_FETCH, which dbfw does not relay yet
+            self._refuse_command("dbfw: server-side cursors are not supported; execute without a cursor",
+                                 "fetch the result as a whole, or in pages with LIMIT")
+            return
+        if prepared.request_id is not None and prepared.used:
+            self._refuse(Verdict.refuse("DBF04", f"approval {prepared.request_id} was used by this prepared "
+                                        "statement's first execution; an approval covers one execution",
+                                        hint="prepare the statement again and ask for a new approval"))
+            return
+        if prepared.record is not None and not recorded and self.recorder is not None \
+                and not self.recorder.deferred(prepared.record):
+            self.question, self.phase = Question(Ask.RECORD, prepared.sql, prepared.record), Phase.ASKING
+            return  # high risk: recorded durably before it runs, then this comes back with recorded=True
+        prepared.used = True
+        self.executions += 1
+        limits = prepared.limits if prepared.limits is not None else self.limits
+        response = Response(Expect.BINARY, prepared.cls, limits, prepared.record, prepared)
+        self._send_command(packet, response)
+
+    def _passed(self, packet: p.Packet, cmd: p.Command) -> None:
+        payload = packet.payload
+        if cmd in (p.Command.STMT_CLOSE, p.Command.STMT_RESET, p.Command.STMT_SEND_LONG_DATA):
+            if len(payload) < 5:
+                raise p.PacketError(f"a COM_{cmd.name} shorter than its statement id")
+            stmt_id = int.from_bytes(payload[1:5], "little")
+            if stmt_id not in self.statements:
+                if cmd in _NO_REPLY:
+                    return  # the server would ignore it too
+                self._refuse_command(f"dbfw: unknown prepared statement handler ({stmt_id}) given to "
+                                     f"COM_{cmd.name}", None, ERRNO_UNKNOWN_STMT, "HY000")
+                return
+            if cmd == p.Command.STMT_CLOSE:
+                del self.statements[stmt_id]
+        elif cmd == p.Command.RESET_CONNECTION:
+            self.statements.clear()
+        elif cmd == p.Command.FIELD_LIST:
+            self._send_command(packet, Response(Expect.FIELDS, "read", self.limits, None))
+            return
+        if cmd in _NO_REPLY:
+            self.to_server.append(p.frame(payload, 0)[0])
+            return
+        self._send_command(packet, Response(Expect.ONE, "session", None, None))
+
+    def _refuse(self, verdict: Verdict) -> None:
+        """The command does not reach the server; the client gets dbfw's ERR and may go on."""
+        message = verdict.message or "dbfw: refused"
+        if verdict.detail:
+            message += f" ({verdict.detail})"
+        if verdict.hint:
+            message += f" Hint: {verdict.hint}"
+        sqlstate = verdict.sqlstate or "DBF02"
+        errno = ERRNO_REFUSED if sqlstate.startswith("DBF") or not sqlstate[:2].isdigit() else 1064
+        self.to_client.append(p.frame(p.Err(errno, sqlstate, message).encode(), self._reply_seq)[0])
+
+    def _refuse_command(self, message: str, hint: str | None, errno: int = ERRNO_UNKNOWN_COMMAND,
+                        sqlstate: str = "DBF02") -> None:
+        text = message + (f" Hint: {hint}" if hint else "")
+        self.to_client.append(p.frame(p.Err(errno, sqlstate, text).encode(), self._reply_seq)[0])
+
+    # --- server -> client ------------------------------------------------------------------------------
+
+    def server_data(self, data: bytes) -> None:
+        if data:
+            self.server.feed(data)
+        for packet in self.server.packets():
+            response = self.response
+            if response is None:
+                raise p.PacketError("the server sent a packet nobody asked for")
+            self._response_packet(response, packet)
+            if response.read == Read.DONE:
+                self._done(response)
+        if self.phase == Phase.IDLE:
+            self._commands()
+
+    def _forward(self, response: Response, packet: p.Packet, payload: bytes | None = None) -> None:
+        if response.cut is not None:
+            return  # past a limit: the rest of the response is dropped
+        data, response.seq = p.frame(packet.payload if payload is None else payload, packet.seq)
+        self.to_client.append(data)
+
+    def _response_packet(self, r: Response, packet: p.Packet) -> None:
+        payload = packet.payload
+        first = payload[0] if payload else -1
+        state = r.read
+        if first == p.ERR and state in (Read.FIRST, Read.ROWS, Read.COLUMNS, Read.PARAMS):
+            err = p.Err.decode(payload)
+            r.error = f"{err.errno}"
+            r.read = Read.DONE
+            self._forward(r, packet)
+            return
+        if r.expect == Expect.ONE:
+            if first in (p.OK, p.EOF) and len(payload) >= 7:
+                self._status(p.Ok.decode(payload).status)
+            r.read = Read.DONE
+            self._forward(r, packet)
+            return
+        if state == Read.FIRST:
+            self._first(r, packet)
+        elif state == Read.COLUMNS or state == Read.PARAMS:
+            self._definition(r, packet)
+        elif state == Read.COLUMNS_EOF or state == Read.PARAMS_EOF:
+            if first != p.EOF:
+                raise p.PacketError("expected EOF after the column definitions")
+            self._status(p.eof_status(payload))
+            if state == Read.PARAMS_EOF:
+                r.after_params()
+            else:
+                r.read = Read.ROWS if r.expect != Expect.PREPARE else Read.DONE
+            self._forward(r, packet)
+        elif state == Read.ROWS:
+            self._row(r, packet)
+
+    def _first(self, r: Response, packet: p.Packet) -> None:
+        payload = packet.payload
+        first = payload[0]
+        if r.expect == Expect.PREPARE:
+            if first != p.OK or len(payload) < 12:
+                raise p.PacketError("a COM_STMT_PREPARE answered by neither OK nor ERR")
+            prepared = r.prepared
+            assert prepared is not None
+            prepared.stmt_id = int.from_bytes(payload[1:5], "little")
+            ncols, nparams = int.from_bytes(payload[5:7], "little"), int.from_bytes(payload[7:9], "little")
+            prepared.params = nparams
+            r.left = ncols  # kept until the parameters are read
+            self.statements[prepared.stmt_id] = prepared
+            if nparams:
+                r.read, r.rows = Read.PARAMS, nparams
+            else:
+                r.after_params()
+            self._forward(r, packet)
+            return
+        if first == p.OK:
+            status = p.Ok.decode(payload).status
+            self._status(status)
+            if r.expect == Expect.RESULT and self.database_pending is not None:
+                self.ctx = replace(self.ctx, database=self.database_pending)
+                self.database_pending = None
+            r.read = Read.FIRST if status & p.Status.MORE_RESULTS_EXISTS else Read.DONE
+            self._forward(r, packet)
+            return
+        if first == p.LOCAL_INFILE:
+            raise p.PacketError("the server asked for a LOCAL INFILE, which dbfw never offers")
+        r.left = p.column_count(payload)
+        if r.left == 0:
+            raise p.PacketError("a result with no columns")
+        r.columns = []
+        r.read = Read.COLUMNS
+        self._forward(r, packet)
+
+    def _definition(self, r: Response, packet: p.Packet) -> None:
+        if r.read == Read.PARAMS:
+            r.rows -= 1
+            if r.rows == 0:
+                if self.deprecate_eof:
+                    r.after_params()
+                else:
+                    r.read = Read.PARAMS_EOF
+            self._forward(r, packet)
+            return
+        if r.expect == Expect.FIELDS and packet.payload[:1] == b"\xfe" and len(packet.payload) < 9:
+            r.read = Read.DONE
+            self._forward(r, packet)
+            return
+        column = p.Column.decode(packet.payload)
+        r.columns.append(column)
+        if r.expect != Expect.FIELDS:
+            r.left -= 1
+            if r.left == 0:
+                self._columns_known(r)
+        self._forward(r, packet)
+
+    def _columns_known(self, r: Response) -> None:
+        if r.expect == Expect.PREPARE:
+            assert r.prepared is not None
+            r.prepared.columns = list(r.columns)
+            r.read = Read.DONE if self.deprecate_eof else Read.COLUMNS_EOF
+            return
+        r.read = Read.ROWS if self.deprecate_eof else Read.COLUMNS_EOF
+        lookup = self.mask_lookup
+        r.masks = lookup(self.ctx.database, r.columns) if lookup is not None else None
+        r.types = [c.type for c in r.columns]
+
+    def _row(self, r: Response, packet: p.Packet) -> None:
+        payload = packet.payload
+        if payload and payload[0] == p.EOF and p.is_eof(payload, self.deprecate_eof):
+            status = p.eof_status(payload)
+            self._status(status)
+            r.read = Read.FIRST if status & p.Status.MORE_RESULTS_EXISTS else Read.DONE
+            r.masks = None
+            self._forward(r, packet)
+            return
+        if r.cut is not None:
+            return
+        limits = r.limits
+        if limits is not None:
+            rows, size = limits.max_result_rows, limits.max_result_bytes
+            if (rows is not None and r.rows >= rows) or (size is not None and r.size + len(payload) > size):
+                which = (f"limits.max_result_rows ({rows} rows)" if rows is not None and r.rows >= rows
+                         else f"limits.max_result_bytes ({size} bytes)")
+                r.cut = which
+                log.warning("session.result_limit", session=self.ctx.session_id, limit=which)
+                return
+        r.rows += 1
+        r.size += len(payload)
+        if r.masks is not None:
+            payload = (mask_binary_row(payload, r.columns, r.masks) if r.binary
+                       else mask_text_row(payload, r.masks, r.types))
+        self._forward(r, packet, payload)
+
+    def _done(self, r: Response) -> None:
+        self.response = None
+        self.phase = Phase.IDLE
+        if r.cut is not None:
+            message = (f"dbfw: the result passed {r.cut} and was cut off. The rows before the limit were sent. "
+                       "Hint: add a WHERE or LIMIT, or ask for an approved export")
+            self.to_client.append(p.frame(p.Err(ERRNO_REFUSED, "DBF06", message).encode(), r.seq)[0])
+            r.error = "DBF06"
+        if r.expect in (Expect.RESULT, Expect.BINARY):
+            hist = self._durations.get(r.cls)
+            if hist is None:
+                hist = self._durations[r.cls] = metrics.statement_duration.labels(self.ctx.listener, r.cls)
+            elapsed = time.perf_counter() - r.started
+            hist.observe(elapsed)  # type: ignore[attr-defined]
+            if self.recorder is not None:
+                self.recorder.executed(self.ctx, [r.record] if r.record is not None else [], elapsed, r.rows,
+                                       r.error)
+
+    def _status(self, status: int) -> None:
+        if status != self.status:
+            self.status = status
+            self._lexing(status)
+
+    def _lexing(self, status: int) -> None:
+        """The server reports NO_BACKSLASH_ESCAPES in every status word: dbfw reads text the same way."""
+        lex = self.ctx.lex & ~LEX_NO_BACKSLASH_ESCAPES
+        if status & p.Status.NO_BACKSLASH_ESCAPES:
+            lex |= LEX_NO_BACKSLASH_ESCAPES
+        if lex != self.ctx.lex:
+            self.ctx = replace(self.ctx, lex=lex)
+
+
+def take(core: MyCore) -> tuple[list[bytes], list[bytes]]:
+    up, down = core.to_server, core.to_client
+    core.to_server, core.to_client = [], []
+    return up, down

@@ -1,0 +1,261 @@
+"""Opening a MySQL session: dbfw's handshake, the client's authentication as a dbfw identity (optionally
+over TLS), and the upstream session with dbfw's own credential. What comes out is the session core."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import itertools
+import ssl
+
+from ... import log, metrics
+from ... import mysql_auth as auth
+from ...config import Listener, Upstream
+from ...context import StatementContext
+from ...identity import Principal
+from ...scram import ScramVerifier
+from ..common import Runtime, Session
+from . import packets as p
+from .core import EndReason, MyCore
+from .upstream import MyUpstream, UpstreamError, connect, read_packet
+
+AUTH_TIMEOUT = 60.0
+ERRNO_ACCESS_DENIED = 1045
+ERRNO_TOO_MANY = 1040
+ERRNO_HANDSHAKE = 1043  # ER_HANDSHAKE_ERROR
+ERRNO_NOT_ALLOWED = 1227  # ER_SPECIFIC_ACCESS_DENIED_ERROR
+
+_connection_ids = itertools.count(1)
+
+
+class ClientGone(Exception):
+    pass
+
+
+class Refused(Exception):
+    """The opening ends with an ERR to the client."""
+
+    def __init__(self, reason: EndReason, err: p.Err):
+        super().__init__(err.message)
+        self.reason, self.err = reason, err
+
+
+# What each upstream says about itself (version, capabilities), read once without logging in: dbfw's own
+# handshake must promise only what the upstream can keep.
+_greetings: dict[str, p.Handshake] = {}
+
+
+async def upstream_greeting(name: str, up: Upstream) -> p.Handshake:
+    found = _greetings.get(name)
+    if found is not None:
+        return found
+    if up.host.startswith("/"):
+        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(up.host), up.connect_timeout)
+    else:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(up.host, up.port), up.connect_timeout)
+    try:
+        packet = await asyncio.wait_for(read_packet(reader, p.PacketReader()), up.connect_timeout)
+        found = _greetings[name] = p.Handshake.decode(packet.payload)
+        return found
+    finally:
+        writer.close()
+
+
+class Opening:
+    """Everything before the relay, for one client connection."""
+
+    def __init__(self, rt: Runtime, listener: Listener, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 tls: ssl.SSLContext | None, session: Session, client_addr: str):
+        self.rt, self.listener, self.reader, self.writer, self.tls_context = rt, listener, reader, writer, tls
+        self.session, self.session_id, self.client_addr = session, session.session_id, client_addr
+        self.packets = p.PacketReader(65536)
+        self.seq = 0
+        self.tls_active = False
+        self.connection_id = next(_connection_ids)
+        self.upstream: MyUpstream | None = None
+        self.ctx: StatementContext | None = None
+        self.core: MyCore | None = None
+        self.crowded = False
+
+    async def open(self) -> EndReason | None:
+        """None when the relay may start, else why the session ends (the client was told)."""
+        try:
+            async with asyncio.timeout(AUTH_TIMEOUT):
+                return await self._open()
+        except Refused as e:
+            await self.refuse_quietly(e.err)
+            return e.reason
+
+    async def _open(self) -> EndReason | None:
+        up_cfg = self.rt.settings.upstreams[self.listener.upstream]
+        try:
+            greeting = await upstream_greeting(self.listener.upstream, up_cfg)
+        except (OSError, TimeoutError, p.PacketError) as e:
+            metrics.upstream_errors.labels(self.listener.name).inc()
+            log.warning("upstream.connect_failed", session=self.session_id, upstream=self.listener.upstream,
+                        error=str(e))
+            raise Refused(EndReason.UPSTREAM_UNAVAILABLE, p.Err(2003, "08S01", "dbfw: cannot connect to the "
+                                                                 "database; try again later")) from e
+        if self.crowded:
+            log.warning("session.too_many_connections", listener=self.listener.name, client=self.client_addr)
+            raise Refused(EndReason.TOO_MANY_CONNECTIONS, p.Err(
+                ERRNO_TOO_MANY, "08004", f"dbfw: too many connections on listener {self.listener.name}; try again "
+                "later"))
+        nonce = auth.nonce()
+        caps = (p.SUPPORTED & greeting.capabilities) | p.REQUIRED
+        if self.tls_context is not None:
+            caps |= p.Capability.SSL
+        plugin = self.listener.auth_methods[0]
+        hello = p.Handshake(greeting.server_version, self.connection_id, nonce, caps, p.UTF8MB4_GENERAL_CI,
+                            p.Status.AUTOCOMMIT, plugin)
+        await self._send(hello.encode())
+        response = await self._handshake_response()
+        principal = await self._authenticate(response, nonce, plugin)
+        await self._connect_upstream(principal, response, caps)
+        return None
+
+    # --- bytes ---------------------------------------------------------------------------------------
+
+    async def _send(self, payload: bytes) -> None:
+        data, self.seq = p.frame(payload, self.seq)
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def _read(self) -> p.Packet:
+        while True:
+            for packet in self.packets.packets():
+                if packet.seq != self.seq:
+                    raise p.PacketError(f"sequence id {packet.seq} where {self.seq} was due")
+                self.seq = (packet.seq + 1) & 0xFF
+                return packet
+            data = await self.reader.read(65536)
+            if not data:
+                raise ClientGone()
+            self.packets.feed(data)
+
+    async def refuse_quietly(self, err: p.Err) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._send(err.encode()), 5)
+
+    # --- the client -----------------------------------------------------------------------------------
+
+    async def _handshake_response(self) -> p.HandshakeResponse:
+        response = p.HandshakeResponse.decode((await self._read()).payload)
+        if response.ssl_request:
+            if self.tls_context is None:
+                raise p.PacketError("an SSL request to a listener without TLS")
+            if self.packets.buffered or len(getattr(self.reader, "_buffer", b"")):
+                raise p.PacketError("unencrypted data after the SSL request")
+            await self.writer.start_tls(self.tls_context)
+            self.tls_active = True
+            response = p.HandshakeResponse.decode((await self._read()).payload)
+            if response.ssl_request:
+                raise p.PacketError("a second SSL request")
+        tls = self.listener.tls
+        if tls is not None and tls.required and not self.tls_active:
+            raise Refused(EndReason.AUTH_FAILED, p.Err(ERRNO_ACCESS_DENIED, "28000",
+                                                       "dbfw: this listener requires TLS; connect with --ssl"))
+        missing = p.REQUIRED & ~response.capabilities
+        if missing:
+            raise Refused(EndReason.AUTH_FAILED, p.Err(ERRNO_HANDSHAKE, "08S01", "dbfw: the client lacks "
+                                                       f"capabilities dbfw needs: {p.Capability(missing)!r}"))
+        return response
+
+    async def _authenticate(self, response: p.HandshakeResponse, nonce: bytes, plugin: str) -> Principal:
+        user = response.user
+        principal = self.rt.identities.get(user)
+        token = response.auth
+        used = response.plugin or auth.NATIVE
+        # A plugin dbfw does not offer here, or another offered one with no answer yet (the client waits to be
+        # switched to it, as a server would for the account's plugin): the client answers again.
+        target = plugin if used not in self.listener.auth_methods else used if used != plugin and not token else None
+        if target is not None:
+            await self._send(p.auth_switch(target, nonce + b"\x00"))
+            token = (await self._read()).payload
+            used = target
+        ok = False
+        if principal is not None:
+            ok = await self._check(principal, used, token, nonce)
+        if not ok or principal is None:
+            log.warning("auth.failed", user=user, client=self.client_addr, listener=self.listener.name, method=used)
+            if self.rt.recorder is not None:
+                self.rt.recorder.login_failed(user, self.client_addr, self.listener.name, "wrong password or user")
+            raise Refused(EndReason.AUTH_FAILED, p.Err(ERRNO_ACCESS_DENIED, "28000", f"dbfw: access denied for "
+                                                       f"user '{user}' (log in with your dbfw identity and its "
+                                                       "password)"))
+        if not principal.can_connect:
+            if self.rt.recorder is not None:
+                self.rt.recorder.login_failed(user, self.client_addr, self.listener.name, "no agent role")
+            raise Refused(EndReason.AUTH_FAILED, p.Err(ERRNO_NOT_ALLOWED, "28000", f"dbfw: identity '{user}' may "
+                                                       "not connect through a listener; ask a dbfw admin for the "
+                                                       "agent role"))
+        return principal
+
+    async def _check(self, principal: Principal, plugin: str, token: bytes, nonce: bytes) -> bool:
+        v = principal.mysql
+        if plugin == auth.NATIVE:
+            return v is not None and auth.native_check(token, nonce, v.native)
+        if plugin != auth.CACHING_SHA2:
+            return False
+        if v is not None and token:
+            if not auth.sha2_check(token, nonce, v.sha2):
+                return False
+            await self._send(auth.FAST_AUTH_OK)
+            return True
+        # Only a SCRAM verifier is kept for this identity: the password itself is needed, over TLS only.
+        if not self.tls_active or principal.scram is None:
+            return False
+        await self._send(auth.FULL_AUTH)
+        password = auth.cleartext((await self._read()).payload)
+        s = principal.scram
+        return hmac.compare_digest(ScramVerifier.from_password(password, salt=s.salt, iterations=s.iterations)
+                                   .stored_key, s.stored_key)
+
+    # --- the upstream -----------------------------------------------------------------------------------
+
+    async def _connect_upstream(self, principal: Principal, response: p.HandshakeResponse, offered: int) -> None:
+        up_cfg = self.rt.settings.upstreams[self.listener.upstream]
+        database = up_cfg.database or response.database or ""
+        masking = self.rt.firewall.masking
+        probe = StatementContext(identity=principal.name, roles=principal.roles, database=database,
+                                 listener=self.listener.name, protocol="mysql", session_id=self.session_id)
+        if masking is not None and masking.enabled and masking.applies(probe):
+            # Results on this listener are not masked yet: an identity masking rules apply to does not get in,
+            # rather than read those columns in clear.
+            log.warning("session.masking_unsupported", session=self.session_id, identity=principal.name,
+                        listener=self.listener.name)
+            raise Refused(EndReason.AUTH_FAILED, p.Err(ERRNO_NOT_ALLOWED, "28000", "dbfw: masking rules apply to "
+                                                       f"identity '{principal.name}', and this MySQL listener does "
+                                                       "not mask results yet; connect through a PostgreSQL listener "
+                                                       "or ask the operator"))
+        caps = response.capabilities & offered & ~p.Capability.SSL
+        try:
+            self.upstream = await connect(up_cfg, caps, database or None, response.charset,
+                                          {"_client_name": "dbfw", "dbfw_identity": principal.name})
+        except UpstreamError as e:
+            metrics.upstream_errors.labels(self.listener.name).inc()
+            log.warning("upstream.connect_failed", session=self.session_id, upstream=self.listener.upstream,
+                        error=str(e), errno=e.error.errno if e.error else None)
+            if e.error is not None and e.error.errno not in (1045, 1044, 1698):
+                raise Refused(EndReason.UPSTREAM_UNAVAILABLE, e.error) from e  # no such database, too many
+            if e.error is not None:
+                raise Refused(EndReason.UPSTREAM_UNAVAILABLE, p.Err(1045, "28000", "dbfw: the database refused "
+                                                                    "dbfw's own credential; tell the operator")) from e
+            raise Refused(EndReason.UPSTREAM_UNAVAILABLE, p.Err(2003, "08S01", "dbfw: cannot connect to the "
+                                                                "database; try again later")) from e
+        up = self.upstream
+        self.ctx = StatementContext(identity=principal.name, roles=principal.roles, database=database,
+                                    listener=self.listener.name, protocol="mysql", session_id=self.session_id,
+                                    client_addr=self.client_addr)
+        fw = self.rt.firewall
+        core = MyCore(self.ctx, up.capabilities, limits=fw.rules.limits, recorder=self.rt.recorder,
+                      max_packet=self.listener.max_message_size, status=up.status)
+        core.decide_now = fw.check_now
+        core.generation = fw.generation
+        self.core = core
+        await self._send(p.Ok(status=up.status).encode())
+        if self.rt.recorder is not None:
+            self.rt.recorder.session_started(self.ctx)
+        log.event("session.start", session=self.session_id, identity=principal.name, listener=self.listener.name,
+                  client=self.client_addr, database=database, tls=self.tls_active)

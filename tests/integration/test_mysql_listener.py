@@ -1,0 +1,341 @@
+"""The MySQL listener through real clients (PyMySQL, mysql-connector pure and C, the mariadb CLI) against the
+real MariaDB: logins, results equal to a direct connection, prepared statements, refusals that send nothing,
+approvals that run once, limits, packets over 16 MB."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pymysql
+import pytest
+from mysql import connector as myconnector
+
+from tests.conftest import (
+    AGENT,
+    AGENT_PASSWORD,
+    IN_CI,
+    DbfwProcess,
+    MyTarget,
+    start_dbfw,
+    write_mysql_config,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+DEFAULT_RULES = (Path(__file__).resolve().parents[2] / "rules" / "default.yaml").read_text()
+
+
+def through(fw: DbfwProcess, user: str = AGENT, password: str = AGENT_PASSWORD, **kw: Any) -> Any:
+    # PyMySQL encodes a str password as latin-1; dbfw (like the server) reads UTF-8.
+    return pymysql.connect(host="127.0.0.1", port=fw.ports["my"], user=user, password=password.encode(),
+                           database=kw.pop("database", "test"), autocommit=True, **kw)
+
+
+@pytest.fixture(scope="module")
+def tables(mysql: MyTarget) -> Iterator[None]:
+    conn = mysql.connect()
+    with conn.cursor() as cur:
+        cur.execute("DROP TABLE IF EXISTS dbfw_my_customers, dbfw_my_orders, dbfw_my_canary")
+        cur.execute("CREATE TABLE dbfw_my_customers (id INT PRIMARY KEY, name VARCHAR(50), email VARCHAR(100), "
+                    "card VARCHAR(32), note TEXT)")
+        cur.execute("CREATE TABLE dbfw_my_orders (id INT PRIMARY KEY, customer_id INT, total DECIMAL(10,2), "
+                    "created DATETIME)")
+        cur.execute("CREATE TABLE dbfw_my_canary (id INT PRIMARY KEY, v VARCHAR(20))")
+        cur.executemany("INSERT INTO dbfw_my_customers VALUES (%s, %s, %s, %s, %s)",
+                        [(i, f"name {i}", f"user{i}@example.com", f"4111-1111-1111-{i:04d}", None if i % 3 else "n")
+                         for i in range(1, 21)])
+        cur.executemany("INSERT INTO dbfw_my_orders VALUES (%s, %s, %s, %s)",
+                        [(i, i % 20 + 1, i * 1.5, f"2026-01-{i % 28 + 1:02d} 10:00:00") for i in range(1, 51)])
+        cur.executemany("INSERT INTO dbfw_my_canary VALUES (%s, %s)", [(1, "a"), (2, "b"), (3, "c")])
+    conn.close()
+    yield
+    conn = mysql.connect()
+    with conn.cursor() as cur:
+        cur.execute("DROP TABLE IF EXISTS dbfw_my_customers, dbfw_my_orders, dbfw_my_canary")
+    conn.close()
+
+
+@pytest.fixture(scope="module")
+def fw(mysql: MyTarget, tables: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DbfwProcess]:
+    """dbfw allowing everything: the protocol itself is under test."""
+    proc = start_dbfw(write_mysql_config(tmp_path_factory.mktemp("dbfw-my"), mysql))
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def guarded(mysql: MyTarget, tables: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DbfwProcess]:
+    """dbfw with the project's default rules."""
+    directory = tmp_path_factory.mktemp("dbfw-my-default")
+    proc = start_dbfw(write_mysql_config(directory, mysql, rules=DEFAULT_RULES))
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def canary(mysql: MyTarget) -> list[tuple[Any, ...]]:
+    conn = mysql.connect()
+    with conn.cursor() as cur:
+        cur.execute("SELECT id, v FROM dbfw_my_canary ORDER BY id")
+        rows = list(cur.fetchall())
+    conn.close()
+    return rows
+
+
+def approve(fw: DbfwProcess, request_id: str, key: str = "alice-api-key") -> dict[str, Any]:
+    req = urllib.request.Request(f"http://127.0.0.1:{fw.admin_port}/api/v1/approvals/{request_id}/approve",
+                                 data=b"{}", method="POST", headers={"Authorization": f"Bearer {key}",
+                                                                     "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def request_id(error: BaseException) -> str:
+    text = str(error)
+    start = text.index("req_")
+    return text[start:start + 20]
+
+
+# --- logins ----------------------------------------------------------------------------------------------
+
+
+def test_an_identity_logs_in_and_reads_what_a_direct_connection_reads(fw: DbfwProcess, mysql: MyTarget) -> None:
+    queries = ["SELECT id, name, email, card, note FROM dbfw_my_customers ORDER BY id",
+               "SELECT customer_id, COUNT(*), SUM(total), MAX(created) FROM dbfw_my_orders GROUP BY customer_id "
+               "ORDER BY customer_id",
+               "SELECT 1, 'x', NULL, 1.5, CAST('2026-01-02' AS DATE), _utf8mb4'h\u00e9'",
+               "SHOW COLUMNS FROM dbfw_my_orders"]
+    direct = mysql.connect()
+    conn = through(fw)
+    try:
+        for sql in queries:
+            with direct.cursor() as a, conn.cursor() as b:
+                a.execute(sql)
+                b.execute(sql)
+                assert b.fetchall() == a.fetchall(), sql
+                assert b.description == a.description, sql
+    finally:
+        conn.close()
+        direct.close()
+
+
+def test_wrong_passwords_and_the_servers_own_users_are_refused_with_1045(fw: DbfwProcess, mysql: MyTarget) -> None:
+    for user, password in [(AGENT, "wrong"), (mysql.user, mysql.password), ("nobody", "x"), ("scram-only", "x")]:
+        with pytest.raises(pymysql.err.OperationalError) as e:
+            through(fw, user, password)
+        assert e.value.args[0] == 1045, (user, e.value)
+        assert "dbfw:" in e.value.args[1]
+
+
+def test_an_identity_without_the_agent_role_may_not_connect(fw: DbfwProcess) -> None:
+    with pytest.raises(pymysql.err.OperationalError) as e:
+        through(fw, "alice", "alice-secret")
+    assert e.value.args[0] == 1227
+
+
+@pytest.mark.parametrize("use_pure", [True, False], ids=["pure", "c-extension"])
+@pytest.mark.parametrize("plugin", ["mysql_native_password", "caching_sha2_password"])
+def test_mysql_connector_logs_in_with_either_plugin_and_runs_prepared_statements(
+        fw: DbfwProcess, use_pure: bool, plugin: str) -> None:
+    conn = myconnector.connect(host="127.0.0.1", port=fw.ports["my"], user=AGENT, password=AGENT_PASSWORD,
+                                   database="test", use_pure=use_pure, auth_plugin=plugin)
+    try:
+        cur = conn.cursor(prepared=True)
+        for i in (1, 7, 20):
+            cur.execute("SELECT id, email, note FROM dbfw_my_customers WHERE id = ?", (i,))
+            assert cur.fetchall() == [(i, f"user{i}@example.com", None if i % 3 else "n")]
+        cur.execute("SELECT ? + 1, ?", (41, "text"))
+        assert cur.fetchall() == [(42, "text")]
+        cur.close()
+    finally:
+        conn.close()
+
+
+def test_the_mariadb_cli_runs_statements(fw: DbfwProcess) -> None:
+    cli = shutil.which("mariadb") or shutil.which("mysql")
+    if cli is None:
+        pytest.fail("the mariadb CLI is not installed") if IN_CI else pytest.skip("no mariadb CLI")
+    out = subprocess.run([cli, "-h127.0.0.1", f"-P{fw.ports['my']}", f"-u{AGENT}", f"-p{AGENT_PASSWORD}", "test",
+                          "--batch", "-e", "SELECT COUNT(*) FROM dbfw_my_orders; SELECT DATABASE()"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["COUNT(*)", "50", "DATABASE()", "test"]
+
+
+# --- commands -----------------------------------------------------------------------------------------
+
+
+def test_several_statements_in_one_message_return_every_result(fw: DbfwProcess) -> None:
+    from pymysql.constants import CLIENT
+
+    conn = through(fw, client_flag=CLIENT.MULTI_STATEMENTS)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1; SELECT id FROM dbfw_my_canary ORDER BY id; SELECT 'last'")
+            results = [cur.fetchall()]
+            while cur.nextset():
+                results.append(cur.fetchall())
+        assert results == [((1,),), ((1,), (2,), (3,)), (("last",),)]
+        with conn.cursor() as cur:  # the session goes on
+            cur.execute("SELECT 2")
+            assert cur.fetchall() == ((2,),)
+    finally:
+        conn.close()
+
+
+def test_changing_database_follows_the_server(fw: DbfwProcess, mysql: MyTarget) -> None:
+    conn = through(fw)
+    try:
+        conn.select_db("mysql")  # COM_INIT_DB
+        with conn.cursor() as cur:
+            cur.execute("SELECT DATABASE()")
+            assert cur.fetchall() == (("mysql",),)
+            cur.execute("USE test")
+            cur.execute("SELECT DATABASE(), COUNT(*) FROM dbfw_my_canary")
+            assert cur.fetchall() == (("test", 3),)
+        with pytest.raises(pymysql.err.OperationalError) as e:
+            conn.select_db("no_such_database_dbfw")
+        assert e.value.args[0] == 1049  # the server's own answer
+        conn.ping()
+    finally:
+        conn.close()
+
+
+def test_commands_dbfw_does_not_relay_are_refused_and_the_session_goes_on(fw: DbfwProcess) -> None:
+    conn = through(fw)
+    try:
+        for command in (0x09, 0x0A, 0x0D, 0x12):  # STATISTICS, PROCESS_INFO, DEBUG, BINLOG_DUMP
+            conn._execute_command(command, b"")
+            with pytest.raises(pymysql.err.OperationalError) as e:
+                conn._read_ok_packet()
+            assert e.value.args[0] == 1047 and e.value.args[1].startswith("dbfw:"), command
+        with conn.cursor() as cur:
+            cur.execute("SELECT 5")
+            assert cur.fetchall() == ((5,),)
+    finally:
+        conn.close()
+
+
+def test_a_value_over_16_mb_goes_both_ways(fw: DbfwProcess, mysql: MyTarget) -> None:
+    """Payloads of 2^24-1 bytes and more travel as several packets, reassembled and split again."""
+    direct = mysql.connect()
+    with direct.cursor() as cur:
+        cur.execute("SELECT @@global.max_allowed_packet")
+        (before,) = cur.fetchone()
+        cur.execute("SET GLOBAL max_allowed_packet = 64 * 1024 * 1024")
+        cur.execute("DROP TABLE IF EXISTS dbfw_my_big")
+        cur.execute("CREATE TABLE dbfw_my_big (id INT PRIMARY KEY, v LONGBLOB)")
+    try:
+        value = bytes(range(256)) * (17 * 4096 + 3)  # 17 MiB and a bit
+        sender = myconnector.connect(host="127.0.0.1", port=fw.ports["my"], user=AGENT, password=AGENT_PASSWORD,
+                                     database="test", use_pure=True, autocommit=True)
+        try:  # a parameter of a prepared statement: a COM_STMT_EXECUTE of several packets
+            cur = sender.cursor(prepared=True)
+            cur.execute("INSERT INTO dbfw_my_big VALUES (?, ?)", (1, value))
+        finally:
+            sender.close()
+        conn = through(fw, max_allowed_packet=64 * 1024 * 1024)
+        try:  # a text row of several packets
+            with conn.cursor() as cur:
+                cur.execute("SELECT v, LENGTH(v) FROM dbfw_my_big WHERE id = 1")
+                got, length = cur.fetchone()
+            assert length == len(value) and got == value
+        finally:
+            conn.close()
+    finally:
+        with direct.cursor() as cur:
+            cur.execute("DROP TABLE IF EXISTS dbfw_my_big")
+            cur.execute(f"SET GLOBAL max_allowed_packet = {int(before)}")
+        direct.close()
+
+
+# --- decisions ------------------------------------------------------------------------------------------
+
+
+def test_a_refused_statement_reaches_nothing_and_the_session_goes_on(guarded: DbfwProcess, mysql: MyTarget) -> None:
+    from pymysql.constants import CLIENT
+
+    conn = through(guarded, client_flag=CLIENT.MULTI_STATEMENTS)
+    try:
+        with conn.cursor() as cur:
+            for sql in ["DELETE FROM dbfw_my_canary", "DROP TABLE dbfw_my_canary",
+                        "SELECT 1; DELETE FROM dbfw_my_canary", "SELECT * FROM dbfw_my_canary INTO OUTFILE '/tmp/x'"]:
+                with pytest.raises(pymysql.err.OperationalError) as e:
+                    cur.execute(sql)
+                assert e.value.args[0] == 1644, sql
+                assert e.value.args[1].startswith("dbfw:"), sql
+            cur.execute("SELECT COUNT(*) FROM dbfw_my_canary")
+            assert cur.fetchall() == ((3,),)
+    finally:
+        conn.close()
+    assert canary(mysql) == [(1, "a"), (2, "b"), (3, "c")]
+
+
+def test_an_approved_statement_runs_once(guarded: DbfwProcess, mysql: MyTarget) -> None:
+    conn = through(guarded)
+    sql = "UPDATE dbfw_my_canary SET v = CONCAT(v, '!')"
+    try:
+        with conn.cursor() as cur:
+            with pytest.raises(pymysql.err.OperationalError) as e:
+                cur.execute(sql)
+            assert "DBF01" in str(e.value) or e.value.args[0] == 1644
+            rid = request_id(e.value)
+            assert approve(guarded, rid)["status"] == "approved"
+            cur.execute(sql)
+            assert cur.rowcount == 3
+            with pytest.raises(pymysql.err.OperationalError) as again:
+                cur.execute(sql)  # one approval, one execution: this is a new request
+            assert request_id(again.value) != rid
+    finally:
+        conn.close()
+    assert canary(mysql) == [(1, "a!"), (2, "b!"), (3, "c!")]
+    direct = mysql.connect()
+    with direct.cursor() as cur:
+        cur.execute("UPDATE dbfw_my_canary SET v = TRIM(TRAILING '!' FROM v)")
+    direct.close()
+
+
+def test_an_approved_prepared_statement_runs_once(guarded: DbfwProcess, mysql: MyTarget) -> None:
+    sql = "UPDATE dbfw_my_canary SET v = CONCAT(v, ?)"
+    conn = myconnector.connect(host="127.0.0.1", port=guarded.ports["my"], user=AGENT,
+                                   password=AGENT_PASSWORD, database="test", use_pure=True, autocommit=True)
+    try:
+        cur = conn.cursor(prepared=True)
+        with pytest.raises(myconnector.Error) as e:
+            cur.execute(sql, ("?",))
+        approve(guarded, request_id(e.value))
+        cur = conn.cursor(prepared=True)
+        cur.execute(sql, ("#",))
+        assert cur.rowcount == 3
+        with pytest.raises(myconnector.Error) as again:
+            cur.execute(sql, ("#",))  # the same prepared statement, executed again
+        assert "DBF04" in str(again.value)
+    finally:
+        conn.close()
+    assert canary(mysql) == [(1, "a#"), (2, "b#"), (3, "c#")]
+    direct = mysql.connect()
+    with direct.cursor() as cur:
+        cur.execute("UPDATE dbfw_my_canary SET v = TRIM(TRAILING '#' FROM v)")
+    direct.close()
+
+
+def test_an_identity_masking_applies_to_is_not_let_in_while_mysql_results_are_not_masked(
+        mysql: MyTarget, tables: None, tmp_path: Path) -> None:
+    rules = DEFAULT_RULES + '\nmasking:\n  - name: email\n    columns: ["test.dbfw_my_customers.email"]\n' \
+        "    mask: email\n"
+    proc = start_dbfw(write_mysql_config(tmp_path, mysql, rules=rules))
+    try:
+        with pytest.raises(pymysql.err.OperationalError) as e:
+            through(proc)
+        assert e.value.args[0] == 1227 and "does not mask results yet" in e.value.args[1]
+    finally:
+        proc.stop()
