@@ -25,40 +25,16 @@ from tests.conftest import (
     start_dbfw,
     write_mysql_config,
 )
+from tests.integration.mysql_support import DEFAULT_RULES, canary
 
 pytestmark = pytest.mark.timeout(120)
 
-DEFAULT_RULES = (Path(__file__).resolve().parents[2] / "rules" / "default.yaml").read_text()
 
 
 def through(fw: DbfwProcess, user: str = AGENT, password: str = AGENT_PASSWORD, **kw: Any) -> Any:
     # PyMySQL encodes a str password as latin-1; dbfw (like the server) reads UTF-8.
     return pymysql.connect(host="127.0.0.1", port=fw.ports["my"], user=user, password=password.encode(),
                            database=kw.pop("database", "test"), autocommit=True, **kw)
-
-
-@pytest.fixture(scope="module")
-def tables(mysql: MyTarget) -> Iterator[None]:
-    conn = mysql.connect()
-    with conn.cursor() as cur:
-        cur.execute("DROP TABLE IF EXISTS dbfw_my_customers, dbfw_my_orders, dbfw_my_canary")
-        cur.execute("CREATE TABLE dbfw_my_customers (id INT PRIMARY KEY, name VARCHAR(50), email VARCHAR(100), "
-                    "card VARCHAR(32), note TEXT)")
-        cur.execute("CREATE TABLE dbfw_my_orders (id INT PRIMARY KEY, customer_id INT, total DECIMAL(10,2), "
-                    "created DATETIME)")
-        cur.execute("CREATE TABLE dbfw_my_canary (id INT PRIMARY KEY, v VARCHAR(20))")
-        cur.executemany("INSERT INTO dbfw_my_customers VALUES (%s, %s, %s, %s, %s)",
-                        [(i, f"name {i}", f"user{i}@example.com", f"4111-1111-1111-{i:04d}", None if i % 3 else "n")
-                         for i in range(1, 21)])
-        cur.executemany("INSERT INTO dbfw_my_orders VALUES (%s, %s, %s, %s)",
-                        [(i, i % 20 + 1, i * 1.5, f"2026-01-{i % 28 + 1:02d} 10:00:00") for i in range(1, 51)])
-        cur.executemany("INSERT INTO dbfw_my_canary VALUES (%s, %s)", [(1, "a"), (2, "b"), (3, "c")])
-    conn.close()
-    yield
-    conn = mysql.connect()
-    with conn.cursor() as cur:
-        cur.execute("DROP TABLE IF EXISTS dbfw_my_customers, dbfw_my_orders, dbfw_my_canary")
-    conn.close()
 
 
 @pytest.fixture(scope="module")
@@ -80,15 +56,6 @@ def guarded(mysql: MyTarget, tables: None, tmp_path_factory: pytest.TempPathFact
         yield proc
     finally:
         proc.stop()
-
-
-def canary(mysql: MyTarget) -> list[tuple[Any, ...]]:
-    conn = mysql.connect()
-    with conn.cursor() as cur:
-        cur.execute("SELECT id, v FROM dbfw_my_canary ORDER BY id")
-        rows = list(cur.fetchall())
-    conn.close()
-    return rows
 
 
 def approve(fw: DbfwProcess, request_id: str, key: str = "alice-api-key") -> dict[str, Any]:
@@ -339,3 +306,36 @@ def test_an_identity_masking_applies_to_is_not_let_in_while_mysql_results_are_no
         assert e.value.args[0] == 1227 and "does not mask results yet" in e.value.args[1]
     finally:
         proc.stop()
+
+
+@pytest.mark.parametrize("mode", ["NO_BACKSLASH_ESCAPES", "ANSI_QUOTES", "ANSI"])
+def test_text_is_read_as_the_sessions_sql_mode_reads_it_or_not_at_all(guarded: DbfwProcess, mysql: MyTarget,
+                                                                       mode: str) -> None:
+    """Under NO_BACKSLASH_ESCAPES 'a\\' ends at the backslash; under ANSI_QUOTES "x" is a name. dbfw does not
+    read such texts in such a session (they are unknown), so what hides behind them never runs."""
+    from pymysql.constants import CLIENT
+
+    direct = mysql.connect()
+    with direct.cursor() as cur:
+        cur.execute("SELECT @@GLOBAL.sql_mode")
+        (before,) = cur.fetchone()
+        cur.execute("SET GLOBAL sql_mode = %s", (mode,))
+    try:
+        conn = through(guarded, client_flag=CLIENT.MULTI_STATEMENTS)  # its session starts in that mode
+        try:
+            with conn.cursor() as cur:
+                backslash = "SELECT 'a\\'; DELETE FROM dbfw_my_canary; -- '"
+                quoted = 'SELECT "v" FROM dbfw_my_canary WHERE id = 1'
+                sql = backslash if mode == "NO_BACKSLASH_ESCAPES" else quoted
+                with pytest.raises(pymysql.err.OperationalError) as e:
+                    cur.execute(sql)
+                assert e.value.args[0] == 1644 and "sql_mode" in e.value.args[1], sql
+                cur.execute("SELECT v FROM dbfw_my_canary WHERE id = 1")  # plain text still reads
+                assert cur.fetchall() == (("a",),)
+        finally:
+            conn.close()
+    finally:
+        with direct.cursor() as cur:
+            cur.execute("SET GLOBAL sql_mode = %s", (before,))
+        direct.close()
+    assert canary(mysql) == [(1, "a"), (2, "b"), (3, "c")]
