@@ -121,6 +121,11 @@ LEX_BACKSLASH_ESCAPES = 1  # standard_conforming_strings is off: '...' reads bac
 LEX_ASCII_ONLY = 2         # the client encoding can hide ASCII bytes inside characters: only ASCII is safe
 LEX_UNSETTLED = 4          # a statement that may change the two above is still running: only text that reads
                            # the same in every mode (ASCII, no backslash-dependent string) is read
+# MySQL: the session's sql_mode, which sqlglot's MySQL reading does not follow. With NO_BACKSLASH_ESCAPES a
+# backslash ends no quote; with ANSI_QUOTES "..." is a name, not a string. A text whose reading would
+# depend on them is not read at all (unknown).
+LEX_MYSQL_NO_BACKSLASH_ESCAPES = 8
+LEX_MYSQL_ANSI_QUOTES = 16
 
 def _unsettled_reading(sql: str) -> str | None:
     """Why a text might read differently once the session's encoding or string mode settles, or None."""
@@ -1551,6 +1556,12 @@ class SQLClassifier:
             why = _unsettled_reading(sql)
             if why is not None:
                 return why
+        if lex & LEX_MYSQL_NO_BACKSLASH_ESCAPES and "\\" in sql:
+            return "the session's sql_mode has NO_BACKSLASH_ESCAPES, which dbfw does not read; write the text " \
+                "without backslashes"
+        if lex & LEX_MYSQL_ANSI_QUOTES and '"' in sql:
+            return "the session's sql_mode has (or may have) ANSI_QUOTES, which dbfw does not read; quote names " \
+                "with backticks and strings with single quotes"
         if lex & LEX_ASCII_ONLY and not sql.isascii():
             return "the client encoding can hide quotes and backslashes inside characters; dbfw reads only ASCII " \
                 "text in it"

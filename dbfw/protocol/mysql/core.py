@@ -24,13 +24,10 @@ from ...audit.recorder import Recorder
 from ...context import StatementContext
 from ...masking.plan import ColumnMask
 from ...policy.rules import Limits
+from ...sql.classify import LEX_MYSQL_ANSI_QUOTES, LEX_MYSQL_NO_BACKSLASH_ESCAPES
 from ...verdict import Verdict
 from . import packets as p
 from .rows import mask_binary_row, mask_text_row
-
-# LEX flags of the classifier for MySQL sessions (see SQLClassifier._unreadable).
-LEX_NO_BACKSLASH_ESCAPES = 8
-LEX_ANSI_QUOTES = 16
 
 ERRNO_REFUSED = 1644  # ER_SIGNAL_EXCEPTION: what a SIGNAL in a procedure raises; dbfw's SQLSTATE says which
 ERRNO_UNKNOWN_STMT = 1243  # ER_UNKNOWN_STMT_HANDLER
@@ -89,6 +86,7 @@ class Read(IntEnum):
 _PASSED = frozenset((p.Command.PING, p.Command.STMT_CLOSE, p.Command.STMT_RESET, p.Command.STMT_SEND_LONG_DATA,
                      p.Command.SET_OPTION, p.Command.RESET_CONNECTION, p.Command.FIELD_LIST))
 _NO_REPLY = frozenset((p.Command.STMT_CLOSE, p.Command.STMT_SEND_LONG_DATA))
+_MAY_SET_SQL_MODE = frozenset(("admin", "procedural", "unknown", "privilege", "ddl"))
 
 
 class Question:
@@ -268,6 +266,10 @@ class MyCore:
             self._refuse(verdict)
             return
         self.executions += 1
+        if verdict.cls in _MAY_SET_SQL_MODE:
+            # sql_mode may change (SET sql_mode, a procedure's body) and the server does not report ANSI_QUOTES:
+            # from here on it is assumed.
+            self.ctx = replace(self.ctx, lex=self.ctx.lex | LEX_MYSQL_ANSI_QUOTES)
         limits = verdict.limits if verdict.limits is not None else self.limits
         record = verdict.record
         self._send_command(packet, Response(Expect.RESULT if packet.payload[0] == p.Command.QUERY else Expect.ONE,
@@ -306,6 +308,8 @@ class MyCore:
             return  # high risk: recorded durably before it runs, then this comes back with recorded=True
         prepared.used = True
         self.executions += 1
+        if prepared.cls in _MAY_SET_SQL_MODE:
+            self.ctx = replace(self.ctx, lex=self.ctx.lex | LEX_MYSQL_ANSI_QUOTES)
         limits = prepared.limits if prepared.limits is not None else self.limits
         response = Response(Expect.BINARY, prepared.cls, limits, prepared.record, prepared)
         self._send_command(packet, response)
@@ -525,9 +529,9 @@ class MyCore:
 
     def _lexing(self, status: int) -> None:
         """The server reports NO_BACKSLASH_ESCAPES in every status word: dbfw reads text the same way."""
-        lex = self.ctx.lex & ~LEX_NO_BACKSLASH_ESCAPES
+        lex = self.ctx.lex & ~LEX_MYSQL_NO_BACKSLASH_ESCAPES
         if status & p.Status.NO_BACKSLASH_ESCAPES:
-            lex |= LEX_NO_BACKSLASH_ESCAPES
+            lex |= LEX_MYSQL_NO_BACKSLASH_ESCAPES
         if lex != self.ctx.lex:
             self.ctx = replace(self.ctx, lex=lex)
 

@@ -15,10 +15,11 @@ from ...config import Listener, Upstream
 from ...context import StatementContext
 from ...identity import Principal
 from ...scram import ScramVerifier
+from ...sql.classify import LEX_MYSQL_ANSI_QUOTES, LEX_MYSQL_NO_BACKSLASH_ESCAPES
 from ..common import Runtime, Session
 from . import packets as p
 from .core import EndReason, MyCore
-from .upstream import MyUpstream, UpstreamError, connect, read_packet
+from .upstream import MyUpstream, UpstreamError, connect, query_value, read_packet
 
 AUTH_TIMEOUT = 60.0
 ERRNO_ACCESS_DENIED = 1045
@@ -245,9 +246,16 @@ class Opening:
             raise Refused(EndReason.UPSTREAM_UNAVAILABLE, p.Err(2003, "08S01", "dbfw: cannot connect to the "
                                                                 "database; try again later")) from e
         up = self.upstream
+        try:
+            # How the server reads text in this session: ANSI_QUOTES is not in its status flags.
+            mode = (await query_value(up, "SELECT @@SESSION.sql_mode") or b"").upper().split(b",")
+        except UpstreamError as e:
+            raise Refused(EndReason.UPSTREAM_UNAVAILABLE, p.Err(2013, "HY000", f"dbfw: {e}")) from e
+        lex = (LEX_MYSQL_ANSI_QUOTES if b"ANSI_QUOTES" in mode else 0) | (
+            LEX_MYSQL_NO_BACKSLASH_ESCAPES if b"NO_BACKSLASH_ESCAPES" in mode else 0)
         self.ctx = StatementContext(identity=principal.name, roles=principal.roles, database=database,
                                     listener=self.listener.name, protocol="mysql", session_id=self.session_id,
-                                    client_addr=self.client_addr)
+                                    client_addr=self.client_addr, lex=lex)
         fw = self.rt.firewall
         core = MyCore(self.ctx, up.capabilities, limits=fw.rules.limits, recorder=self.rt.recorder,
                       max_packet=self.listener.max_message_size, status=up.status)

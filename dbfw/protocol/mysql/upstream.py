@@ -173,3 +173,28 @@ async def _login(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up:
     ok = await login.finish()
     conn.status = ok.status
     return conn
+
+
+async def query_value(conn: MyUpstream, sql: str) -> bytes | None:
+    """dbfw's own one-value query on the upstream session before the client's first command (the first
+    column of the first row; None for NULL or no row)."""
+    deprecate_eof = bool(conn.capabilities & p.Capability.DEPRECATE_EOF)
+    conn.writer.write(p.frame(bytes((p.Command.QUERY,)) + sql.encode(), 0)[0])
+    await conn.writer.drain()
+    first = await read_packet(conn.reader, conn.packets)
+    if first.first == p.ERR:
+        raise UpstreamError(f"the upstream refused {sql!r}: {p.Err.decode(first.payload).message}")
+    if first.first == p.OK:
+        return None
+    for _ in range(p.column_count(first.payload) + (0 if deprecate_eof else 1)):
+        await read_packet(conn.reader, conn.packets)  # column definitions (and their EOF)
+    value: bytes | None = None
+    while True:
+        packet = await read_packet(conn.reader, conn.packets)
+        if packet.first == p.ERR:
+            raise UpstreamError(f"the upstream failed {sql!r}: {p.Err.decode(packet.payload).message}")
+        if p.is_eof(packet.payload, deprecate_eof):
+            conn.status = p.eof_status(packet.payload)
+            return value
+        if value is None:
+            value = p.Reader(packet.payload).lenenc_bytes() if packet.payload[:1] != b"\xfb" else None
