@@ -113,7 +113,7 @@ class Firewall:
 
     def functions_fresh(self, ctx: StatementContext) -> bool:
         """Whether the database's functions are known and not due to be read again."""
-        if self.catalogs is None or ctx.protocol != "postgres":
+        if self.catalogs is None:
             return True
         entry = self._function_catalogs.get((ctx.listener, ctx.database))
         return entry is not None and entry[1] > time.monotonic()

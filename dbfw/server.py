@@ -26,6 +26,7 @@ from .masking.catalog import Catalog, CatalogCache
 from .masking.service import Masking, masking_key
 from .policy.rules import RuleSet, load_rules
 from .protocol.common import Runtime
+from .protocol.mysql.catalog import MyCatalog, MyCatalogCache
 from .protocol.mysql.session import MySession
 from .protocol.postgres.session import PgSession
 from .sideconn import SyntaxChecker
@@ -53,6 +54,7 @@ class Server:
                 log.warning("rules.none", note="no rules configured: every statement needs an approval")
             firewall = Firewall(rules)
         self.catalogs = CatalogCache()
+        self.my_catalogs = MyCatalogCache()
         self._masking_key = masking_key(settings.masking_key)
         if firewall.masking is None:
             firewall.masking = self._new_masking(firewall.rules)
@@ -61,7 +63,7 @@ class Server:
         self.firewall = firewall
         if firewall.catalogs is None:
             firewall.catalogs = self._catalog_for
-            firewall.invalidate_catalogs = self.catalogs.invalidate
+            firewall.invalidate_catalogs = self._invalidate_catalogs
             firewall.syntax_check = self._syntax_check
             firewall.classify_pool = self.classify_pool
             firewall.offload_size = settings.classification.offload_size
@@ -94,9 +96,15 @@ class Server:
         masking.on_invalidate = lambda database: self.catalogs.invalidate(database)
         return masking
 
-    async def _catalog_for(self, ctx: StatementContext) -> Catalog:
+    async def _catalog_for(self, ctx: StatementContext) -> Catalog | MyCatalog:
         listener = next(lst for lst in self.settings.listeners if lst.name == ctx.listener)
+        if listener.protocol == "mysql":
+            return await self.my_catalogs.get(listener.upstream, self.settings.upstreams[listener.upstream])
         return await self.catalogs.get(listener.upstream, self.settings.upstreams[listener.upstream], ctx.database)
+
+    def _invalidate_catalogs(self, database: str) -> None:
+        self.catalogs.invalidate(database)
+        self.my_catalogs.invalidate(database)
 
     async def _syntax_check(self, ctx: StatementContext, sql: str) -> object:
         listener = next(lst for lst in self.settings.listeners if lst.name == ctx.listener)

@@ -35,7 +35,14 @@ from sqlglot.tokens import Token, TokenType
 
 from . import catalog, pglex
 from .classes import CLASSES, RANK, riskiest
-from .dialects import MYSQL_FUNCTIONS, MYSQL_HARMLESS_SETTINGS, POSTGRES_FUNCTIONS, setting_class, setting_value_class
+from .dialects import (
+    MYSQL_BUILTINS,
+    MYSQL_FUNCTIONS,
+    MYSQL_HARMLESS_SETTINGS,
+    POSTGRES_FUNCTIONS,
+    setting_class,
+    setting_value_class,
+)
 from .fingerprint import digest as _fingerprint
 from .fingerprint import postgres_fingerprint
 from .functions import NO_RULES, SNAPSHOT_ONLY, SQL_TEXT_FUNCTIONS, FunctionCatalog, FunctionRules, proc_class
@@ -213,29 +220,21 @@ def statement_fingerprint(sql: str, dialect: str, lex: int = LEX_STANDARD) -> st
                                                        dialect != "mysql")])
 
 
-def expand_mysql_executable_comments(sql: str) -> str:
+def expand_mysql_executable_comments(sql: str, versioned: bool = True) -> str:
     """Turn ``/*! code */``, ``/*!50100 code */`` and ``/*M! code */`` into ``code``: MySQL and MariaDB run it.
+    With ``versioned`` False, a comment with a version number is dropped instead: whether a server runs it
+    depends on its version (MariaDB skips MySQL's 5.7+ numbers), so the classifier reads the text both ways.
 
-    Quotes and ordinary comments are skipped exactly; an unterminated one raises TokenError.
+    Quotes and ordinary comments are skipped exactly as the server lexes them (``--`` followed by a space or
+    any control character, ``#``); an unterminated one raises TokenError, and so does a comment or quote
+    inside an executable comment (the server lexes on inside it, and could end it elsewhere).
     """
     out: list[str] = []
     i, n = 0, len(sql)
     while i < n:
         c = sql[i]
         if c in "'\"`":
-            j = i + 1
-            while j < n:
-                if sql[j] == "\\" and c != "`":
-                    j += 2
-                    continue
-                if sql[j] == c:
-                    if j + 1 < n and sql[j + 1] == c:
-                        j += 2
-                        continue
-                    break
-                j += 1
-            if j >= n:
-                raise TokenError("unterminated quoted text")
+            j = _quote_end(sql, i)
             out.append(sql[i:j + 1])
             i = j + 1
         elif sql.startswith("/*", i):
@@ -248,11 +247,15 @@ def expand_mysql_executable_comments(sql: str) -> str:
                 k = 0
                 while k < len(body) and k < 6 and body[k].isdigit():
                     k += 1
-                out.append(" " + expand_mysql_executable_comments(body[k:]) + " ")
+                code = body[k:]
+                if any(mark in code for mark in ("--", "#", "/*")):
+                    raise TokenError("a comment inside an executable comment")
+                _check_quotes(code)  # a quote open at the */ dbfw saw would hide the server's end elsewhere
+                out.append(" " + code + " " if versioned or not k else " ")
             else:
                 out.append(" ")
             i = end + 2
-        elif c == "#" or (sql.startswith("--", i) and (i + 2 >= n or sql[i + 2] in " \t\r\n")):
+        elif c == "#" or (sql.startswith("--", i) and (i + 2 >= n or ord(sql[i + 2]) <= 0x20)):
             end = sql.find("\n", i)
             out.append(" ")
             i = n if end < 0 else end
@@ -260,6 +263,50 @@ def expand_mysql_executable_comments(sql: str) -> str:
             out.append(c)
             i += 1
     return "".join(out)
+
+
+def _check_quotes(code: str) -> None:
+    """Every quote in ``code`` closes within it (TokenError otherwise)."""
+    i = 0
+    while i < len(code):
+        if code[i] in "'\"`":
+            i = _quote_end(code, i)
+        i += 1
+
+
+def _quote_end(sql: str, i: int) -> int:
+    """Where the quoted text starting at ``i`` ends (its closing quote)."""
+    c, j, n = sql[i], i + 1, len(sql)
+    while j < n:
+        if sql[j] == "\\" and c != "`":
+            j += 2
+            continue
+        if sql[j] == c:
+            if j + 1 < n and sql[j + 1] == c:
+                j += 2
+                continue
+            return j
+        j += 1
+    raise TokenError("unterminated quoted text")
+
+
+def _runs_without_versioned(sql: str) -> bool:
+    """Whether anything is left to run once the versioned executable comments are skipped."""
+    try:
+        return bool(expand_mysql_executable_comments(sql, False).strip(" \t\r\n;"))
+    except TokenError:
+        return True  # the reading fails closed on its own
+
+
+def has_versioned_comment(sql: str) -> bool:
+    """Whether a MySQL text holds an executable comment whose running depends on the server's version."""
+    start = sql.find("/*")
+    while start >= 0:
+        rest = sql[start + 2:start + 4]
+        if (rest[:1] == "!" and rest[1:2].isdigit()) or (rest == "M!" and sql[start + 4:start + 5].isdigit()):
+            return True
+        start = sql.find("/*", start + 2)
+    return False
 
 
 # --- classification of one statement ----------------------------------------------------------------------
@@ -370,6 +417,8 @@ class _Classifier:
         self.default_schema = None if self.mysql else "public"
         self._sql = ""
         self.server_limits: dict[str, int] = {}  # the database's own limits (base units), when known
+        self.number_columns: frozenset[tuple[str, str, str]] = frozenset()  # MySQL (see FunctionCatalog)
+        self.database: str | None = None  # the database of the statement being classified
 
     # Entry point for one statement's tokens.
     def classify(self, tokens: list[Token], sql: str | None, database: str | None) -> _Result:
@@ -473,8 +522,11 @@ class _Classifier:
         return parsed[0]
 
     def _from_tree(self, tokens: list[Token], sql: str, kw: str, database: str | None) -> _Result:
+        self.database = database
         if self.mysql and kw == "SELECT" and _has_into_outfile(tokens):
             return _Result("bulk_export", "SELECT", "SELECT ... INTO OUTFILE/DUMPFILE writes a server file")
+        into_variables = self.mysql and any(_word(a) == "INTO" and b.token_type == TokenType.PARAMETER
+                                            for a, b in itertools.pairwise(tokens))
         positioned = kw in ("UPDATE", "DELETE") and _positioned(tokens)
         if positioned:
             # UPDATE/DELETE ... WHERE CURRENT OF cursor changes exactly the cursor's row. sqlglot does not
@@ -482,11 +534,14 @@ class _Classifier:
             tokens = _without_current_of(tokens)
         if self.mysql:
             tokens = _mysql_parser_friendly(tokens)
-        if kw == "REPLACE":  # MySQL's REPLACE is INSERT that deletes conflicting rows first
+        replace = kw == "REPLACE"
+        if replace:  # MySQL's REPLACE is INSERT that deletes conflicting rows first
             first = tokens[0]
             tokens = [Token(TokenType.INSERT, "INSERT", first.line, first.col, first.start, first.end), *tokens[1:]]
             kw = "INSERT"
         root = self._parse(tokens, sql)
+        if replace and isinstance(root, exp.Insert) and not _bounded_rows(root.expression):
+            return self._replace_from_query(root, database)
         if not self.mysql and next(root.find_all(exp.Placeholder), None) is not None:
             raise _Unknown("? is an operator in PostgreSQL, not a parameter")
         res = _Result("read", kw)
@@ -518,6 +573,19 @@ class _Classifier:
         res.functions = sorted({(f.name if isinstance(f, exp.Anonymous) else f.sql_name()).lower()
                                 for f in root.find_all(exp.Func)})
         res.anonymous.update(pglex.downcase(f.name) for f in root.find_all(exp.Anonymous))
+        if into_variables:
+            res.raise_to("bulk_export", "SELECT ... INTO @variables: a result out of reach of result limits")
+        if self.mysql:
+            for name in sorted(n for n in res.anonymous if n not in MYSQL_BUILTINS):
+                res.raise_to("procedural", f"calls {name}(), not a built-in function: a stored function runs a "
+                             "body dbfw does not see")
+        return res
+
+    def _replace_from_query(self, root: exp.Insert, database: str | None) -> _Result:
+        # Each row it is given replaces the row with its key: from a query, as many rows as the query has.
+        res = _Result("destructive_write", "REPLACE", "REPLACE ... SELECT overwrites every row its query returns "
+                      "a key of")
+        self._tables(root, res, database)
         return res
 
     def _restricted(self, node: exp.Expression, res: _Result) -> bool:
@@ -535,14 +603,11 @@ class _Classifier:
             # Each source row may match many target rows: the ON condition must bound the target, by a constant
             # or by equating it with a source of a fixed number of rows.
             return _Restriction(node.this, [node.args.get("using")], res).restricts(node.args.get("on"))
-        limit = node.args.get("limit")
-        count = limit.expression if isinstance(limit, exp.Limit) else limit
         where = node.args.get("where")
-        if self.mysql and where is not None and isinstance(count, exp.Literal) and not count.is_string \
-                and count.this.isdigit() and int(count.this) <= _BOUNDED_ROWS:
-            return True  # MySQL's DELETE/UPDATE ... WHERE ... LIMIT n: at most n of the rows it names
         if where is None:
-            return False
+            return False  # (a LIMIT is no bound: DELETE ... LIMIT 1000, repeated, empties any table)
+        if self.mysql:
+            return _mysql_restricted(node, where.this, res, _Numbers(self.number_columns, self.database))
         others = [*(node.args.get("using") or [])]
         from_ = node.args.get("from_") or node.args.get("from")
         if from_ is not None:
@@ -579,7 +644,9 @@ class _Classifier:
             if isinstance(t.parent, exp.Into) and self.mysql:
                 continue
             seen[self._qualify(t, database)] = None
-            if not self.mysql:
+            if self.mysql:
+                _mysql_system_relation(t, database, res)
+            else:
                 self._system_relation(t, False, res)
         res.tables = list(seen)
         written: dict[str, None] = dict.fromkeys(res.written)
@@ -589,7 +656,9 @@ class _Classifier:
                 table = target.this if isinstance(target, exp.Schema) else target
                 if isinstance(table, exp.Table) and table.name:
                     written[self._qualify(table, database)] = None
-                    if not self.mysql:
+                    if self.mysql:
+                        _mysql_system_relation(table, database, res)
+                    else:
                         self._system_relation(table, True, res)
         into = root.args.get("into") if isinstance(root, exp.Select) else None
         if into is not None:
@@ -597,6 +666,24 @@ class _Classifier:
                 if not self.mysql:
                     written[self._qualify(t, database)] = None
         res.written = list(written)
+
+
+# MySQL's own schemas: accounts and their password hashes, plugins, stored code (mysql), other sessions'
+# statements and the server's internals (performance_schema, sys). Reading or writing them is admin, as
+# PostgreSQL's catalogs of credentials are.
+_MYSQL_SYSTEM_SCHEMAS = frozenset({"mysql", "performance_schema", "sys"})
+_MYSQL_SENSITIVE_INFORMATION = frozenset({"processlist", "innodb_trx", "innodb_locks", "innodb_lock_waits",
+                                          "user_statistics", "client_statistics", "thread_pool_queues",
+                                          "innodb_buffer_page", "innodb_buffer_page_lru", "user_variables"})
+
+
+def _mysql_system_relation(table: exp.Table, database: str | None, res: _Result) -> None:
+    schema = (table.db or database or "").lower()
+    name = table.name.lower()
+    if schema in _MYSQL_SYSTEM_SCHEMAS:
+        res.raise_to("admin", f"{schema}.{name} is the server's own (accounts, plugins, other sessions)")
+    elif schema == "information_schema" and name in _MYSQL_SENSITIVE_INFORMATION:
+        res.raise_to("admin", f"information_schema.{name} shows other sessions' statements or data")
 
 
 _CAST_MARKERS = frozenset({TokenType.DCOLON, TokenType.ALIAS})
@@ -676,10 +763,14 @@ _CONSTANT_BLOCKERS = (exp.Column, exp.Query, exp.Star, exp.AggFunc, exp.Window)
 
 
 def _constant(node: exp.Expression | None) -> bool:
-    """The same value for every row: literals, parameters, and expressions of them only."""
+    """The same value for every row: literals, parameters, casts and arithmetic of them only. A function call
+    is not: random() and its kind are evaluated again for every row."""
     if node is None:
         return False
-    return not isinstance(node, _CONSTANT_BLOCKERS) and next(node.find_all(*_CONSTANT_BLOCKERS), None) is None
+    for part in node.walk():
+        if isinstance(part, _CONSTANT_BLOCKERS) or (isinstance(part, exp.Func) and not isinstance(part, exp.Cast)):
+            return False
+    return True
 
 
 def _bounded_rows(source: exp.Expression | None) -> bool:
@@ -715,6 +806,46 @@ def _limited(query: exp.Expression) -> bool:
         return False
 
 
+class _Numbers:
+    """Which columns a number compares with exactly (MySQL), for a statement in ``database``."""
+
+    __slots__ = ("columns", "database")
+
+    def __init__(self, columns: frozenset[tuple[str, str, str]], database: str | None):
+        self.columns, self.database = columns, (database or "").lower()
+
+    def exact(self, table: exp.Table, column: str) -> bool:
+        schema = (table.db or self.database).lower()
+        return (schema, table.name.lower(), column.lower()) in self.columns
+
+
+def _mysql_restricted(node: exp.Expression, where: exp.Expression, res: _Result, numbers: _Numbers) -> bool:
+    """MySQL's DELETE/UPDATE, one table or several: every table it writes must be restricted on its own
+    columns (DELETE t1, t2 FROM ... / UPDATE a, b SET b.x = ...: each target, not just the first table)."""
+    source = node.this
+    sources = [source, *(source.args.get("joins") or [])] if isinstance(source, exp.Table) else [source]
+    several = len(sources) > 1 or bool(node.args.get("from") or node.args.get("from_"))
+    if isinstance(node, exp.Delete):
+        targets = {t.alias_or_name.lower() for t in node.args.get("tables") or [source] if isinstance(t, exp.Table)}
+    else:
+        targets = set()
+        for assignment in node.expressions:
+            column = assignment.this if isinstance(assignment, exp.EQ) else None
+            if not isinstance(column, exp.Column):
+                return False
+            targets.add(column.table.lower() if column.table else source.alias_or_name.lower())
+    if not targets:
+        return False
+    if not several:
+        return _Restriction(source, None, res, numbers=numbers).restricts(where)
+    for name in targets:
+        proof = _Restriction(source, sources, res, names={name}, numbers=numbers)
+        proof.unqualified_ok = False
+        if not proof.restricts(where):
+            return False
+    return True
+
+
 class _Restriction:
     """Proves that a predicate limits the rows of one target table: a conjunct picks values of a column of the
     target (= a constant, IN (...), = ANY(ARRAY[...])); an OR restricts only if every branch does. A range is
@@ -724,7 +855,17 @@ class _Restriction:
     as the target's when qualified by its name or alias, or when unqualified and no other table is in scope.
     One pass over the predicate, no rewriting."""
 
-    def __init__(self, target: exp.Expression, others: object, res: _Result, names: set[str] | None = None):
+    def __init__(self, target: exp.Expression, others: object, res: _Result, names: set[str] | None = None,
+                 numbers: _Numbers | None = None):
+        # MySQL (``numbers`` given) compares a string column with a number as numbers: name = 0 matches every
+        # name that does not start with a digit. A string literal picks values on any column; a number or a
+        # parameter only on a column the catalog says a number compares with exactly.
+        self.numbers = numbers
+        self.mysql = numbers is not None
+        self.tables: dict[str, exp.Table] = {}  # alias -> table, for the columns' types (MySQL)
+        for t in [target, *(others if isinstance(others, list) else [])]:
+            for found in [t] if isinstance(t, exp.Table) else (t.find_all(exp.Table) if t is not None else []):
+                self.tables.setdefault(found.alias_or_name.lower(), found)
         table = target.this if isinstance(target, exp.Schema) else target
         if names is None:
             # With an alias, the table's own name no longer refers to it (it may name another source).
@@ -771,13 +912,29 @@ class _Restriction:
             return self.restricts(cond.left) and self.restricts(cond.right)
         if isinstance(cond, exp.EQ | exp.NullSafeEQ):
             left, right = cond.left, cond.right
-            if self._target_column(left) and self._constant_or_any(right):
+            if self._target_column(left) and self._constant_or_any(right, left):
                 return True
-            return self._target_column(right) and self._constant_or_any(left)
+            return self._target_column(right) and self._constant_or_any(left, right)
         if isinstance(cond, exp.In):
             return self._target_column(cond.this) and not cond.args.get("query") and bool(cond.expressions) \
-                and all(_constant(e) for e in cond.expressions)
+                and all(self._value(e, cond.this) for e in cond.expressions)
         return False
+
+    def _value(self, node: exp.Expression, column: exp.Expression) -> bool:
+        """A value that picks the same rows whatever the row: see _constant. MySQL: a string literal, or a
+        number or parameter compared with a column the catalog says numbers compare with exactly."""
+        numbers = self.numbers
+        if numbers is None:
+            return _constant(node)
+        if isinstance(node, exp.Literal) and node.is_string:
+            return True
+        plain = node.this if isinstance(node, exp.Neg) else node
+        if not (isinstance(plain, exp.Placeholder) or (isinstance(plain, exp.Literal) and not plain.is_string)):
+            return False
+        assert isinstance(column, exp.Column)
+        table = self.tables.get(column.table.lower()) if column.table else self.target
+        table = table.this if isinstance(table, exp.Schema) else table
+        return isinstance(table, exp.Table) and numbers.exact(table, column.name)
 
     def _joined_to_restricted(self, cond: exp.Expression, conjuncts: list[exp.Expression]) -> bool:
         """target.col = other.col, where the other source has a fixed number of rows or is itself restricted
@@ -792,8 +949,9 @@ class _Restriction:
                 continue
             if alias in self.bounded:
                 return True
-            other = _Restriction(self.target, None, self.res, names={alias})
+            other = _Restriction(self.target, None, self.res, names={alias}, numbers=self.numbers)
             other.unqualified_ok = False
+            other.tables = self.tables
             if any(c is not cond and other.restricts(c) for c in conjuncts):
                 return True
         return False
@@ -804,8 +962,9 @@ class _Restriction:
         qualifier = node.table
         return qualifier.lower() in self.names if qualifier else self.unqualified_ok
 
-    @staticmethod
-    def _constant_or_any(node: exp.Expression) -> bool:
+    def _constant_or_any(self, node: exp.Expression, column: exp.Expression) -> bool:
+        if self.mysql:
+            return self._value(node, column)
         if isinstance(node, exp.Any):
             # = ANY(ARRAY[1, 2, 3]) names its values; = ANY($1) or ANY(a function) may name every row's.
             array = node.this.this if isinstance(node.this, exp.Paren) else node.this
@@ -1083,6 +1242,9 @@ def _set(c: _Classifier, tokens: list[Token], res: _Result) -> None:
         res.cls = "transaction"
         _read_write(tokens, res)
         return
+    if c.mysql and (head in ("NAMES", "CHARSET") or (head == "CHARACTER" and nxt == "SET")):
+        _mysql_set_names(tokens[i:], res)
+        return
     if head in ("NAMES", "CHARSET") or (head == "CHARACTER" and nxt == "SET") or (head == "TIME" and nxt == "ZONE") \
             or (head == "SCHEMA" and not c.mysql):
         res.cls = "session"
@@ -1110,18 +1272,59 @@ def _set(c: _Classifier, tokens: list[Token], res: _Result) -> None:
         res.reason = f"SET {''.join(name_tokens)} is not a harmless setting"
 
 
+# Client character sets in which a multibyte character can end in the byte of a backslash or a quote: the
+# server would read a text differently from dbfw (PostgreSQL's side refuses such client encodings too).
+_MYSQL_UNSAFE_CHARSETS = frozenset({"big5", "cp932", "gbk", "gb18030", "sjis", "ujis", "eucjpms", "euckr"})
+_MYSQL_CHARSET_SETTINGS = frozenset({"character_set_client", "character_set_connection", "character_set_results",
+                                     "collation_connection", "names"})
+
+
+def _mysql_set_names(tokens: list[Token], res: _Result) -> None:
+    """SET NAMES cs [COLLATE c], ... / SET CHARACTER SET cs, ...: the character set must be one dbfw reads,
+    and every other assignment of the list is judged too."""
+    parts = _split_top_level(tokens)
+    first = parts[0]
+    k = 2 if _word(first[0]) == "CHARACTER" else 1
+    charset = first[k].text.strip("'\"`").lower() if len(first) > k else ""
+    res.cls = "session"
+    res.literal_sensitive = True  # SET NAMES 'utf8mb4' and SET NAMES 'gbk' are different classes
+    if not charset or charset.split("_")[0] in _MYSQL_UNSAFE_CHARSETS:
+        res.raise_to("admin", f"character set {charset or '?'} can hide a backslash or quote inside a character")
+    if len(parts) > 1:
+        rest = _mysql_joined(parts[1:])
+        _mysql_set_assignments(rest, res)
+
+
+def _mysql_joined(parts: list[list[Token]]) -> list[Token]:
+    """Top-level parts put back as one list with commas between them (as _split_top_level reads them)."""
+    out: list[Token] = []
+    for part in parts:
+        if out:
+            out.append(Token(TokenType.COMMA, ","))
+        out.extend(part)
+    return out
+
+
 def _mysql_set_assignments(tokens: list[Token], res: _Result) -> None:
     """SET a = 1, @@session.b = 2, @x = expr: every system variable assigned must be harmless."""
     res.cls = "session"
+    res.literal_sensitive = True  # a character set is a value: 'utf8mb4' and 'big5' are different classes
     for part in _split_top_level(tokens):
         lhs: list[str] = []
-        for tok in part:
+        rhs: list[str] = []
+        for n, tok in enumerate(part):
             if tok.token_type in (TokenType.EQ, TokenType.COLON_EQ):
+                rhs = [t.text.strip("'\"`").lower() for t in part[n + 1:]]
                 break
             lhs.append(tok.text.lower())
+        if lhs and lhs[0] in ("names", "charset", "character"):
+            _mysql_set_names(part, res)
+            continue
         if not lhs:
             raise _Unknown("SET without a name")
         if lhs[0] == "@" or (lhs[0].startswith("@") and not lhs[0].startswith("@@")):
+            if "select" in rhs:
+                res.raise_to("bulk_export", "a query's result into a variable: out of reach of result limits")
             continue  # a user variable; its value is checked like any expression
         words = [w for w in lhs if w not in ("@@", ".")]
         scope = words.pop(0) if words and words[0] in ("global", "persist", "persist_only", "session", "local") \
@@ -1130,6 +1333,10 @@ def _mysql_set_assignments(tokens: list[Token], res: _Result) -> None:
             res.raise_to("admin", f"SET {scope.upper()} changes the server for everyone")
         elif ".".join(words) not in MYSQL_HARMLESS_SETTINGS:
             res.raise_to("admin", f"SET {'.'.join(words)} is not a harmless setting")
+        elif ".".join(words) in _MYSQL_CHARSET_SETTINGS and (
+                not rhs or rhs[0].split("_")[0] in _MYSQL_UNSAFE_CHARSETS):
+            res.raise_to("admin", f"character set {rhs[0] if rhs else '?'} can hide a backslash or quote inside "
+                         "a character")
 
 
 def _split_top_level(tokens: list[Token]) -> list[list[Token]]:
@@ -1263,8 +1470,29 @@ def _read_write(tokens: list[Token], res: _Result) -> None:
         res.raise_to("admin", "READ WRITE overrides a read-only default")
 
 
+# SHOW forms that describe the session's own schema and settings. Any other (PROCESSLIST, ENGINE, BINLOG,
+# MASTER, SLAVE, GRANTS FOR someone, CREATE USER...) shows other sessions or accounts: admin.
+_MYSQL_SHOW_READ = frozenset({
+    "TABLES", "FULL TABLES", "COLUMNS", "FULL COLUMNS", "FIELDS", "FULL FIELDS", "INDEX", "INDEXES", "KEYS",
+    "CREATE TABLE", "CREATE VIEW", "CREATE DATABASE", "CREATE SCHEMA", "CREATE SEQUENCE", "DATABASES", "SCHEMAS",
+    "TABLE STATUS", "VARIABLES", "SESSION VARIABLES", "LOCAL VARIABLES", "GLOBAL VARIABLES", "STATUS",
+    "SESSION STATUS", "GLOBAL STATUS",
+    "LOCAL STATUS", "WARNINGS", "ERRORS", "COUNT", "COLLATION", "CHARACTER SET", "CHARSET", "ENGINES",
+    "STORAGE ENGINES", "TRIGGERS", "FUNCTION STATUS", "PROCEDURE STATUS", "OPEN TABLES", "PRIVILEGES",
+    "TABLE TYPES", "EVENTS", "PROFILE", "PROFILES", "GRANTS"})
+
+
 def _show(c: _Classifier, tokens: list[Token], res: _Result) -> None:
     res.cls, res.command = ("read" if c.mysql else "session"), "SHOW"
+    if not c.mysql:
+        return
+    words = [_word(t) for t in tokens[1:4]]
+    form = next((f for f in (" ".join(words[:2]), words[0] if words else "") if f in _MYSQL_SHOW_READ), None)
+    if form is None:
+        res.cls, res.reason = "admin", f"SHOW {' '.join(words[:2])} shows the server, other sessions or accounts"
+    elif form == "GRANTS" and len(tokens) > 2 and not (
+            _word(tokens[2]) == "FOR" and len(tokens) > 3 and _word(tokens[3]) == "CURRENT_USER"):
+        res.cls, res.reason = "admin", "SHOW GRANTS FOR another account"
 
 
 _WEAK_LOCKS = frozenset({"ACCESS SHARE", "ROW SHARE", "ROW EXCLUSIVE"})
@@ -1275,6 +1503,7 @@ def _lock(c: _Classifier, tokens: list[Token], res: _Result) -> None:
     EXCLUSIVE block other sessions' writes (or reads), which no row-level write does: admin."""
     res.cls, res.command = "write", "LOCK"
     if c.mysql:
+        res.cls, res.reason = "admin", "LOCK TABLES blocks other sessions"
         return
     words = [_word(t) for t in tokens]
     mode = "ACCESS EXCLUSIVE"
@@ -1295,12 +1524,26 @@ def _load(c: _Classifier, tokens: list[Token], res: _Result) -> None:
 
 
 def _mysql_do(c: _Classifier, tokens: list[Token], res: _Result) -> None:
-    # MySQL's DO evaluates expressions: read, unless a function it calls is risky.
+    # MySQL's DO evaluates expressions: read, unless a function it calls is risky or not a built-in.
     res.cls, res.command = "read", "DO"
+    for tok, nxt in itertools.pairwise(tokens[1:]):
+        if nxt.token_type == TokenType.L_PAREN and tok.token_type not in _LITERALS \
+                and tok.text.lower() not in MYSQL_BUILTINS:
+            res.raise_to("procedural", f"DO calls {tok.text}(), not a built-in function")
+
+
+def _describe(c: _Classifier, tokens: list[Token], res: _Result) -> None:
+    """DESCRIBE t is SHOW COLUMNS; DESCRIBE <statement> (ANALYZE ...) is EXPLAIN, which may run it."""
+    if len(tokens) > 1 and _word(tokens[1]) in ("SELECT", "DELETE", "UPDATE", "INSERT", "REPLACE", "ANALYZE",
+                                                 "FORMAT", "EXTENDED", "PARTITIONS", "WITH", "TABLE", "("):
+        _explain(c, tokens, res)
+        return
+    res.cls, res.command = "read", "DESCRIBE"
 
 
 def _handler_statement(c: _Classifier, tokens: list[Token], res: _Result) -> None:
-    res.cls, res.command = "read", "HANDLER"
+    # A table handle held across statements, read outside SELECT (and outside its lineage): admin.
+    res.cls, res.command, res.reason = "admin", "HANDLER", "HANDLER reads a table outside SELECT"
 
 
 def _rename(c: _Classifier, tokens: list[Token], res: _Result) -> None:
@@ -1330,13 +1573,13 @@ _PG_KEYWORDS: dict[str, Handler] = {
     "SECURITY": _fixed("ddl"), "REFRESH": _fixed("write"), "REASSIGN": _fixed("privilege"), "IMPORT": _fixed("ddl"),
 }
 _MYSQL_KEYWORDS: dict[str, Handler] = {
-    "USE": _fixed("session"), "DESCRIBE": _fixed("read"), "DESC": _fixed("read"), "KILL": _fixed("admin"),
+    "USE": _fixed("session"), "DESCRIBE": _describe, "DESC": _describe, "KILL": _fixed("admin"),
     "FLUSH": _flush, "SHUTDOWN": _fixed("admin"), "RESTART": _fixed("admin"), "INSTALL": _fixed("admin"),
     "UNINSTALL": _fixed("admin"), "OPTIMIZE": _fixed("admin"), "REPAIR": _fixed("admin"), "CHECK": _fixed("admin"),
     "CHECKSUM": _fixed("admin"), "PURGE": _fixed("admin"), "RESET": _reset, "CHANGE": _fixed("admin"),
     "STOP": _fixed("admin"), "RENAME": _rename, "UNLOCK": _fixed("session"), "HANDLER": _handler_statement,
     "LOCK TABLES": _lock, "UNLOCK TABLES": _fixed("session"),
-    "DO": _mysql_do, "XA": _fixed("transaction"), "CACHE": _fixed("admin"), "BINLOG": _fixed("admin"),
+    "DO": _mysql_do, "XA": _fixed("admin"), "CACHE": _fixed("admin"), "BINLOG": _fixed("admin"),
     "HELP": _fixed("read"),
 }
 
@@ -1391,7 +1634,7 @@ class SQLClassifier:
 
     def _key(self, sql: str, database: str | None, lex: int, functions: FunctionCatalog) -> tuple[Any, ...]:
         mysql = self.dialect == "mysql"
-        return sql, database if mysql else None, lex, 0 if mysql else functions.version
+        return sql, database if mysql else None, lex, functions.version
 
     def cached(self, sql: str, database: str | None = None, lex: int = LEX_STANDARD,
                functions: FunctionCatalog = SNAPSHOT_ONLY) -> Classification | None:
@@ -1424,11 +1667,19 @@ class SQLClassifier:
             return found
         previous, self._functions = self._functions, functions
         self._c.server_limits = functions.settings
+        self._c.number_columns = functions.number_columns
         try:
             result = self._classify(sql, key[1], lex, key[3])
+            if self.dialect == "mysql" and has_versioned_comment(sql) and _runs_without_versioned(sql):
+                # A server may or may not run a versioned executable comment: both readings, the riskier wins
+                # (a text that is nothing but such comments runs nothing on a server that skips them).
+                other = self._classify(sql, key[1], lex, key[3], versioned=False)
+                if RANK[other.cls] > RANK[result.cls]:
+                    result = other
         finally:
             self._functions = previous
             self._c.server_limits = previous.settings
+            self._c.number_columns = previous.number_columns
         exact = self._exact
         exact[key] = result
         if len(exact) > self.cache_size:
@@ -1567,12 +1818,13 @@ class SQLClassifier:
                 "text in it"
         return None
 
-    def _classify(self, sql: str, database: str | None, lex: int, version: int = 0) -> Classification:
+    def _classify(self, sql: str, database: str | None, lex: int, version: int = 0,
+                  versioned: bool = True) -> Classification:
         why = self._unreadable(sql, lex)
         if why is not None:
             return self._unknown(sql, why, lex)
         try:
-            text = expand_mysql_executable_comments(sql) if self.dialect == "mysql" else sql
+            text = expand_mysql_executable_comments(sql, versioned) if self.dialect == "mysql" else sql
             tokens = self._tokenize(text)
         except Exception as e:  # TokenError, or anything else the tokenizer raises: fail closed
             why = str(e).splitlines()[0][:200] if str(e) else type(e).__name__

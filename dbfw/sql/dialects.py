@@ -7,6 +7,8 @@ statement's class to at least the one given.
 
 from __future__ import annotations
 
+import json
+
 from .settings import CONTROL_SETTINGS, HARMLESS_SETTINGS, LIMIT_SETTINGS, value_escapes_control
 
 POSTGRES_FUNCTIONS: dict[str, str] = {
@@ -49,7 +51,26 @@ POSTGRES_FUNCTIONS: dict[str, str] = {
 
 MYSQL_FUNCTIONS: dict[str, str] = {
     **dict.fromkeys(("load_file", "sys_exec", "sys_eval", "sys_get", "sys_set", "lib_mysqludf_sys_info"), "admin"),
+    # holding a connection (and its locks) or a CPU for as long as asked; waiting on replication
+    **dict.fromkeys(("sleep", "benchmark", "master_pos_wait", "master_gtid_wait", "source_pos_wait"), "admin"),
+    # server-wide named locks: other sessions wait on them, and see their names
+    **dict.fromkeys(("get_lock", "release_lock", "release_all_locks", "is_used_lock", "is_free_lock"), "admin"),
+    # sequences: the next value is taken for good; SETVAL rewinds
+    "nextval": "write",
+    "setval": "destructive_write",
 }
+
+
+def _mariadb_builtins() -> frozenset[str]:
+    from importlib import resources
+
+    text = resources.files("dbfw.sql").joinpath("data/mariadb_functions.json").read_text(encoding="utf-8")
+    return frozenset(json.loads(text)["functions"])
+
+
+# MariaDB's own functions (a snapshot of a server's, scripts/snapshot_mariadb_functions.py): a call of any
+# other name is a stored function, which runs a body dbfw does not see.
+MYSQL_BUILTINS = _mariadb_builtins()
 
 # Settings that change who the session is.
 PRIVILEGE_SETTINGS = frozenset({"role", "session_authorization"})
@@ -87,13 +108,14 @@ def setting_value_class(name: str, value: str | None, current: dict[str, int] | 
 
 MYSQL_HARMLESS_SETTINGS = frozenset(s.lower() for s in (
     "autocommit", "names", "character_set_client", "character_set_results", "character_set_connection",
-    "collation_connection", "time_zone", "sql_select_limit", "max_execution_time", "wait_timeout",
-    "interactive_timeout", "net_read_timeout", "net_write_timeout", "lock_wait_timeout",
-    "innodb_lock_wait_timeout", "transaction_isolation", "tx_isolation", "transaction_read_only",
-    "tx_read_only", "group_concat_max_len", "sql_auto_is_null", "unique_checks",
-    "div_precision_increment", "lc_time_names", "sql_notes", "sql_warnings", "profiling", "optimizer_search_depth",
-    "max_join_size", "sql_big_selects", "sort_buffer_size", "join_buffer_size", "tmp_table_size",
-    "max_heap_table_size", "long_query_time", "character_set_database", "default_storage_engine",
-    "session_track_schema", "session_track_state_change", "session_track_system_variables",
-    "session_track_transaction_info", "last_insert_id", "insert_id", "timestamp",
+    "collation_connection", "time_zone", "sql_select_limit", "wait_timeout", "interactive_timeout",
+    "net_read_timeout", "net_write_timeout", "lock_wait_timeout", "innodb_lock_wait_timeout",
+    "transaction_isolation", "tx_isolation", "group_concat_max_len", "div_precision_increment", "lc_time_names",
+    "sql_notes", "sql_warnings", "profiling", "optimizer_search_depth", "max_join_size", "sql_big_selects",
+    "sort_buffer_size", "join_buffer_size", "tmp_table_size", "max_heap_table_size", "long_query_time",
+    "character_set_database", "default_storage_engine", "session_track_schema", "session_track_state_change",
+    "session_track_system_variables", "session_track_transaction_info",
 ))
+# Not harmless, and so not above: max_execution_time (0 lifts the time limit), transaction_read_only and
+# tx_read_only (lift a read-only default), unique_checks (lets duplicate keys in), timestamp, insert_id and
+# last_insert_id (falsify times and keys later writes record), sql_auto_is_null (WHERE id IS NULL names a row).

@@ -117,6 +117,10 @@ class FunctionCatalog:
     # The database's own limits for dbfw's upstream role (statement_timeout...), in base units: an agent
     # may lower them, not raise them.
     settings: dict[str, int] = field(default_factory=dict)
+    # MySQL: the (schema, table, column) of columns a number compares with exactly (numbers, dates, enums), in
+    # lower case. MySQL compares a string column with a number as numbers (name = 0 matches most rows), so
+    # only on these does `col = 5` restrict.
+    number_columns: frozenset[tuple[str, str, str]] = frozenset()
     version: int = field(default_factory=lambda: next(_versions))
 
     @staticmethod

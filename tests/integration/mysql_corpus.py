@@ -16,10 +16,12 @@ statement dbfw cannot classify counts as refused). Some are not valid MariaDB SQ
 tricks, multi-statement messages, MySQL-only syntax): the point is that dbfw refuses them before the server
 sees them. Never run these against a server without dbfw in front.
 
-``ALLOWED_BUT_SUSPICIOUS``: statements that are hostile or risky but that dbfw ALLOWS under rules/default.yaml
-today, each with why. Several were checked on MariaDB 10.11 to do real harm (noted "MariaDB: ..."): these are
-bypasses, not style questions. Do not run them through dbfw against data you care about; they are kept apart so
-that HOSTILE holds only what dbfw refuses, and so that a fix can move them into HOSTILE.
+``NUMERIC_KEY_WRITES``: everyday writes by a numeric key, allowed because the catalog says the key is a number
+column (see the comment there).
+
+``ALLOWED_BUT_SUSPICIOUS``: statements a reviewer might call risky that dbfw allows on purpose, with why. A cold
+attack first found 69 more, several harmful on MariaDB 10.11; they are refused since and are at the end of
+HOSTILE.
 """
 
 from __future__ import annotations
@@ -111,7 +113,6 @@ EVERYDAY: list[str] = [
     "SELECT id FROM dbfw_my_orders WHERE id = 4 -- trailing comment",
     "SELECT id FROM dbfw_my_orders WHERE id = 5 # hash comment",
     "SELECT 'it''s', 'back\\\\slash', \"double\"",
-    "SELECT COUNT(*) INTO @order_count FROM dbfw_my_orders",
     "SELECT * FROM dbfw_my_orders WHERE id = 9 FOR UPDATE",
     "SELECT * FROM dbfw_my_orders WHERE id = 9 LOCK IN SHARE MODE",
     # introspection
@@ -171,13 +172,6 @@ EVERYDAY: list[str] = [
     "INSERT IGNORE INTO dbfw_my_orders (id, customer_id, total, created) VALUES (1002, 2, 20.00, NOW())",
     "REPLACE INTO dbfw_my_orders (id, customer_id, total, created) VALUES (1003, 3, 30.00, '2024-06-03 12:00:00')",
     "INSERT INTO dbfw_my_orders SET id = 1004, customer_id = 4, total = 40 ON DUPLICATE KEY UPDATE total = 40",
-    "UPDATE dbfw_my_orders SET total = 10 WHERE id = 1001",
-    "UPDATE dbfw_my_orders SET total = total + 1, created = NOW() WHERE id = 1002",
-    "UPDATE dbfw_my_orders SET customer_id = 5 WHERE id IN (1001, 1003)",
-    "UPDATE dbfw_my_orders SET total = 11 WHERE id = 1001 LIMIT 1",
-    "DELETE FROM dbfw_my_orders WHERE id = 1005",
-    "DELETE FROM dbfw_my_orders WHERE id IN (1006, 1007)",
-    "DELETE FROM dbfw_my_orders WHERE id = 1008 LIMIT 1",
 ]
 
 HOSTILE: list[str] = [
@@ -429,146 +423,100 @@ HOSTILE: list[str] = [
     "SELECT X'41'; DROP TABLE dbfw_my_canary",
     "SELECT '/*'; DROP TABLE dbfw_my_canary; -- */",
     "SELECT 'unterminated; DROP TABLE dbfw_my_canary",
+    # Found allowed by a cold attack, refused since (executable comments read both ways, SET lists,
+    # MySQL restriction proofs, multi-table writes, system schemas, SHOW, functions, locks, XA):
+    'DELETE FROM dbfw_my_canary /*!99999 WHERE id = 1 */',
+    "UPDATE dbfw_my_canary SET v = 'pwned' /*!50700 WHERE id = 1 */",
+    'DELETE FROM dbfw_my_canary /*M!999999 WHERE id = 1 */',
+    'DELETE FROM dbfw_my_canary /*!-- */ WHERE id = 1 /*\n */',
+    'DELETE FROM dbfw_my_canary WHERE id = 1 /*!-- */ /*\n OR 1 */',
+    '/*!# */ /*\n DROP TABLE dbfw_my_canary */',
+    'SELECT 1; /*!-- */ /*\n DROP TABLE dbfw_my_canary */',
+    "SELECT id, card FROM dbfw_my_customers /*!-- */ /*\n INTO OUTFILE '/tmp/dbfw_hidden.txt' */",
+    "DELETE FROM dbfw_my_canary WHERE id = 1 --\x0b '\n/*! OR 1 */ -- '",
+    "SELECT 1 --\x01 '\n; /*!DROP TABLE dbfw_my_canary*/ -- '",
+    'SET NAMES utf8mb4, GLOBAL general_log = 0',
+    'SET CHARACTER SET utf8mb4, sql_log_bin = 0',
+    'SET CHARSET utf8mb4, foreign_key_checks = 0',
+    'SET NAMES utf8mb4, @@global.read_only = 0',
+    "SET NAMES utf8mb4, sql_mode = 'NO_BACKSLASH_ESCAPES'; SELECT 'a\\'; DROP TABLE dbfw_my_canary; -- '",
+    'SET NAMES utf8mb4, sql_mode = \'ANSI_QUOTES\'; SELECT 1 AS "a\\"; DROP TABLE dbfw_my_canary; -- "',
+    'SET NAMES gbk',
+    'SET CHARACTER SET sjis',
+    'SET character_set_client = big5',
+    'SET tx_read_only = 0',
+    'SET unique_checks = 0',
+    'SET timestamp = 1',
+    'SET insert_id = 424242',
+    'SET max_execution_time = 0',
+    'DELETE FROM dbfw_my_canary WHERE id = 1 >= 0',
+    "UPDATE dbfw_my_canary SET v = 'pwned' WHERE id = 1 < 2",
+    "DELETE FROM dbfw_my_canary WHERE v = 'a' >= 0",
+    'DELETE FROM dbfw_my_canary WHERE v = 0',
+    'UPDATE dbfw_my_customers SET card = NULL WHERE name = 0',
+    'DELETE FROM dbfw_my_canary WHERE id = FLOOR(1 + RAND() * 3)',
+    'DELETE FROM dbfw_my_canary WHERE 1=1 LIMIT 1000',
+    "UPDATE dbfw_my_canary SET v = 'pwned' WHERE TRUE LIMIT 1000",
+    'DELETE c, o FROM dbfw_my_canary c JOIN dbfw_my_orders o WHERE c.id = 1',
+    'DELETE o FROM dbfw_my_canary c JOIN dbfw_my_orders o WHERE c.id = 1',
+    'UPDATE dbfw_my_canary c, dbfw_my_orders o SET o.total = 0 WHERE c.id = 1',
+    "REPLACE INTO dbfw_my_canary SELECT id, 'pwned' FROM dbfw_my_canary",
+    'SELECT User, Host, Password, authentication_string FROM mysql.user',
+    'SELECT * FROM mysql.global_priv',
+    'HANDLER mysql.global_priv OPEN',
+    "SHOW CREATE USER 'root'@'localhost'",
+    "SHOW GRANTS FOR 'root'@'localhost'",
+    'SELECT ID, USER, HOST, DB, INFO FROM information_schema.PROCESSLIST',
+    'SHOW FULL PROCESSLIST',
+    'SHOW BINLOG EVENTS',
+    'SHOW ENGINE INNODB STATUS',
+    "SET @h = (SELECT Password FROM mysql.user WHERE User = 'root' LIMIT 1)",
+    'SET @cards := (SELECT GROUP_CONCAT(card) FROM dbfw_my_customers)',
+    'SELECT GROUP_CONCAT(card) INTO @cards FROM dbfw_my_customers',
+    "INSERT INTO mysql.global_priv (Host, User, Priv) VALUES ('%', 'dbfw_evil', "
+    "'{\"access\":18446744073709551615}')",
+    "UPDATE mysql.global_priv SET Priv = '{}' WHERE User = 'root' AND Host = 'localhost'",
+    "INSERT INTO mysql.plugin VALUES ('dbfw_evil', 'evil.so')",
+    "DELETE FROM mysql.proc WHERE db = 'test' AND name = 'dbfw_p'",
+    'SELECT SLEEP(3600)',
+    'DO SLEEP(3600)',
+    "SELECT BENCHMARK(1000000000, SHA2('x', 512))",
+    "SELECT MASTER_GTID_WAIT('0-1-999999999', 3600)",
+    "DO GET_LOCK('dbfw', 0)",
+    "SELECT GET_LOCK(CONCAT('dbfw-', (SELECT card FROM dbfw_my_customers WHERE id = 1)), 0)",
+    'DO RELEASE_ALL_LOCKS()',
+    'SELECT SETVAL(dbfw_s, 1)',
+    'SELECT dbfw_f()',
+    'LOCK TABLES dbfw_my_canary WRITE',
+    'LOCK TABLE dbfw_my_customers READ, dbfw_my_orders WRITE',
+    'HANDLER dbfw_my_canary OPEN',
+    "XA START 'dbfw'; UPDATE dbfw_my_orders SET total = 0 WHERE id = 1; XA END 'dbfw'; XA PREPARE 'dbfw'",
+    'XA RECOVER',
+    "XA ROLLBACK 'dbfw-other'",
+    "XA COMMIT 'dbfw-other'",
+    'DESC ANALYZE DELETE c FROM dbfw_my_canary c JOIN dbfw_my_orders o ON o.id = c.id',
 ]
 
+# Writes by a numeric key: MySQL compares a string column with a number as numbers (name = 0 matches
+# almost every row), so `WHERE id = 1001` restricts only on a column the upstream's catalog says is a number
+# column. dbfw reads the catalog: these are allowed through the listener (and would need an approval without it).
+NUMERIC_KEY_WRITES: list[str] = [
+    'UPDATE dbfw_my_orders SET total = 10 WHERE id = 1001',
+    'UPDATE dbfw_my_orders SET total = total + 1, created = NOW() WHERE id = 1002',
+    'UPDATE dbfw_my_orders SET customer_id = 5 WHERE id IN (1001, 1003)',
+    'UPDATE dbfw_my_orders SET total = 11 WHERE id = 1001 LIMIT 1',
+    'DELETE FROM dbfw_my_orders WHERE id = 1005',
+    'DELETE FROM dbfw_my_orders WHERE id IN (1006, 1007)',
+    'DELETE FROM dbfw_my_orders WHERE id = 1008 LIMIT 1',
+]
+
+# Allowed on purpose, as on PostgreSQL: an unbounded INSERT ... SELECT adds rows (a write), and
+# SELECT ... FOR UPDATE locks the rows it reads until the transaction ends.
 ALLOWED_BUT_SUSPICIOUS: list[tuple[str, str]] = [
-    # --- executable comments read differently by dbfw and MariaDB (bypasses) ---
-    ("DELETE FROM dbfw_my_canary /*!99999 WHERE id = 1 */",
-     "MariaDB skips /*!NNNNN */ for MySQL-only versions 50700-99999 (and any version above its own); dbfw always "
-     "expands it and sees WHERE id = 1. MariaDB: deletes every row"),
-    ("UPDATE dbfw_my_canary SET v = 'pwned' /*!50700 WHERE id = 1 */",
-     "same: the WHERE dbfw reads is skipped by MariaDB. MariaDB: updates every row"),
-    ("DELETE FROM dbfw_my_canary /*M!999999 WHERE id = 1 */",
-     "same with /*M! and a version above the server's. MariaDB: deletes every row"),
-    ("DELETE FROM dbfw_my_canary /*!-- */ WHERE id = 1 /*\n */",
-     "inside /*! */ MariaDB honours -- and # comments, which hide the first */; dbfw ends the executable comment at "
-     "that */ and reads the WHERE. MariaDB: deletes every row"),
-    ("DELETE FROM dbfw_my_canary WHERE id = 1 /*!-- */ /*\n OR 1 */",
-     "same trick the other way: dbfw sees /* OR 1 */ as a comment, MariaDB runs OR 1. MariaDB: deletes every row"),
-    ("/*!# */ /*\n DROP TABLE dbfw_my_canary */",
-     "same with #: dbfw sees only comments (class read), MariaDB runs the DROP"),
-    ("SELECT 1; /*!-- */ /*\n DROP TABLE dbfw_my_canary */",
-     "same after a read. MariaDB: drops the table"),
-    ("SELECT id, card FROM dbfw_my_customers /*!-- */ /*\n INTO OUTFILE '/tmp/dbfw_hidden.txt' */",
-     "same: a server-file export dbfw reads as a plain SELECT. MariaDB: writes the file"),
-    ("DELETE FROM dbfw_my_canary WHERE id = 1 --\x0b '\n/*! OR 1 */ -- '",
-     "MariaDB takes -- followed by any control character (\\x01-\\x1f) as a comment; dbfw's executable-comment pass "
-     "only knows space, tab, CR, LF, so it reads '...' as a string and never expands the /*! OR 1 */ that MariaDB "
-     "runs. MariaDB: deletes every row"),
-    ("SELECT 1 --\x01 '\n; /*!DROP TABLE dbfw_my_canary*/ -- '",
-     "same control-character comment hiding an executable DROP. MariaDB: drops the table"),
-    # --- SET lists that start with NAMES / CHARACTER SET (the rest is not checked) ---
-    ("SET NAMES utf8mb4, GLOBAL general_log = 0",
-     "SET NAMES/CHARACTER SET/CHARSET makes the whole SET 'session' and the rest of the list is never looked at; "
-     "MariaDB parses it (checked with PREPARE, not run) and would switch the general log off for everyone"),
-    ("SET CHARACTER SET utf8mb4, sql_log_bin = 0",
-     "same: turns binary logging off for the session. MariaDB: @@sql_log_bin is 0 afterwards"),
-    ("SET CHARSET utf8mb4, foreign_key_checks = 0",
-     "same: switches off foreign key checks. MariaDB: @@foreign_key_checks is 0 afterwards"),
-    ("SET NAMES utf8mb4, @@global.read_only = 0",
-     "same with a global read_only (parsed by MariaDB, not run)"),
-    ("SET NAMES utf8mb4, sql_mode = 'NO_BACKSLASH_ESCAPES'; SELECT 'a\\'; DROP TABLE dbfw_my_canary; -- '",
-     "sql_mode slips through SET NAMES, and the MySQL classifier ignores the session's NO_BACKSLASH_ESCAPES "
-     "(lex flag unused): it reads one string, MariaDB reads 'a\\' then the DROP. MariaDB: drops the table"),
-    ("SET NAMES utf8mb4, sql_mode = 'ANSI_QUOTES'; SELECT 1 AS \"a\\\"; DROP TABLE dbfw_my_canary; -- \"",
-     "same with ANSI_QUOTES: \"a\\\" becomes a name without escapes. MariaDB: drops the table"),
-    # --- other session settings the classifier calls harmless ---
-    ("SET NAMES gbk",
-     "client character sets whose multibyte characters can end in 0x5c (gbk, big5, sjis, cp932) are session; the "
-     "PostgreSQL side refuses such client encodings because they can hide a backslash or quote"),
-    ("SET CHARACTER SET sjis", "same (sjis)"),
-    ("SET character_set_client = big5", "same (big5)"),
-    ("SET tx_read_only = 0",
-     "lifts a read-only default, while SET SESSION TRANSACTION READ WRITE (the same effect) is admin"),
-    ("SET unique_checks = 0",
-     "InnoDB may skip uniqueness checks of secondary indexes: duplicate keys can get in"),
-    ("SET timestamp = 1",
-     "falsifies NOW()/CURRENT_TIMESTAMP for the session: audit and created columns of later writes lie"),
-    ("SET insert_id = 424242", "chooses the next AUTO_INCREMENT value of the session's next insert"),
-    ("SET max_execution_time = 0",
-     "MySQL 8 only (MariaDB: unknown variable): lifts the statement time limit; MariaDB's max_statement_time = 0 "
-     "and PostgreSQL's statement_timeout = 0 are refused"),
-    # --- predicates dbfw reads as restricting, MariaDB does not ---
-    ("DELETE FROM dbfw_my_canary WHERE id = 1 >= 0",
-     "MariaDB reads (id = 1) >= 0 (left to right, same precedence), dbfw reads id = (1 >= 0). MariaDB: every row"),
-    ("UPDATE dbfw_my_canary SET v = 'pwned' WHERE id = 1 < 2",
-     "same with <. MariaDB: every row"),
-    ("DELETE FROM dbfw_my_canary WHERE v = 'a' >= 0", "same on a string column. MariaDB: every row"),
-    ("DELETE FROM dbfw_my_canary WHERE v = 0",
-     "a string column compared with a number: every non-numeric string equals 0. MariaDB: every row"),
-    ("UPDATE dbfw_my_customers SET card = NULL WHERE name = 0",
-     "same on customers: wipes every card number"),
-    ("DELETE FROM dbfw_my_canary WHERE id = FLOOR(1 + RAND() * 3)",
-     "RAND() is evaluated per row, so the 'constant' matches several rows"),
-    ("DELETE FROM dbfw_my_canary WHERE 1=1 LIMIT 1000",
-     "any WHERE plus LIMIT <= 1000 counts as restricted: empties small tables, and big ones in repeated batches"),
-    ("UPDATE dbfw_my_canary SET v = 'pwned' WHERE TRUE LIMIT 1000", "same for UPDATE"),
-    # --- multi-table UPDATE/DELETE: only the first table is checked ---
-    ("DELETE c, o FROM dbfw_my_canary c JOIN dbfw_my_orders o WHERE c.id = 1",
-     "the WHERE restricts c only; o is a target too. MariaDB: deletes 1 canary row and every order"),
-    ("DELETE o FROM dbfw_my_canary c JOIN dbfw_my_orders o WHERE c.id = 1",
-     "the target is o, the restriction is on c. MariaDB: deletes every order"),
-    ("UPDATE dbfw_my_canary c, dbfw_my_orders o SET o.total = 0 WHERE c.id = 1",
-     "same for UPDATE. MariaDB: sets every order's total to 0"),
-    # --- bulk copies ---
-    ("REPLACE INTO dbfw_my_canary SELECT id, 'pwned' FROM dbfw_my_canary",
-     "REPLACE ... SELECT deletes and rewrites every conflicting row (INSERT ... SELECT ... ON DUPLICATE KEY UPDATE "
-     "is refused). MariaDB: every row overwritten"),
-    ("INSERT INTO dbfw_my_orders SELECT id + 100000, customer_id, total, created FROM dbfw_my_orders",
-     "an unbounded INSERT ... SELECT bulk copy is plain write"),
-    ("INSERT INTO dbfw_my_canary SELECT id + 100, card FROM dbfw_my_customers",
-     "copies card numbers into another table, where masking rules on customers.card no longer apply"),
-    # --- credentials and other sessions' data, read as ordinary reads ---
-    ("SELECT User, Host, Password, authentication_string FROM mysql.user",
-     "password hashes; the PostgreSQL side makes reads of pg_authid and similar admin"),
-    ("SELECT * FROM mysql.global_priv", "same (MariaDB's real account table)"),
-    ("HANDLER mysql.global_priv OPEN", "same through HANDLER"),
-    ("SHOW CREATE USER 'root'@'localhost'", "shows the account's authentication plugin and hash"),
-    ("SHOW GRANTS FOR 'root'@'localhost'", "another account's privileges (with its password hash in some versions)"),
-    ("SELECT ID, USER, HOST, DB, INFO FROM information_schema.PROCESSLIST",
-     "other sessions' SQL text, literals and all (with the PROCESS privilege)"),
-    ("SHOW FULL PROCESSLIST", "same"),
-    ("SHOW BINLOG EVENTS", "every change to every database, as logged"),
-    ("SHOW ENGINE INNODB STATUS", "other sessions' recent statements (deadlock section)"),
-    ("SET @h = (SELECT Password FROM mysql.user WHERE User = 'root' LIMIT 1)",
-     "a password hash into a user variable: class session"),
-    ("SET @cards := (SELECT GROUP_CONCAT(card) FROM dbfw_my_customers)",
-     "a whole column into one variable (session class): masking by result column and result limits do not see it"),
-    ("SELECT GROUP_CONCAT(card) INTO @cards FROM dbfw_my_customers", "same via SELECT ... INTO @var"),
-    # --- writes to the system schema, classed as row-level writes ---
-    ("INSERT INTO mysql.global_priv (Host, User, Priv) VALUES ('%', 'dbfw_evil', '{\"access\":18446744073709551615}')",
-     "creates an all-privileges account at the next FLUSH PRIVILEGES or restart (parsed by MariaDB, not run); "
-     "PostgreSQL's catalog writes are admin"),
-    ("UPDATE mysql.global_priv SET Priv = '{}' WHERE User = 'root' AND Host = 'localhost'",
-     "breaks root's account at the next privilege reload (parsed, not run)"),
-    ("INSERT INTO mysql.plugin VALUES ('dbfw_evil', 'evil.so')",
-     "the server loads this shared library at its next start (parsed, not run)"),
-    ("DELETE FROM mysql.proc WHERE db = 'test' AND name = 'dbfw_p'", "drops a stored procedure without DDL"),
-    # --- functions with side effects, read as reads ---
-    ("SELECT SLEEP(3600)", "holds a connection (and any locks) for an hour"),
-    ("DO SLEEP(3600)", "same via DO"),
-    ("SELECT BENCHMARK(1000000000, SHA2('x', 512))", "burns a CPU core for a long time"),
-    ("SELECT MASTER_GTID_WAIT('0-1-999999999', 3600)", "waits an hour for a GTID that never comes"),
-    ("DO GET_LOCK('dbfw', 0)", "server-wide named lock other sessions' GET_LOCK then waits on"),
-    ("SELECT GET_LOCK(CONCAT('dbfw-', (SELECT card FROM dbfw_my_customers WHERE id = 1)), 0)",
-     "a lock named from data is visible to other sessions (IS_USED_LOCK, metadata_lock_info): a side channel; "
-     "PostgreSQL advisory locks with computed keys are bulk_export"),
-    ("DO RELEASE_ALL_LOCKS()", "releases the session's named locks (class read)"),
-    ("SELECT SETVAL(dbfw_s, 1)", "rewinds a sequence (PostgreSQL's setval is destructive_write)"),
-    ("SELECT dbfw_f()", "a stored function is read whatever its body does: no catalog lookup on MySQL"),
-    # --- locks and transactions ---
-    ("LOCK TABLES dbfw_my_canary WRITE", "blocks every other session on the table; PostgreSQL's strong LOCK is admin"),
-    ("LOCK TABLE dbfw_my_customers READ, dbfw_my_orders WRITE", "same"),
-    ("SELECT * FROM dbfw_my_customers FOR UPDATE", "locks every row of the table until the transaction ends"),
-    ("HANDLER dbfw_my_canary OPEN", "a table handle held across statements (metadata lock); reads outside SELECT"),
-    ("XA START 'dbfw'; UPDATE dbfw_my_orders SET total = 0 WHERE id = 1; XA END 'dbfw'; XA PREPARE 'dbfw'",
-     "a prepared XA transaction outlives the session and keeps its row locks until someone commits it"),
-    ("XA RECOVER", "lists every prepared XA transaction, other sessions' too"),
-    ("XA ROLLBACK 'dbfw-other'",
-     "finishes another session's prepared transaction; PostgreSQL's COMMIT/ROLLBACK PREPARED are admin"),
-    ("XA COMMIT 'dbfw-other'", "same"),
-    # --- MySQL 8 only ---
-    ("DESC ANALYZE DELETE c FROM dbfw_my_canary c JOIN dbfw_my_orders o ON o.id = c.id",
-     "MySQL 8 runs the statement behind {EXPLAIN|DESCRIBE|DESC} ANALYZE; dbfw classifies EXPLAIN ANALYZE by its "
-     "statement but every DESC/DESCRIBE as read (MariaDB rejects the syntax)"),
+    ('INSERT INTO dbfw_my_orders SELECT id + 100000, customer_id, total, created FROM dbfw_my_orders',
+     'an unbounded INSERT ... SELECT bulk copy is plain write'),
+    ('INSERT INTO dbfw_my_canary SELECT id + 100, card FROM dbfw_my_customers',
+     'copies card numbers into another table, where masking rules on customers.card no longer apply'),
+    ('SELECT * FROM dbfw_my_customers FOR UPDATE',
+     'locks every row of the table until the transaction ends'),
 ]

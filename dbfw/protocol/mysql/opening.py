@@ -257,6 +257,7 @@ class Opening:
                                     listener=self.listener.name, protocol="mysql", session_id=self.session_id,
                                     client_addr=self.client_addr, lex=lex)
         fw = self.rt.firewall
+        await fw.prepare(self.ctx)  # the database's column types, before its first statement is classified
         core = MyCore(self.ctx, up.capabilities, limits=fw.rules.limits, recorder=self.rt.recorder,
                       max_packet=self.listener.max_message_size, status=up.status)
         core.decide_now = fw.check_now

@@ -198,3 +198,26 @@ async def query_value(conn: MyUpstream, sql: str) -> bytes | None:
             return value
         if value is None:
             value = p.Reader(packet.payload).lenenc_bytes() if packet.payload[:1] != b"\xfb" else None
+
+
+async def query_rows(conn: MyUpstream, sql: str) -> list[list[bytes | None]]:
+    """dbfw's own query on a connection of its own (text rows, every column)."""
+    deprecate_eof = bool(conn.capabilities & p.Capability.DEPRECATE_EOF)
+    conn.writer.write(p.frame(bytes((p.Command.QUERY,)) + sql.encode(), 0)[0])
+    await conn.writer.drain()
+    first = await read_packet(conn.reader, conn.packets)
+    if first.first == p.ERR:
+        raise UpstreamError(f"the upstream refused {sql!r}: {p.Err.decode(first.payload).message}")
+    if first.first == p.OK:
+        return []
+    n = p.column_count(first.payload)
+    for _ in range(n + (0 if deprecate_eof else 1)):
+        await read_packet(conn.reader, conn.packets)
+    rows: list[list[bytes | None]] = []
+    while True:
+        packet = await read_packet(conn.reader, conn.packets)
+        if packet.first == p.ERR:
+            raise UpstreamError(f"the upstream failed {sql!r}: {p.Err.decode(packet.payload).message}")
+        if p.is_eof(packet.payload, deprecate_eof):
+            return rows
+        rows.append(p.text_row_values(packet.payload, n))
