@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -339,3 +340,64 @@ def test_text_is_read_as_the_sessions_sql_mode_reads_it_or_not_at_all(guarded: D
             cur.execute("SET GLOBAL sql_mode = %s", (before,))
         direct.close()
     assert canary(mysql) == [(1, "a"), (2, "b"), (3, "c")]
+
+
+def test_limits_count_each_statements_result_in_rows_and_bytes(mysql: MyTarget, tables: None, tmp_path: Path) -> None:
+    from pymysql.constants import CLIENT
+
+    from tests.conftest import ALLOW_ALL_RULES
+
+    rules = ALLOW_ALL_RULES + "limits: {max_result_rows: 5, max_result_bytes: 600}\n"
+    proc = start_dbfw(write_mysql_config(tmp_path, mysql, rules=rules))
+    try:
+        conn = through(proc, client_flag=CLIENT.MULTI_STATEMENTS)
+        with conn.cursor() as cur:
+            cur.execute("SELECT id FROM dbfw_my_customers ORDER BY id LIMIT 5")  # at the limit: whole
+            assert len(cur.fetchall()) == 5
+            with pytest.raises(pymysql.err.OperationalError) as e:
+                cur.execute("SELECT id FROM dbfw_my_orders ORDER BY id")
+            assert e.value.args[0] == 1644 and "max_result_rows (5 rows)" in e.value.args[1]
+            with pytest.raises(pymysql.err.OperationalError) as e:  # one row, too many bytes
+                cur.execute("SELECT GROUP_CONCAT(email, card, name) FROM dbfw_my_customers")
+            assert "max_result_bytes (600 bytes)" in e.value.args[1]
+            # Several statements: each result has the whole allowance.
+            cur.execute("SELECT id FROM dbfw_my_canary; SELECT id FROM dbfw_my_canary")
+            assert len(cur.fetchall()) == 3 and cur.nextset() and len(cur.fetchall()) == 3
+            cur.execute("SELECT 1")  # the session goes on
+            assert cur.fetchall() == ((1,),)
+        conn.close()
+    finally:
+        proc.stop()
+
+
+def test_metrics_and_recordings_cover_mysql_sessions(guarded: DbfwProcess) -> None:
+    conn = through(guarded)
+    with conn.cursor() as cur:
+        cur.execute("SELECT id FROM dbfw_my_canary WHERE id = 2")
+        with pytest.raises(pymysql.err.OperationalError):
+            cur.execute("DROP TABLE dbfw_my_canary")
+    conn.close()
+    with urllib.request.urlopen(f"http://127.0.0.1:{guarded.admin_port}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    assert f'dbfw_statements_total{{action="allow",class="read",identity="{AGENT}",listener="my"}}' in text
+    assert 'dbfw_connections_total{listener="my"' in text
+    assert "dbfw_statement_duration_seconds_count{" in text and 'listener="my"' in text
+    req = urllib.request.Request(f"http://127.0.0.1:{guarded.admin_port}/api/v1/sessions",
+                                 headers={"Authorization": "Bearer carol-api-key"})
+    deadline = time.monotonic() + 10
+    while True:  # recordings are written in batches, off the hot path
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            sessions = [s for s in json.loads(resp.read())["sessions"] if s["listener"] == "my" and s["ended_at"]]
+        events: list[dict[str, Any]] = []
+        for s in sessions:
+            detail = urllib.request.Request(f"http://127.0.0.1:{guarded.admin_port}/api/v1/sessions/{s['id']}",
+                                            headers={"Authorization": "Bearer carol-api-key"})
+            with urllib.request.urlopen(detail, timeout=10) as resp:
+                events += json.loads(resp.read())["events"]
+        sqls = {e.get("sql"): e for e in events if e["kind"] == "statement"}
+        if "DROP TABLE dbfw_my_canary" in sqls and "SELECT id FROM dbfw_my_canary WHERE id = 2" in sqls:
+            break
+        assert time.monotonic() < deadline, sorted(k for k in sqls if k)
+        time.sleep(0.2)
+    assert sqls["SELECT id FROM dbfw_my_canary WHERE id = 2"]["rows"] == 1
+    assert sqls["DROP TABLE dbfw_my_canary"]["refused"] == "DBF01"

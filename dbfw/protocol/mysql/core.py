@@ -117,7 +117,7 @@ class Response:
     """What the server owes for one command, read packet by packet."""
 
     __slots__ = ("binary", "cls", "columns", "cut", "error", "expect", "left", "limits", "masks", "prepared",
-                 "read", "record", "rows", "seq", "size", "started", "types")
+                 "read", "record", "rows", "seq", "size", "started", "total", "types")
 
     def __init__(self, expect: Expect, cls: str, limits: Limits | None, record: dict[str, object] | None,
                  prepared: Prepared | None = None):
@@ -129,6 +129,7 @@ class Response:
         self.masks: list[ColumnMask | None] | None = None  # the result being read now: per column, or None
         self.rows = 0
         self.size = 0
+        self.total = 0  # rows of the results before this one
         self.cut: str | None = None  # a limit passed: what the rest of the response is replaced by
         self.seq = 0  # the last sequence id sent to the client
         self.error: str | None = None
@@ -380,8 +381,7 @@ class MyCore:
         first = payload[0] if payload else -1
         state = r.read
         if first == p.ERR and state in (Read.FIRST, Read.ROWS, Read.COLUMNS, Read.PARAMS):
-            err = p.Err.decode(payload)
-            r.error = f"{err.errno}"
+            r.error = p.Err.decode(payload).sqlstate
             r.read = Read.DONE
             self._forward(r, packet)
             return
@@ -441,6 +441,8 @@ class MyCore:
         if r.left == 0:
             raise p.PacketError("a result with no columns")
         r.columns = []
+        r.total += r.rows
+        r.rows = r.size = 0  # limits count each statement's result
         r.read = Read.COLUMNS
         self._forward(r, packet)
 
@@ -519,8 +521,8 @@ class MyCore:
             elapsed = time.perf_counter() - r.started
             hist.observe(elapsed)  # type: ignore[attr-defined]
             if self.recorder is not None:
-                self.recorder.executed(self.ctx, [r.record] if r.record is not None else [], elapsed, r.rows,
-                                       r.error)
+                self.recorder.executed(self.ctx, [r.record] if r.record is not None else [], elapsed,
+                                       r.total + r.rows, r.error)
 
     def _status(self, status: int) -> None:
         if status != self.status:
