@@ -401,3 +401,81 @@ def test_metrics_and_recordings_cover_mysql_sessions(guarded: DbfwProcess) -> No
         time.sleep(0.2)
     assert sqls["SELECT id FROM dbfw_my_canary WHERE id = 2"]["rows"] == 1
     assert sqls["DROP TABLE dbfw_my_canary"]["refused"] == "DBF01"
+
+
+def _running(mysql: MyTarget, text: str, timeout: float = 10) -> None:
+    """Wait until the server runs a statement (in its process list), as root."""
+    direct = mysql.connect()
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            with direct.cursor() as cur:
+                cur.execute("SELECT COUNT(*) FROM information_schema.processlist WHERE info = %s", (text,))
+                if cur.fetchone()[0]:
+                    return
+            assert time.monotonic() < deadline, f"{text!r} never ran"
+            time.sleep(0.05)
+    finally:
+        direct.close()
+
+
+def test_a_statement_past_its_time_limit_is_cancelled_upstream(mysql: MyTarget, tables: None, tmp_path: Path) -> None:
+    from tests.conftest import ALLOW_ALL_RULES
+
+    proc = start_dbfw(write_mysql_config(tmp_path, mysql, rules=ALLOW_ALL_RULES
+                                         + "limits: {max_statement_seconds: 1}\n"))
+    try:
+        conn = through(proc)
+        with conn.cursor() as cur:
+            started = time.monotonic()
+            with pytest.raises(pymysql.err.OperationalError) as e:
+                cur.execute("SELECT COUNT(*) FROM dbfw_my_canary a, dbfw_my_canary b WHERE SLEEP(20) = 0")
+            assert time.monotonic() - started < 15
+            assert e.value.args[0] == 1644 and "max_statement_seconds (1 s)" in e.value.args[1]
+            cur.execute("SELECT 7")  # the session goes on
+            assert cur.fetchall() == ((7,),)
+        conn.close()
+    finally:
+        proc.stop()
+
+
+def test_kill_query_from_a_second_connection_stops_the_first_ones_statement(fw: DbfwProcess, guarded: DbfwProcess,
+                                                                           mysql: MyTarget) -> None:
+    """What the mariadb CLI sends on Ctrl-C: KILL QUERY with the id dbfw's handshake gave the session."""
+    import threading
+
+    first = through(fw)
+    result: list[object] = []
+    sql = "SELECT SLEEP(30)"
+
+    def run() -> None:
+        try:
+            with first.cursor() as cur:
+                cur.execute(sql)
+                result.append(cur.fetchone())
+        except pymysql.MySQLError as e:
+            result.append(e.args[0])
+
+    worker = threading.Thread(target=run)
+    started = time.monotonic()
+    worker.start()
+    _running(mysql, sql)
+    other = through(fw)
+    try:
+        with other.cursor() as cur:
+            cur.execute(f"KILL QUERY {first.thread_id()}")
+        worker.join(20)
+        assert not worker.is_alive() and time.monotonic() - started < 20
+        assert result in ([(1,)], [1317])  # SLEEP() stopped early returns 1, or the query is interrupted
+        with pytest.raises(pymysql.err.OperationalError) as e:  # no such session: a statement like any other
+            with other.cursor() as cur:
+                cur.execute("KILL QUERY 999999")
+        assert e.value.args[0] == 1094  # the server's "unknown thread" (everything is allowed on this dbfw)
+        refused = through(guarded)  # under the default rules, KILL of anything else is admin
+        with pytest.raises(pymysql.err.OperationalError) as e, refused.cursor() as cur:
+            cur.execute(f"KILL QUERY {first.thread_id()}")
+        assert e.value.args[0] == 1644
+        refused.close()
+    finally:
+        other.close()
+        first.close()

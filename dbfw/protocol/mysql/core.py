@@ -14,6 +14,7 @@ statement execution) and masked column by column.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -45,6 +46,7 @@ class Ask(IntEnum):
     QUERY = 0  # decide a COM_QUERY's text (or USE for COM_INIT_DB)
     PREPARE = 1  # decide a COM_STMT_PREPARE's text
     RECORD = 2  # write an execution's audit record before it runs (high risk)
+    KILL = 3  # KILL QUERY n: stop the statement of this identity's session n (the CLI's Ctrl-C)
 
 
 class EndReason(StrEnum):
@@ -90,10 +92,13 @@ _MAY_SET_SQL_MODE = frozenset(("admin", "procedural", "unknown", "privilege", "d
 
 
 class Question:
-    __slots__ = ("kind", "record", "sql")
+    __slots__ = ("kind", "record", "sql", "target")
 
-    def __init__(self, kind: Ask, sql: str = "", record: dict[str, object] | None = None):
-        self.kind, self.sql, self.record = kind, sql, record
+    def __init__(self, kind: Ask, sql: str = "", record: dict[str, object] | None = None, target: int = 0):
+        self.kind, self.sql, self.record, self.target = kind, sql, record, target
+
+
+_KILL_QUERY = re.compile(r"\s*KILL\s+QUERY\s+(\d{1,10})\s*;?\s*", re.IGNORECASE | re.ASCII)
 
 
 class Prepared:
@@ -116,8 +121,8 @@ class Prepared:
 class Response:
     """What the server owes for one command, read packet by packet."""
 
-    __slots__ = ("binary", "cls", "columns", "cut", "error", "expect", "left", "limits", "masks", "prepared",
-                 "read", "record", "rows", "seq", "size", "started", "total", "types")
+    __slots__ = ("binary", "cls", "columns", "cut", "error", "expect", "left", "limits", "masks", "number",
+                 "prepared", "read", "record", "rows", "seq", "size", "started", "total", "types")
 
     def __init__(self, expect: Expect, cls: str, limits: Limits | None, record: dict[str, object] | None,
                  prepared: Prepared | None = None):
@@ -130,6 +135,7 @@ class Response:
         self.rows = 0
         self.size = 0
         self.total = 0  # rows of the results before this one
+        self.number = 0  # which command of the session this is (for its time limit)
         self.cut: str | None = None  # a limit passed: what the rest of the response is replaced by
         self.seq = 0  # the last sequence id sent to the client
         self.error: str | None = None
@@ -180,6 +186,10 @@ class MyCore:
         self.database_pending: str | None = None  # COM_INIT_DB / USE: the database it switches to, on OK
         self.generation = 0
         self._durations: dict[str, object] = {}
+        self.commands = 0
+        # A statement time limit for the shell to arm: (command number, seconds), or (n, None) to disarm.
+        self.timer: tuple[int, float | None] | None = None
+        self._timed_out = 0  # the command dbfw cancelled for running too long
         self._lexing(status)
 
     # --- events from outside ---------------------------------------------------------------------------
@@ -196,7 +206,12 @@ class MyCore:
         question, command = self.question, self._command
         assert question is not None and command is not None
         self.question, self.phase = None, Phase.IDLE
-        if question.kind == Ask.QUERY:
+        if question.kind == Ask.KILL:
+            if verdict is not None and verdict.allowed:  # the statement was stopped: as the server says it
+                self.to_client.append(p.frame(p.Ok(status=self.status).encode(), self._reply_seq)[0])
+            else:
+                self._ask(Ask.QUERY, question.sql)
+        elif question.kind == Ask.QUERY:
             self._query_decided(command, question.sql, verdict)  # type: ignore[arg-type]
         elif question.kind == Ask.PREPARE:
             self._prepare_decided(command, question.sql, verdict)  # type: ignore[arg-type]
@@ -222,7 +237,12 @@ class MyCore:
         cmd = packet.payload[0]
         self._reply_seq = (packet.seq + packet.parts) & 0xFF  # a command of several packets: after the last
         if cmd == p.Command.QUERY:
-            self._ask(Ask.QUERY, p.text(packet.payload[1:]))
+            sql = p.text(packet.payload[1:])
+            kill = _KILL_QUERY.fullmatch(sql)
+            if kill is not None:  # the shell finds the session; if none of this identity's, it is a statement
+                self.question, self.phase = Question(Ask.KILL, sql, target=int(kill.group(1))), Phase.ASKING
+                return
+            self._ask(Ask.QUERY, sql)
         elif cmd == p.Command.STMT_PREPARE:
             self._ask(Ask.PREPARE, p.text(packet.payload[1:]))
         elif cmd == p.Command.STMT_EXECUTE:
@@ -258,8 +278,22 @@ class MyCore:
     def _send_command(self, packet: p.Packet, response: Response | None) -> None:
         self.to_server.append(p.frame(packet.payload, 0)[0])
         if response is not None:
+            self.commands += 1
+            response.number = self.commands
             self.response = response
             self.phase = Phase.WAITING
+            seconds = response.limits.max_statement_seconds if response.limits is not None else None
+            if seconds is not None:
+                self.timer = (response.number, seconds)
+
+    def timed_out(self, number: int) -> bool:
+        """The time limit of command ``number`` passed: True when it still runs and must be cancelled."""
+        r = self.response
+        if r is None or r.number != number or self.ended is not None:
+            return False
+        self._timed_out = number
+        log.warning("session.statement_timeout", session=self.ctx.session_id)
+        return True
 
     def _query_decided(self, packet: p.Packet, sql: str, verdict: Verdict) -> None:
         if not verdict.allowed:
@@ -381,8 +415,17 @@ class MyCore:
         first = payload[0] if payload else -1
         state = r.read
         if first == p.ERR and state in (Read.FIRST, Read.ROWS, Read.COLUMNS, Read.PARAMS):
-            r.error = p.Err.decode(payload).sqlstate
+            err = p.Err.decode(payload)
+            r.error = err.sqlstate
             r.read = Read.DONE
+            if self._timed_out == r.number and err.errno in (1317, 1927, 3024, 1969):  # interrupted, killed
+                seconds = r.limits.max_statement_seconds if r.limits is not None else None
+                r.error = "57014"
+                self._forward(r, packet, p.Err(ERRNO_REFUSED, "57014", "dbfw: the statement ran longer than "
+                                               f"limits.max_statement_seconds ({seconds:g} s) and was cancelled. "
+                                               "Hint: make it cheaper, or ask a dbfw admin for a policy with a "
+                                               "longer limit").encode())
+                return
             self._forward(r, packet)
             return
         if r.expect == Expect.ONE:
@@ -509,6 +552,9 @@ class MyCore:
     def _done(self, r: Response) -> None:
         self.response = None
         self.phase = Phase.IDLE
+        self._timed_out = 0
+        if r.limits is not None and r.limits.max_statement_seconds is not None:
+            self.timer = (r.number, None)
         if r.cut is not None:
             message = (f"dbfw: the result passed {r.cut} and was cut off. The rows before the limit were sent. "
                        "Hint: add a WHERE or LIMIT, or ask for an approved export")

@@ -17,7 +17,7 @@ from ..common import Runtime, Side, take_buffered
 from . import packets as p
 from .core import Ask, EndReason, MyCore, Phase, Question
 from .opening import ClientGone, Opening
-from .upstream import MyUpstream
+from .upstream import MyUpstream, connect, query_rows
 
 BACKLOG = 1 << 20
 
@@ -40,6 +40,8 @@ class MySession:
         self._up_t: asyncio.WriteTransport | None = None
         self._holds: set[str] = set()
         self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None  # the running statement's time limit
+        self._cancelling: asyncio.Task[None] | None = None
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
@@ -108,7 +110,20 @@ class MySession:
             self.core.rules_changed(fw.generation, fw.rules.limits)
 
     async def cancel_upstream(self) -> None:
-        return None  # KILL QUERY through a second connection: not relayed yet
+        """Stop what the upstream session runs now: KILL QUERY on a connection of dbfw's own."""
+        up = self.upstream
+        if up is None:
+            return
+        cfg = self.rt.settings.upstreams[self.listener.upstream]
+        try:
+            side = await connect(cfg, int(p.SUPPORTED), None, p.UTF8MB4_GENERAL_CI)
+            try:
+                await asyncio.wait_for(query_rows(side, f"KILL QUERY {int(up.handshake.connection_id)}"),
+                                       cfg.connect_timeout)
+            finally:
+                side.writer.close()
+        except Exception as e:  # the statement goes on; the client still gets its answer when it ends
+            log.warning("session.cancel_failed", session=self.session_id, error=type(e).__name__)
 
     # --- relay -----------------------------------------------------------------------------------------
 
@@ -144,6 +159,8 @@ class MySession:
             drain.cancel()
             if self._task is not None:
                 self._task.cancel()
+            if self._timer is not None:
+                self._timer.cancel()
             self._finish("relay", EndReason.CLOSED)
         return await self._ended(drain in done)
 
@@ -242,6 +259,9 @@ class MySession:
                     return
                 t.writelines(down)
                 down.clear()
+            if core.timer is not None:
+                self._arm(*core.timer)
+                core.timer = None
             if core.ended is not None:
                 self._finish("client", core.ended)
                 return
@@ -260,6 +280,8 @@ class MySession:
             if question.kind == Ask.RECORD:
                 assert recorder is not None and question.record is not None
                 await recorder.statement(core.ctx, question.record)
+            elif question.kind == Ask.KILL:
+                verdict = await self._kill_query(question.target)
             else:
                 verdict = await fw.check(core.ctx, question.sql, record=question.kind == Ask.QUERY)
         except asyncio.CancelledError:
@@ -278,3 +300,27 @@ class MySession:
             return
         if self._task is None:
             self._hold("deciding", False)
+
+    async def _kill_query(self, connection_id: int) -> Verdict | None:
+        """KILL QUERY n naming a session of the same identity (by the id dbfw's handshake gave it): its
+        running statement is stopped upstream. None: not such a session (the statement is decided as any)."""
+        for session in list(self.rt.sessions.values()):
+            if isinstance(session, MySession) and session.opening.connection_id == connection_id \
+                    and session.ctx is not None and self.ctx is not None and session.ctx.identity == self.ctx.identity:
+                log.event("session.kill_query", session=self.session_id, target=session.session_id)
+                await session.cancel_upstream()
+                return Verdict(True, cls="session")
+        return None
+
+    def _arm(self, number: int, seconds: float | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if seconds is not None:
+            self._timer = asyncio.get_running_loop().call_later(seconds, self._time_is_up, number)
+
+    def _time_is_up(self, number: int) -> None:
+        self._timer = None
+        core = self.core
+        if core is not None and core.timed_out(number):
+            self._cancelling = asyncio.get_running_loop().create_task(self.cancel_upstream())
