@@ -185,7 +185,7 @@ class Firewall:
                 self._allowed_shapes[key] = found
         policy, verdict = found
         masking = self.masking
-        if masking is not None and masking.enabled and ctx.protocol == "postgres":
+        if masking is not None and masking.enabled:
             masks = masking.masks_known(ctx, classification)
             if masks is None or any(mask is not None and mask.refuse for mask in masks):
                 return None
@@ -325,8 +325,8 @@ class Firewall:
     async def _masked(self, ctx: StatementContext, classification: Classification, decision: Decision) -> Verdict:
         masking = self.masking
         allowed = self.allowed_verdict(classification.cls, decision)
-        if masking is None or not masking.enabled or ctx.protocol != "postgres":
-            return allowed  # a MySQL session masks by its results' column definitions (protocol/mysql)
+        if masking is None or not masking.enabled:
+            return allowed
         if any(s.cls == "ddl" for s in classification.statements):
             masking.invalidate_soon(ctx.database)  # the schema changes: masking plans must be made again
         try:

@@ -26,7 +26,7 @@ from .masking.catalog import Catalog, CatalogCache
 from .masking.service import Masking, masking_key
 from .policy.rules import RuleSet, load_rules
 from .protocol.common import Runtime
-from .protocol.mysql.catalog import MyCatalog, MyCatalogCache
+from .protocol.mysql.catalog import MyCatalogCache
 from .protocol.mysql.session import MySession
 from .protocol.postgres.session import PgSession
 from .sideconn import SyntaxChecker
@@ -96,10 +96,11 @@ class Server:
         masking.on_invalidate = lambda database: self.catalogs.invalidate(database)
         return masking
 
-    async def _catalog_for(self, ctx: StatementContext) -> Catalog | MyCatalog:
+    async def _catalog_for(self, ctx: StatementContext) -> Catalog:
         listener = next(lst for lst in self.settings.listeners if lst.name == ctx.listener)
         if listener.protocol == "mysql":
-            return await self.my_catalogs.get(listener.upstream, self.settings.upstreams[listener.upstream])
+            return await self.my_catalogs.get(listener.upstream, self.settings.upstreams[listener.upstream],
+                                              ctx.database)
         return await self.catalogs.get(listener.upstream, self.settings.upstreams[listener.upstream], ctx.database)
 
     def _invalidate_catalogs(self, database: str) -> None:

@@ -53,6 +53,10 @@ class Catalog:
     functions: FunctionCatalog = field(default_factory=FunctionCatalog)
     loaded_at: float = 0.0
     server_version: int = 0  # server_version_num
+    # How the upstream's SQL reads, and where an unqualified table lives ("public"; MySQL: the session's
+    # database).
+    dialect: str = "postgres"
+    default_schema: str = "public"
 
 
 async def load_catalog(up: Upstream, database: str) -> Catalog:

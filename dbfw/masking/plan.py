@@ -117,8 +117,8 @@ class MaskPlanner:
             return self._untraceable(query, catalog, rules, detectors, "a view could not be expanded")
         sensitive_in_reach = self._sensitive_tables(query, catalog, rules)
         try:
-            qualified = qualify(query, schema=catalog.schema, dialect="postgres", validate_qualify_columns=True,
-                                identify=False)
+            qualified = qualify(query, schema=catalog.schema, dialect=catalog.dialect, validate_qualify_columns=True,
+                                identify=False, db=catalog.default_schema if catalog.dialect == "mysql" else None)
         except Exception:
             return self._untraceable(query, catalog, rules, detectors, "the columns could not be traced")
         outer = qualified
@@ -150,7 +150,7 @@ class MaskPlanner:
             return None
         untraceable = _untraceable_expression(inner, catalog)
         try:
-            node = lineage(projection.alias_or_name, qualified, catalog.schema, dialect="postgres", scope=scope,
+            node = lineage(projection.alias_or_name, qualified, catalog.schema, dialect=catalog.dialect, scope=scope,
                            copy=False)
         except Exception:
             untraceable = True
@@ -170,7 +170,7 @@ class MaskPlanner:
                     if column == "*":
                         untraceable = True
                     else:
-                        sources.append((src.db or "public", src.name, column))
+                        sources.append((src.db or catalog.default_schema, src.name, column))
                 elif isinstance(src, exp.Table | exp.Unnest) or src is None:
                     untraceable = True  # a function in FROM, unnest, or a source lineage could not name
                 elif any(True for _ in n.expression.find_all(exp.Column, exp.TableColumn, exp.Star)):
@@ -200,7 +200,7 @@ class MaskPlanner:
         if opaque:
             return self._any_sensitive(rules, catalog)
         for t in tables:
-            schema = t.db or "public"
+            schema = t.db or catalog.default_schema
             cols = catalog.schema.get(schema, {}).get(t.name)
             if cols is None:
                 # unknown table (a function in FROM, a temp table): search every schema for the name
@@ -348,7 +348,7 @@ def _reach(query: exp.Expression, catalog: Catalog) -> tuple[list[exp.Table], bo
                 if proc.kind != "f" or proc.language != "sql" or not proc.body:
                     return tables, True
                 try:
-                    bodies = sqlglot.parse(proc.body, read="postgres")
+                    bodies = sqlglot.parse(proc.body, read=catalog.dialect)
                 except Exception:
                     return tables, True
                 for body in bodies:
@@ -423,13 +423,13 @@ def _expand_views(query: exp.Expression, catalog: Catalog) -> exp.Expression:
         for table in list(query.find_all(exp.Table)):
             if isinstance(table.this, exp.Func):
                 continue
-            definition = catalog.views.get((table.db or "public", table.name))
+            definition = catalog.views.get((table.db or catalog.default_schema, table.name))
             alias = table.args.get("alias")
             renames = alias is not None and bool(alias.args.get("columns"))
             if definition is None and not renames:
                 continue
             if definition is not None:
-                sub = sqlglot.parse_one(definition.rstrip().rstrip(";"), read="postgres")
+                sub = sqlglot.parse_one(definition.rstrip().rstrip(";"), read=catalog.dialect)
             else:
                 sub = exp.select("*").from_(exp.Table(this=table.this.copy(), db=table.args.get("db")))
             if alias is None or not alias.this:
@@ -442,12 +442,12 @@ def _expand_views(query: exp.Expression, catalog: Catalog) -> exp.Expression:
     raise ValueError("views nest too deeply")
 
 
-def query_of(statement_sql: str, command: str) -> exp.Expression | None:
+def query_of(statement_sql: str, command: str, dialect: str = "postgres") -> exp.Expression | None:
     """The row-returning query inside a statement: SELECT itself; RETURNING of DML; COPY's source."""
     from ..sql.classify import parse_statement
 
     try:
-        parsed = parse_statement(statement_sql)
+        parsed = parse_statement(statement_sql, dialect)
     except Exception:
         return None
     if isinstance(parsed, exp.Query):

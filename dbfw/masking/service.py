@@ -179,7 +179,7 @@ class Masking:
         """A write that copies values masked for this identity into a column they are not masked in: they
         would come back in clear from there (UPDATE t SET name = email, INSERT ... SELECT ssn)."""
         try:
-            parsed = parse_statement(stmt.sql)
+            parsed = parse_statement(stmt.sql, "mysql" if ctx.protocol == "mysql" else "postgres")
         except Exception:
             return None  # the classifier read it; what it cannot parse here is judged by its class
         assert self.catalogs is not None
@@ -194,7 +194,7 @@ class Masking:
                 mask = plan.for_column(i)
                 if mask is None or mask.detect:
                     continue
-                schema = table.db or "public"
+                schema = table.db or catalog.default_schema
                 if self.planner.rule_for(rules, schema, table.name, column) is None:
                     return (f"the statement writes values masked by rule {mask.rule!r} into {table.name}.{column}, "
                             "which is not masked")
@@ -208,7 +208,7 @@ class Masking:
             return plan
         assert self.catalogs is not None
         catalog = await self.catalogs(ctx)
-        query = query_of(sql, command)
+        query = query_of(sql, command, catalog.dialect)
         if query is None:
             if command in ("SELECT", "VALUES", "TABLE") or command not in _ROW_COMMANDS:
                 # A row-returning statement dbfw cannot read (EXECUTE, CALL, a parse failure): untraceable.
@@ -435,6 +435,6 @@ def _written_values(node: exp.Expression, catalog: Catalog) -> tuple[exp.Table, 
         if isinstance(target, exp.Schema) and target.expressions:
             columns = [c.name for c in target.expressions]
         else:
-            columns = list(catalog.schema.get(table.db or "public", {}).get(table.name, {}))
+            columns = list(catalog.schema.get(table.db or catalog.default_schema, {}).get(table.name, {}))
         return table, columns, source.copy()
     return None

@@ -296,50 +296,96 @@ def test_an_approved_prepared_statement_runs_once(guarded: DbfwProcess, mysql: M
     direct.close()
 
 
-def test_an_identity_masking_applies_to_is_not_let_in_while_mysql_results_are_not_masked(
-        mysql: MyTarget, tables: None, tmp_path: Path) -> None:
-    rules = DEFAULT_RULES + '\nmasking:\n  - name: email\n    columns: ["test.dbfw_my_customers.email"]\n' \
-        "    mask: email\n"
-    proc = start_dbfw(write_mysql_config(tmp_path, mysql, rules=rules))
-    try:
-        with pytest.raises(pymysql.err.OperationalError) as e:
-            through(proc)
-        assert e.value.args[0] == 1227 and "does not mask results yet" in e.value.args[1]
-    finally:
-        proc.stop()
+MASKING = """
+masking:
+  - name: email
+    columns: ["test.dbfw_my_customers.email"]
+    mask: email
+  - name: card
+    columns: ["*.*.card"]
+    mask: partial
+    options: {keep_last: 4}
+"""
 
 
-@pytest.mark.parametrize("mode", ["NO_BACKSLASH_ESCAPES", "ANSI_QUOTES", "ANSI"])
-def test_text_is_read_as_the_sessions_sql_mode_reads_it_or_not_at_all(guarded: DbfwProcess, mysql: MyTarget,
-                                                                       mode: str) -> None:
-    """Under NO_BACKSLASH_ESCAPES 'a\\' ends at the backslash; under ANSI_QUOTES "x" is a name. dbfw does not
-    read such texts in such a session (they are unknown), so what hides behind them never runs."""
-    from pymysql.constants import CLIENT
-
+@pytest.fixture(scope="module")
+def masked(mysql: MyTarget, tables: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DbfwProcess]:
     direct = mysql.connect()
     with direct.cursor() as cur:
-        cur.execute("SELECT @@GLOBAL.sql_mode")
-        (before,) = cur.fetchone()
-        cur.execute("SET GLOBAL sql_mode = %s", (mode,))
+        cur.execute("CREATE OR REPLACE VIEW dbfw_my_contacts AS SELECT id, name, email AS contact "
+                    "FROM dbfw_my_customers")
+    direct.close()
+    proc = start_dbfw(write_mysql_config(tmp_path_factory.mktemp("dbfw-my-masked"), mysql,
+                                         rules=DEFAULT_RULES + MASKING))
     try:
-        conn = through(guarded, client_flag=CLIENT.MULTI_STATEMENTS)  # its session starts in that mode
-        try:
-            with conn.cursor() as cur:
-                backslash = "SELECT 'a\\'; DELETE FROM dbfw_my_canary; -- '"
-                quoted = 'SELECT "v" FROM dbfw_my_canary WHERE id = 1'
-                sql = backslash if mode == "NO_BACKSLASH_ESCAPES" else quoted
-                with pytest.raises(pymysql.err.OperationalError) as e:
-                    cur.execute(sql)
-                assert e.value.args[0] == 1644 and "sql_mode" in e.value.args[1], sql
-                cur.execute("SELECT v FROM dbfw_my_canary WHERE id = 1")  # plain text still reads
-                assert cur.fetchall() == (("a",),)
-        finally:
-            conn.close()
+        yield proc
     finally:
+        proc.stop()
+        direct = mysql.connect()
         with direct.cursor() as cur:
-            cur.execute("SET GLOBAL sql_mode = %s", (before,))
+            cur.execute("DROP VIEW IF EXISTS dbfw_my_contacts")
         direct.close()
-    assert canary(mysql) == [(1, "a"), (2, "b"), (3, "c")]
+
+
+MASKED_QUERIES = [
+    "SELECT id, email, card FROM dbfw_my_customers WHERE id = 7",
+    "SELECT email AS e, card AS c FROM dbfw_my_customers WHERE id = 7",  # renamed
+    "SELECT CONCAT(email, ''), UPPER(card) FROM dbfw_my_customers WHERE id = 7",  # computed
+    "SELECT x.e, x.c FROM (SELECT email AS e, card AS c FROM dbfw_my_customers) x WHERE x.e LIKE 'user7@%'",
+    "WITH c AS (SELECT id, email, card FROM dbfw_my_customers) SELECT email, card FROM c WHERE id = 7",
+    "SELECT contact, contact FROM dbfw_my_contacts WHERE id = 7",  # a view
+    "SELECT GROUP_CONCAT(email), GROUP_CONCAT(card) FROM dbfw_my_customers WHERE id = 7",
+    "SELECT name, email FROM dbfw_my_customers WHERE id = 7 UNION SELECT name, card FROM dbfw_my_customers "
+    "WHERE id = 7",
+]
+
+
+@pytest.mark.parametrize("sql", MASKED_QUERIES)
+def test_sensitive_columns_are_masked_however_they_are_selected(masked: DbfwProcess, sql: str) -> None:
+    conn = through(masked)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+            values = [v for row in cur.fetchall() for v in row]
+    finally:
+        conn.close()
+    assert values
+    text = " ".join(str(v) for v in values)
+    assert "user7@example.com" not in text.lower() and "4111-1111-1111-0007" not in text.upper()
+    assert "1111-1111" not in text
+
+
+def test_masking_keeps_what_is_not_sensitive_and_covers_prepared_and_multi_statement_results(
+        masked: DbfwProcess) -> None:
+    from pymysql.constants import CLIENT
+
+    conn = through(masked, client_flag=CLIENT.MULTI_STATEMENTS)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT id, name, email, card FROM dbfw_my_customers WHERE id = 7")
+            ((id_, name, email, card),) = cur.fetchall()
+            assert (id_, name) == (7, "name 7")  # not masked
+            assert email != "user7@example.com" and email.endswith("@example.com")
+            assert card.endswith("0007") and "4111" not in card
+            cur.execute("SELECT COUNT(*), MAX(id) FROM dbfw_my_customers")
+            assert cur.fetchall() == ((20, 20),)  # aggregates of nothing sensitive stay as they are
+            cur.execute("SELECT 1; SELECT email FROM dbfw_my_customers WHERE id = 7")  # the second result
+            cur.nextset()
+            assert cur.fetchall()[0][0] != "user7@example.com"
+            with pytest.raises(pymysql.err.IntegrityError) as e:  # a value quoted in an error is withheld
+                cur.execute("INSERT INTO dbfw_my_customers (id, email) VALUES (7, 'user7@example.com')")
+            assert e.value.args[0] == 1062 and "7" not in e.value.args[1] and "Duplicate entry" in e.value.args[1]
+    finally:
+        conn.close()
+    prepared = myconnector.connect(host="127.0.0.1", port=masked.ports["my"], user=AGENT, password=AGENT_PASSWORD,
+                                   database="test", use_pure=True)
+    try:  # binary rows
+        cur = prepared.cursor(prepared=True)
+        cur.execute("SELECT id, email, card FROM dbfw_my_customers WHERE id = ?", (7,))
+        ((id_, email, card),) = cur.fetchall()
+        assert id_ == 7 and email != "user7@example.com" and "4111" not in str(card)
+    finally:
+        prepared.close()
 
 
 def test_limits_count_each_statements_result_in_rows_and_bytes(mysql: MyTarget, tables: None, tmp_path: Path) -> None:

@@ -1,14 +1,17 @@
-"""What a MySQL upstream's tables are, as the classifier needs them: which columns a number compares with
-exactly. Read over a connection of dbfw's own, cached per upstream, read again after DDL through dbfw and
-once a minute (a column changed elsewhere is known within that)."""
+"""What a MySQL upstream's tables and views are: for masking (lineage over the columns and view
+definitions) and for the classifier (which columns a number compares with exactly). Read over a
+connection of dbfw's own, cached per upstream, read again after DDL through dbfw and once a minute (a
+column changed elsewhere is known within that)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import replace
 
 from ...config import Upstream
+from ...masking.catalog import Catalog
+from ...sql.dialects import MYSQL_BUILTINS
 from ...sql.functions import FunctionCatalog
 from . import packets as p
 from .upstream import connect, query_rows
@@ -19,14 +22,26 @@ _STRING_TYPES = frozenset({"char", "varchar", "tinytext", "text", "mediumtext", 
                            "tinyblob", "blob", "mediumblob", "longblob", "json", "geometry", "point", "linestring",
                            "polygon", "multipoint", "multilinestring", "multipolygon", "geometrycollection",
                            "inet4", "inet6", "uuid"})
+_SYSTEM = "('mysql', 'information_schema', 'performance_schema', 'sys')"
 _COLUMNS = ("SELECT LOWER(table_schema), LOWER(table_name), LOWER(column_name), LOWER(data_type) "
-            "FROM information_schema.columns WHERE table_schema NOT IN ('mysql', 'information_schema', "
-            "'performance_schema', 'sys')")
+            f"FROM information_schema.columns WHERE table_schema NOT IN {_SYSTEM} "
+            "ORDER BY table_schema, table_name, ordinal_position")
+_VIEWS = f"SELECT LOWER(table_schema), LOWER(table_name), view_definition FROM information_schema.views " \
+    f"WHERE table_schema NOT IN {_SYSTEM}"
 
 
-@dataclass(frozen=True)
-class MyCatalog:
-    functions: FunctionCatalog  # the name the firewall reads a catalog's classification data by
+def build_catalog(columns: list[list[bytes | None]], views: list[list[bytes | None]]) -> Catalog:
+    schema: dict[str, dict[str, dict[str, str]]] = {}
+    for db, table, column, data_type in columns:
+        schema.setdefault(p.text(db or b""), {}).setdefault(p.text(table or b""), {})[p.text(column or b"")] = \
+            p.text(data_type or b"")
+    cat = Catalog(schema=schema, builtins=MYSQL_BUILTINS, dialect="mysql", default_schema="",
+                  functions=FunctionCatalog(live=True, number_columns=number_columns(columns)),
+                  loaded_at=time.monotonic())
+    for db, view, definition in views:
+        if definition:
+            cat.views[(p.text(db or b""), p.text(view or b""))] = p.text(definition)
+    return cat
 
 
 def number_columns(rows: list[list[bytes | None]]) -> frozenset[tuple[str, str, str]]:
@@ -41,13 +56,24 @@ def number_columns(rows: list[list[bytes | None]]) -> frozenset[tuple[str, str, 
 
 class MyCatalogCache:
     def __init__(self) -> None:
-        self._cached: dict[str, tuple[MyCatalog, float]] = {}
+        self._cached: dict[str, tuple[Catalog, float]] = {}
+        self._per_database: dict[tuple[str, str], Catalog] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
     def invalidate(self, database: str | None = None) -> None:
         self._cached.clear()
+        self._per_database.clear()
 
-    async def get(self, name: str, up: Upstream) -> MyCatalog:
+    async def get(self, name: str, up: Upstream, database: str) -> Catalog:
+        """The upstream's catalog as seen from ``database`` (its unqualified tables)."""
+        base = await self._base(name, up)
+        key = (name, database.lower())
+        found = self._per_database.get(key)
+        if found is None or found.loaded_at != base.loaded_at:
+            found = self._per_database[key] = replace(base, default_schema=database.lower())
+        return found
+
+    async def _base(self, name: str, up: Upstream) -> Catalog:
         found = self._cached.get(name)
         if found is not None and found[1] > time.monotonic():
             return found[0]
@@ -57,9 +83,10 @@ class MyCatalogCache:
                 return found[0]
             conn = await connect(up, int(p.SUPPORTED), None, p.UTF8MB4_GENERAL_CI)
             try:
-                rows = await asyncio.wait_for(query_rows(conn, _COLUMNS), up.connect_timeout)
+                columns = await asyncio.wait_for(query_rows(conn, _COLUMNS), up.connect_timeout)
+                views = await asyncio.wait_for(query_rows(conn, _VIEWS), up.connect_timeout)
             finally:
                 conn.writer.close()
-            catalog = MyCatalog(FunctionCatalog(live=True, number_columns=number_columns(rows)))
+            catalog = build_catalog(columns, views)
             self._cached[name] = (catalog, time.monotonic() + TTL)
             return catalog

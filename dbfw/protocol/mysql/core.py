@@ -24,6 +24,7 @@ from ... import log, metrics
 from ...audit.recorder import Recorder
 from ...context import StatementContext
 from ...masking.plan import ColumnMask
+from ...masking.service import StatementMask
 from ...policy.rules import Limits
 from ...sql.classify import LEX_MYSQL_ANSI_QUOTES, LEX_MYSQL_NO_BACKSLASH_ESCAPES
 from ...verdict import Verdict
@@ -98,13 +99,15 @@ class Question:
         self.kind, self.sql, self.record, self.target = kind, sql, record, target
 
 
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.|'')*'")
 _KILL_QUERY = re.compile(r"\s*KILL\s+QUERY\s+(\d{1,10})\s*;?\s*", re.IGNORECASE | re.ASCII)
 
 
 class Prepared:
     """A statement the server prepared for this session, by the id the server gave it."""
 
-    __slots__ = ("cls", "columns", "limits", "params", "record", "request_id", "sql", "stmt_id", "used", "verdict")
+    __slots__ = ("cls", "columns", "limits", "mask", "params", "record", "request_id", "sql", "stmt_id", "used",
+                 "verdict")
 
     def __init__(self, sql: str, verdict: Verdict):
         self.sql, self.verdict = sql, verdict
@@ -114,6 +117,7 @@ class Prepared:
         self.record = verdict.record
         self.request_id = verdict.request_id
         self.used = False  # an approved statement: its one execution has started
+        self.mask = verdict.masks[0] if verdict.masks else None
         self.params = 0
         self.columns: list[p.Column] = []
 
@@ -122,7 +126,8 @@ class Response:
     """What the server owes for one command, read packet by packet."""
 
     __slots__ = ("binary", "cls", "columns", "cut", "error", "expect", "left", "limits", "masks", "number",
-                 "prepared", "read", "record", "rows", "seq", "size", "started", "total", "types")
+                 "prepared", "read", "record", "rows", "seq", "size", "started", "statement", "statements", "total",
+                 "types")
 
     def __init__(self, expect: Expect, cls: str, limits: Limits | None, record: dict[str, object] | None,
                  prepared: Prepared | None = None):
@@ -136,6 +141,8 @@ class Response:
         self.size = 0
         self.total = 0  # rows of the results before this one
         self.number = 0  # which command of the session this is (for its time limit)
+        self.statements: list[StatementMask | None] | None = None  # the verdict's masks, per statement
+        self.statement = 0  # the statement whose result arrives now
         self.cut: str | None = None  # a limit passed: what the rest of the response is replaced by
         self.seq = 0  # the last sequence id sent to the client
         self.error: str | None = None
@@ -166,6 +173,7 @@ class MyCore:
         self.limits = limits if limits is not None else Limits()
         self.recorder = recorder
         self.mask_lookup = masks  # which columns of a result to mask (None: masking does not apply here)
+        self.sanitize = masks is not None  # errors lose the values they quote
         self.client = p.PacketReader(max_packet)
         self.server = p.PacketReader(1 << 31)
         self.phase = Phase.IDLE
@@ -307,8 +315,10 @@ class MyCore:
             self.ctx = replace(self.ctx, lex=self.ctx.lex | LEX_MYSQL_ANSI_QUOTES)
         limits = verdict.limits if verdict.limits is not None else self.limits
         record = verdict.record
-        self._send_command(packet, Response(Expect.RESULT if packet.payload[0] == p.Command.QUERY else Expect.ONE,
-                                            verdict.cls or "read", limits, record))
+        response = Response(Expect.RESULT if packet.payload[0] == p.Command.QUERY else Expect.ONE,
+                            verdict.cls or "read", limits, record)
+        response.statements = verdict.masks
+        self._send_command(packet, response)
 
     def _prepare_decided(self, packet: p.Packet, sql: str, verdict: Verdict) -> None:
         if not verdict.allowed:
@@ -347,6 +357,7 @@ class MyCore:
             self.ctx = replace(self.ctx, lex=self.ctx.lex | LEX_MYSQL_ANSI_QUOTES)
         limits = prepared.limits if prepared.limits is not None else self.limits
         response = Response(Expect.BINARY, prepared.cls, limits, prepared.record, prepared)
+        response.statements = [prepared.mask]
         self._send_command(packet, response)
 
     def _passed(self, packet: p.Packet, cmd: p.Command) -> None:
@@ -426,6 +437,10 @@ class MyCore:
                                                "Hint: make it cheaper, or ask a dbfw admin for a policy with a "
                                                "longer limit").encode())
                 return
+            if self.sanitize and "'" in err.message:
+                # Values quoted in an error (Duplicate entry 'x' for key...) are not rows: masking would miss them.
+                self._forward(r, packet, p.Err(err.errno, err.sqlstate, _QUOTED.sub("'…'", err.message)).encode())
+                return
             self._forward(r, packet)
             return
         if r.expect == Expect.ONE:
@@ -475,6 +490,7 @@ class MyCore:
             if r.expect == Expect.RESULT and self.database_pending is not None:
                 self.ctx = replace(self.ctx, database=self.database_pending)
                 self.database_pending = None
+            r.statement += 1
             r.read = Read.FIRST if status & p.Status.MORE_RESULTS_EXISTS else Read.DONE
             self._forward(r, packet)
             return
@@ -518,15 +534,25 @@ class MyCore:
             r.read = Read.DONE if self.deprecate_eof else Read.COLUMNS_EOF
             return
         r.read = Read.ROWS if self.deprecate_eof else Read.COLUMNS_EOF
-        lookup = self.mask_lookup
-        r.masks = lookup(self.ctx.database, r.columns) if lookup is not None else None
         r.types = [c.type for c in r.columns]
+        lookup = self.mask_lookup
+        if lookup is None:
+            return
+        # Lineage first (the verdict's plan for this statement), then what the column definitions name.
+        named = lookup(self.ctx.database, r.columns) or [None] * len(r.columns)
+        statements = r.statements
+        mask = statements[r.statement] if statements is not None and r.statement < len(statements) else None
+        plan = mask.plan if mask is not None else None
+        masks = [(plan.every or plan.for_column(i) if plan is not None else None) or named[i]
+                 for i in range(len(r.columns))]
+        r.masks = masks if any(m is not None for m in masks) else None
 
     def _row(self, r: Response, packet: p.Packet) -> None:
         payload = packet.payload
         if payload and payload[0] == p.EOF and p.is_eof(payload, self.deprecate_eof):
             status = p.eof_status(payload)
             self._status(status)
+            r.statement += 1
             r.read = Read.FIRST if status & p.Status.MORE_RESULTS_EXISTS else Read.DONE
             r.masks = None
             self._forward(r, packet)

@@ -14,11 +14,12 @@ from ... import mysql_auth as auth
 from ...config import Listener, Upstream
 from ...context import StatementContext
 from ...identity import Principal
+from ...masking.plan import ColumnMask
 from ...scram import ScramVerifier
 from ...sql.classify import LEX_MYSQL_ANSI_QUOTES, LEX_MYSQL_NO_BACKSLASH_ESCAPES
 from ..common import Runtime, Session
 from . import packets as p
-from .core import EndReason, MyCore
+from .core import EndReason, MaskLookup, MyCore
 from .upstream import MyUpstream, UpstreamError, connect, query_value, read_packet
 
 AUTH_TIMEOUT = 60.0
@@ -218,18 +219,6 @@ class Opening:
     async def _connect_upstream(self, principal: Principal, response: p.HandshakeResponse, offered: int) -> None:
         up_cfg = self.rt.settings.upstreams[self.listener.upstream]
         database = up_cfg.database or response.database or ""
-        masking = self.rt.firewall.masking
-        probe = StatementContext(identity=principal.name, roles=principal.roles, database=database,
-                                 listener=self.listener.name, protocol="mysql", session_id=self.session_id)
-        if masking is not None and masking.enabled and masking.applies(probe):
-            # Results on this listener are not masked yet: an identity masking rules apply to does not get in,
-            # rather than read those columns in clear.
-            log.warning("session.masking_unsupported", session=self.session_id, identity=principal.name,
-                        listener=self.listener.name)
-            raise Refused(EndReason.AUTH_FAILED, p.Err(ERRNO_NOT_ALLOWED, "28000", "dbfw: masking rules apply to "
-                                                       f"identity '{principal.name}', and this MySQL listener does "
-                                                       "not mask results yet; connect through a PostgreSQL listener "
-                                                       "or ask the operator"))
         caps = response.capabilities & offered & ~p.Capability.SSL
         try:
             self.upstream = await connect(up_cfg, caps, database or None, response.charset,
@@ -259,7 +248,7 @@ class Opening:
         fw = self.rt.firewall
         await fw.prepare(self.ctx)  # the database's column types, before its first statement is classified
         core = MyCore(self.ctx, up.capabilities, limits=fw.rules.limits, recorder=self.rt.recorder,
-                      max_packet=self.listener.max_message_size, status=up.status)
+                      masks=self._column_masks(self.ctx), max_packet=self.listener.max_message_size, status=up.status)
         core.decide_now = fw.check_now
         core.generation = fw.generation
         self.core = core
@@ -268,3 +257,23 @@ class Opening:
             self.rt.recorder.session_started(self.ctx)
         log.event("session.start", session=self.session_id, identity=principal.name, listener=self.listener.name,
                   client=self.client_addr, database=database, tls=self.tls_active)
+
+    def _column_masks(self, ctx: StatementContext) -> MaskLookup | None:
+        """Masking's second line for this identity: a result column whose definition names a table column
+        a rule covers (org_table, org_name) is masked even if lineage missed it. None: no rule applies."""
+        masking = self.rt.firewall.masking
+        if masking is None or not masking.applies(ctx):
+            return None
+        planner = masking.planner
+        rules = planner.applicable(ctx)
+
+        def lookup(database: str, columns: list[p.Column]) -> list[ColumnMask | None]:
+            out: list[ColumnMask | None] = []
+            for c in columns:
+                rule = planner.rule_for(rules, (c.schema or database).lower(), c.org_table.lower(),
+                                        c.org_name.lower()) if c.org_table and c.org_name else None
+                out.append(None if rule is None else ColumnMask(
+                    rule.name, None if rule.mask == "null" else planner.maskers[rule.name]))
+            return out
+
+        return lookup
