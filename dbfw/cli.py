@@ -356,11 +356,13 @@ def hash_password(iterations: int) -> None:
               help="where the demo keeps its database and config (default: the user's state directory)")
 @click.option("--port", default=6432, show_default=True, help="proxy port for the demo agent")
 @click.option("--admin-port", default=8080, show_default=True)
-def up(state_dir: Path | None, port: int, admin_port: int) -> None:
-    """The demo: embedded PostgreSQL with a seeded schema, dbfw in front of it."""
+@click.option("--mysql-port", default=3307, show_default=True,
+              help="port of the MySQL listener, when a MySQL/MariaDB server is reachable ($DBFW_DEMO_MYSQL)")
+def up(state_dir: Path | None, port: int, admin_port: int, mysql_port: int) -> None:
+    """The demo: embedded PostgreSQL with a seeded schema, dbfw in front of it (and of MySQL, if reachable)."""
     from .demo import run_demo
 
-    sys.exit(run_demo(state_dir, port, admin_port))
+    sys.exit(run_demo(state_dir, port, admin_port, mysql_port))
 
 
 if __name__ == "__main__":

