@@ -34,6 +34,9 @@ AGENT_PASSWORD = "agent-ci-secret-Ω"
 AGENT_MD5 = "agent-md5"
 AGENT_MD5_PASSWORD = "md5-secret"
 REVIEWER = "alice"
+# Some MySQL clients (PyMySQL under SQLAlchemy, aiomysql) encode passwords as latin-1: an ASCII one for them.
+ASCII_AGENT = "agent-ascii"
+ASCII_AGENT_PASSWORD = "agent-ascii-secret"
 REVIEWER_PASSWORD = "alice-secret"
 
 
@@ -407,6 +410,9 @@ def write_mysql_config(directory: Path, my: MyTarget, *, listener: str = "", ext
             roles: [auditor]
           scram-only:
             password_scram: "{_SCRAM_ONLY}"
+            roles: [agent]
+          {ASCII_AGENT}:
+            password: {ASCII_AGENT_PASSWORD}
             roles: [agent]
         shutdown_grace: 10s
         rules: rules.yaml
