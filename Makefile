@@ -36,6 +36,9 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/masking_bench.py
 	$(BIN)/python benchmarks/recording_bench.py
 	$(BIN)/python benchmarks/run.py
+	@command -v sysbench >/dev/null || (apt-get install -y sysbench >/dev/null 2>&1 || \
+	  echo "sysbench not installed: the MySQL benchmark is skipped")
+	$(BIN)/python benchmarks/sysbench_mysql.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.conftest import ROOT, PgTarget, client_binary
+from tests.conftest import ROOT, MyTarget, PgTarget, client_binary
 
 SMOKE_DB = "dbfw_bench_smoke"
 
@@ -99,3 +99,23 @@ def test_the_benchmark_harness_writes_a_complete_report(pg: PgTarget, smoke_db: 
         assert heading in markdown, heading
     # --out is honoured: the committed results are left alone.
     assert [f.stat().st_mtime_ns if f.exists() else None for f in committed] == before
+
+
+def test_the_mysql_benchmark_writes_its_table(mysql: MyTarget, tmp_path: Path) -> None:
+    """benchmarks/sysbench_mysql.py with one thread and one second per run (sysbench is what `make bench` uses;
+    where it is not installed the script says so and writes nothing)."""
+    import shutil
+
+    env = {**os.environ, "DBFW_BENCH_MYSQL": f"mysql://{mysql.user}:{mysql.password}@{mysql.host}:{mysql.port}"}
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sysbench_mysql.py"), "--duration", "1",
+                           "--threads", "1", "--out", str(tmp_path)], capture_output=True, text=True, env=env,
+                          timeout=300, cwd=str(ROOT))
+    assert done.returncode == 0, done.stderr
+    if shutil.which("sysbench") is None:
+        assert "sysbench is not installed" in done.stderr
+        return
+    report = json.loads((tmp_path / "mysql.json").read_text())
+    assert [(c["threads"], c["mode"]) for c in report["cells"]] == [(1, "text"), (1, "prepared")]
+    for cell in report["cells"]:
+        assert cell["direct"]["tps"] > 0 and cell["dbfw"]["tps"] > 0 and cell["dbfw"]["errors"] == 0
+    assert "| 1 | text |" in (tmp_path / "mysql.md").read_text()
