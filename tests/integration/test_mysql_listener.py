@@ -525,3 +525,60 @@ def test_kill_query_from_a_second_connection_stops_the_first_ones_statement(fw: 
     finally:
         other.close()
         first.close()
+
+
+def test_a_server_side_cursor_is_fetched_masked_and_limited_across_fetches(mysql: MyTarget, tables: None,
+                                                                           tmp_path: Path) -> None:
+    """COM_STMT_EXECUTE with a cursor, then COM_STMT_FETCH (what JDBC's useCursorFetch sends), spoken raw
+    with dbfw's own protocol code as the client: rows come masked, and the row limit counts every fetch."""
+    import asyncio
+
+    from dbfw.config import Upstream, UpstreamTLS
+    from dbfw.protocol.mysql import packets as p
+    from dbfw.protocol.mysql.upstream import connect, read_packet
+
+    rules = DEFAULT_RULES.replace("max_result_rows: 100000", "max_result_rows: 5") + MASKING
+    proc = start_dbfw(write_mysql_config(tmp_path, mysql, rules=rules))
+
+    async def exchange(conn: Any, command: bytes) -> list[bytes]:
+        conn.writer.write(p.frame(command, 0)[0])
+        out = []
+        while True:
+            packet = await read_packet(conn.reader, conn.packets)
+            out.append(packet.payload)
+            if packet.first == p.ERR:
+                return out
+            if command[0] == p.Command.STMT_PREPARE:
+                if len(out) == 1 + 4:  # OK, then 4 column definitions (no parameters, no EOF)
+                    return out
+            elif packet.first == p.EOF and len(packet.payload) < 9:  # binary rows start with 0x00: only EOF ends
+                return out
+
+    async def scenario() -> tuple[list[list[bytes]], list[bytes]]:
+        up = Upstream(host="127.0.0.1", port=proc.ports["my"], user=AGENT, password=AGENT_PASSWORD,
+                      tls=UpstreamTLS(mode="disable"))
+        conn = await connect(up, int(p.SUPPORTED), "test", p.UTF8MB4_GENERAL_CI)
+        try:
+            prepared = await exchange(conn, bytes((p.Command.STMT_PREPARE,))
+                                      + b"SELECT id, name, email, card FROM dbfw_my_customers ORDER BY id")
+            stmt = prepared[0][1:5]
+            opened = await exchange(conn, bytes((p.Command.STMT_EXECUTE,)) + stmt + b"\x01" + (1).to_bytes(4, "little"))
+            fetches = []
+            for _ in range(3):
+                fetches.append(await exchange(conn, bytes((p.Command.STMT_FETCH,)) + stmt + (2).to_bytes(4, "little")))
+            return fetches, opened
+        finally:
+            conn.writer.close()
+
+    try:
+        fetches, opened = asyncio.run(scenario())
+    finally:
+        proc.stop()
+    assert opened[-1][0] == p.EOF and p.eof_status(opened[-1]) & p.Status.CURSOR_EXISTS
+    rows = [payload for fetch in fetches for payload in fetch if payload[:1] == b"\x00"]
+    assert len(rows) == 5, fetches  # two fetches of two, then the limit's fifth row
+    assert all(b"@example.com" in r for r in rows)  # the email column is there, masked
+    assert not any(f"user{i}@example.com".encode() in r for r in rows for i in range(1, 21))
+    assert not any(b"4111-1111" in r for r in rows)
+    last = fetches[-1][-1]
+    assert last[0] == p.ERR and b"DBF06" in last

@@ -73,6 +73,7 @@ class Expect(IntEnum):
     PREPARE = 2  # COM_STMT_PREPARE: OK with counts, then parameter and column definitions
     ONE = 3  # a single packet: OK, ERR, EOF, or a string
     FIELDS = 4  # COM_FIELD_LIST: column definitions until EOF
+    FETCH = 5  # COM_STMT_FETCH: binary rows of a statement's open cursor
 
 
 class Read(IntEnum):
@@ -106,8 +107,8 @@ _KILL_QUERY = re.compile(r"\s*KILL\s+QUERY\s+(\d{1,10})\s*;?\s*", re.IGNORECASE 
 class Prepared:
     """A statement the server prepared for this session, by the id the server gave it."""
 
-    __slots__ = ("cls", "columns", "limits", "mask", "params", "record", "request_id", "sql", "stmt_id", "used",
-                 "verdict")
+    __slots__ = ("cls", "columns", "cursor", "limits", "mask", "params", "record", "request_id", "sql", "stmt_id",
+                 "used", "verdict")
 
     def __init__(self, sql: str, verdict: Verdict):
         self.sql, self.verdict = sql, verdict
@@ -118,6 +119,9 @@ class Prepared:
         self.request_id = verdict.request_id
         self.used = False  # an approved statement: its one execution has started
         self.mask = verdict.masks[0] if verdict.masks else None
+        # An open cursor (COM_STMT_EXECUTE with a cursor flag): the result it fetches from, whose columns,
+        # masks and counters every COM_STMT_FETCH continues.
+        self.cursor: Response | None = None
         self.params = 0
         self.columns: list[p.Column] = []
 
@@ -132,7 +136,7 @@ class Response:
     def __init__(self, expect: Expect, cls: str, limits: Limits | None, record: dict[str, object] | None,
                  prepared: Prepared | None = None):
         self.expect, self.cls, self.limits, self.record, self.prepared = expect, cls, limits, record, prepared
-        self.binary = expect == Expect.BINARY
+        self.binary = expect == Expect.BINARY or expect == Expect.FETCH
         self.read = Read.FIRST if expect != Expect.FIELDS else Read.COLUMNS
         self.left = 0  # column or parameter definitions still to come
         self.columns: list[p.Column] = []
@@ -148,6 +152,12 @@ class Response:
         self.error: str | None = None
         self.started = time.perf_counter()
         self.types: list[int] = []
+
+    def open_cursor(self) -> None:
+        """The execution opened a cursor: no rows now; COM_STMT_FETCH reads them."""
+        self.read = Read.DONE
+        if self.prepared is not None:
+            self.prepared.cursor = self
 
     def after_params(self) -> None:
         """A prepare's parameter definitions are read: its column definitions follow, if any."""
@@ -255,6 +265,8 @@ class MyCore:
             self._ask(Ask.PREPARE, p.text(packet.payload[1:]))
         elif cmd == p.Command.STMT_EXECUTE:
             self._execute(packet, recorded=False)
+        elif cmd == p.Command.STMT_FETCH:
+            self._fetch(packet)
         elif cmd == p.Command.INIT_DB:
             name = p.text(packet.payload[1:])
             self.database_pending = name
@@ -266,8 +278,8 @@ class MyCore:
             self._passed(packet, p.Command(cmd))
         else:
             name = p.Command(cmd).name if cmd in p.Command._value2member_map_ else f"0x{cmd:02x}"
-            self._refuse_command(f"dbfw: the command COM_{name} is not allowed through dbfw",
-                                 "use SQL statements (COM_QUERY) or prepared statements")
+            self._refuse(Verdict(False, "DBF02", f"dbfw: the command COM_{name} is not allowed through dbfw",
+                                 hint="use SQL statements (COM_QUERY) or prepared statements"), ERRNO_UNKNOWN_COMMAND)
 
     def _ask(self, kind: Ask, sql: str) -> None:
         question = self._query_question if kind == Ask.QUERY else self._prepare_question
@@ -335,12 +347,8 @@ class MyCore:
         stmt_id = int.from_bytes(payload[1:5], "little")
         prepared = self.statements.get(stmt_id)
         if prepared is None:
-            self._refuse_command(f"dbfw: unknown prepared statement handler ({stmt_id}) given to EXECUTE",
-                                 None, ERRNO_UNKNOWN_STMT, "HY000")
-            return
-        if payload[5] != 0:  # a cursor: rows would come through COM_STMT_FETCH, which dbfw does not relay yet
-            self._refuse_command("dbfw: server-side cursors are not supported; execute without a cursor",
-                                 "fetch the result as a whole, or in pages with LIMIT")
+            self._refuse(Verdict(False, "HY000", f"dbfw: unknown prepared statement handler ({stmt_id}) given to "
+                                 "EXECUTE"), ERRNO_UNKNOWN_STMT)
             return
         if prepared.request_id is not None and prepared.used:
             self._refuse(Verdict.refuse("DBF04", f"approval {prepared.request_id} was used by this prepared "
@@ -356,8 +364,26 @@ class MyCore:
         if prepared.cls in _MAY_SET_SQL_MODE:
             self.ctx = replace(self.ctx, lex=self.ctx.lex | LEX_MYSQL_ANSI_QUOTES)
         limits = prepared.limits if prepared.limits is not None else self.limits
+        prepared.cursor = None  # a new execution closes the cursor of the one before
         response = Response(Expect.BINARY, prepared.cls, limits, prepared.record, prepared)
         response.statements = [prepared.mask]
+        self._send_command(packet, response)
+
+    def _fetch(self, packet: p.Packet) -> None:
+        """COM_STMT_FETCH: the next rows of a statement's open cursor, counted and masked as one result with
+        what the cursor delivered before."""
+        payload = packet.payload
+        if len(payload) < 9:
+            raise p.PacketError("a COM_STMT_FETCH shorter than its fields")
+        prepared = self.statements.get(int.from_bytes(payload[1:5], "little"))
+        cursor = prepared.cursor if prepared is not None else None
+        if cursor is None:
+            self._refuse(Verdict(False, "HY000", "dbfw: the statement has no open cursor"), ERRNO_UNKNOWN_STMT)
+            return
+        response = Response(Expect.FETCH, cursor.cls, cursor.limits, None, prepared)
+        response.read, response.columns, response.masks, response.types = (
+            Read.ROWS, cursor.columns, cursor.masks, cursor.types)
+        response.rows, response.size = cursor.rows, cursor.size
         self._send_command(packet, response)
 
     def _passed(self, packet: p.Packet, cmd: p.Command) -> None:
@@ -369,11 +395,13 @@ class MyCore:
             if stmt_id not in self.statements:
                 if cmd in _NO_REPLY:
                     return  # the server would ignore it too
-                self._refuse_command(f"dbfw: unknown prepared statement handler ({stmt_id}) given to "
-                                     f"COM_{cmd.name}", None, ERRNO_UNKNOWN_STMT, "HY000")
+                self._refuse(Verdict(False, "HY000", f"dbfw: unknown prepared statement handler ({stmt_id}) given "
+                                     f"to COM_{cmd.name}"), ERRNO_UNKNOWN_STMT)
                 return
             if cmd == p.Command.STMT_CLOSE:
                 del self.statements[stmt_id]
+            elif cmd == p.Command.STMT_RESET:
+                self.statements[stmt_id].cursor = None
         elif cmd == p.Command.RESET_CONNECTION:
             self.statements.clear()
         elif cmd == p.Command.FIELD_LIST:
@@ -384,21 +412,9 @@ class MyCore:
             return
         self._send_command(packet, Response(Expect.ONE, "session", None, None))
 
-    def _refuse(self, verdict: Verdict) -> None:
+    def _refuse(self, verdict: Verdict, errno: int | None = None) -> None:
         """The command does not reach the server; the client gets dbfw's ERR and may go on."""
-        message = verdict.message or "dbfw: refused"
-        if verdict.detail:
-            message += f" ({verdict.detail})"
-        if verdict.hint:
-            message += f" Hint: {verdict.hint}"
-        sqlstate = verdict.sqlstate or "DBF02"
-        errno = ERRNO_REFUSED if sqlstate.startswith("DBF") or not sqlstate[:2].isdigit() else 1064
-        self.to_client.append(p.frame(p.Err(errno, sqlstate, message).encode(), self._reply_seq)[0])
-
-    def _refuse_command(self, message: str, hint: str | None, errno: int = ERRNO_UNKNOWN_COMMAND,
-                        sqlstate: str = "DBF02") -> None:
-        text = message + (f" Hint: {hint}" if hint else "")
-        self.to_client.append(p.frame(p.Err(errno, sqlstate, text).encode(), self._reply_seq)[0])
+        self.to_client.append(p.frame(refusal(verdict, errno).encode(), self._reply_seq)[0])
 
     # --- server -> client ------------------------------------------------------------------------------
 
@@ -456,11 +472,16 @@ class MyCore:
         elif state == Read.COLUMNS_EOF or state == Read.PARAMS_EOF:
             if first != p.EOF:
                 raise p.PacketError("expected EOF after the column definitions")
-            self._status(p.eof_status(payload))
+            status = p.eof_status(payload)
+            self._status(status)
             if state == Read.PARAMS_EOF:
                 r.after_params()
+            elif r.expect == Expect.PREPARE:
+                r.read = Read.DONE
+            elif status & p.Status.CURSOR_EXISTS:
+                r.open_cursor()
             else:
-                r.read = Read.ROWS if r.expect != Expect.PREPARE else Read.DONE
+                r.read = Read.ROWS
             self._forward(r, packet)
         elif state == Read.ROWS:
             self._row(r, packet)
@@ -554,7 +575,15 @@ class MyCore:
             self._status(status)
             r.statement += 1
             r.read = Read.FIRST if status & p.Status.MORE_RESULTS_EXISTS else Read.DONE
-            r.masks = None
+            if r.expect == Expect.BINARY and status & p.Status.CURSOR_EXISTS and not r.rows:
+                r.open_cursor()  # (with CLIENT_DEPRECATE_EOF the columns end in this OK)
+            elif r.expect == Expect.FETCH and r.prepared is not None and r.prepared.cursor is not None:
+                cursor = r.prepared.cursor
+                cursor.rows, cursor.size = r.rows, r.size  # limits count across the cursor's fetches
+                if status & p.Status.LAST_ROW_SENT or not status & p.Status.CURSOR_EXISTS:
+                    r.prepared.cursor = None
+            else:
+                r.masks = None
             self._forward(r, packet)
             return
         if r.cut is not None:
@@ -608,6 +637,19 @@ class MyCore:
             lex |= LEX_MYSQL_NO_BACKSLASH_ESCAPES
         if lex != self.ctx.lex:
             self.ctx = replace(self.ctx, lex=lex)
+
+
+def refusal(verdict: Verdict, errno: int | None = None) -> p.Err:
+    """dbfw's ERR for a verdict: errno 1644 with the DBF SQLSTATE (or the errno given), message and hint."""
+    message = verdict.message or "dbfw: refused"
+    if verdict.detail:
+        message += f" ({verdict.detail})"
+    if verdict.hint:
+        message += f" Hint: {verdict.hint}"
+    sqlstate = verdict.sqlstate or "DBF02"
+    if errno is None:
+        errno = ERRNO_REFUSED if sqlstate.startswith("DBF") or not sqlstate[:2].isdigit() else 1064
+    return p.Err(errno, sqlstate, message)
 
 
 def take(core: MyCore) -> tuple[list[bytes], list[bytes]]:
