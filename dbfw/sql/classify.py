@@ -24,7 +24,7 @@ import itertools
 import logging
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import sqlglot
@@ -214,6 +214,12 @@ def statement_fingerprint(sql: str, dialect: str, lex: int = LEX_STANDARD) -> st
     try:
         text = expand_mysql_executable_comments(sql) if dialect == "mysql" else sql
         tokens = tokenizer.tokenize(text)
+        if dialect == "mysql" and has_versioned_comment(sql):
+            # Bound to both readings: what a server that runs the comment and one that skips it would run.
+            stripped = tokenizer.tokenize(expand_mysql_executable_comments(sql, False))
+            return _fingerprint([dialect, lex, "versioned", _identity_keys(
+                [t for t in tokens if t.token_type != TokenType.SEMICOLON], False), _identity_keys(
+                [t for t in stripped if t.token_type != TokenType.SEMICOLON], False)])
     except (TokenError, ValueError, IndexError):
         return _fingerprint(["text", lex, sql])
     return _fingerprint([dialect, lex, _identity_keys([t for t in tokens if t.token_type != TokenType.SEMICOLON],
@@ -576,7 +582,7 @@ class _Classifier:
         if into_variables:
             res.raise_to("bulk_export", "SELECT ... INTO @variables: a result out of reach of result limits")
         if self.mysql:
-            for name in sorted(n for n in res.anonymous if n not in MYSQL_BUILTINS):
+            for name in _mysql_unknown_calls(tokens, root):
                 res.raise_to("procedural", f"calls {name}(), not a built-in function: a stored function runs a "
                              "body dbfw does not see")
         return res
@@ -675,6 +681,39 @@ _MYSQL_SYSTEM_SCHEMAS = frozenset({"mysql", "performance_schema", "sys"})
 _MYSQL_SENSITIVE_INFORMATION = frozenset({"processlist", "innodb_trx", "innodb_locks", "innodb_lock_waits",
                                           "user_statistics", "client_statistics", "thread_pool_queues",
                                           "innodb_buffer_page", "innodb_buffer_page_lru", "user_variables"})
+
+
+# Words followed by "(" that are syntax, not calls.
+_MYSQL_NOT_CALLS = frozenset({
+    "in", "values", "value", "exists", "as", "over", "using", "on", "into", "table", "join", "where", "select",
+    "from", "with", "recursive", "union", "intersect", "except", "index", "key", "keys", "partition", "against",
+    "and", "or", "not", "any", "all", "some", "window", "lateral", "then", "else", "when", "case", "by", "having",
+    "limit", "offset", "set", "is", "like", "between", "xor", "distinct", "for", "straight_join", "primary",
+    "unique", "foreign", "references", "check", "constraint", "returning", "rlike", "regexp", "escape", "do",
+    "call", "cross", "inner", "outer", "left", "right", "natural", "ignore", "force", "use", "grouping", "rows",
+    "range", "groups", "array", "of", "json_table", "columns", "path", "nested", "ordinality"})
+
+
+def _mysql_unknown_calls(tokens: list[Token], root: exp.Expression) -> list[str]:
+    """Names called in a MySQL statement that are not MariaDB built-ins (stored functions, a name sqlglot
+    happens to know from another dialect, or a schema-qualified call, which is never a built-in)."""
+    names = {t.name for t in root.find_all(exp.Table)} | {a.name for a in root.find_all(exp.TableAlias)}
+    names = {n.lower() for n in names if n}
+    found: list[str] = []
+    for i, tok in enumerate(tokens[:-1]):
+        if tokens[i + 1].token_type != TokenType.L_PAREN or tok.token_type in _LITERALS:
+            continue
+        name = tok.text.lower()
+        if not re.fullmatch(r"[a-z_$][a-z0-9_$]*", name.strip("`")):
+            continue
+        if i > 1 and tokens[i - 1].token_type == TokenType.DOT:  # schema.f(: never a built-in
+            found.append(f"{tokens[i - 2].text}.{tok.text}")
+            continue
+        if name.strip("`") in names or name in _MYSQL_NOT_CALLS:
+            continue
+        if name.strip("`") not in MYSQL_BUILTINS:
+            found.append(tok.text)
+    return sorted(set(found))
 
 
 def _mysql_system_relation(table: exp.Table, database: str | None, res: _Result) -> None:
@@ -825,15 +864,16 @@ def _mysql_restricted(node: exp.Expression, where: exp.Expression, res: _Result,
     source = node.this
     sources = [source, *(source.args.get("joins") or [])] if isinstance(source, exp.Table) else [source]
     several = len(sources) > 1 or bool(node.args.get("from") or node.args.get("from_"))
+    # Names as written: with lower_case_table_names=0 the server tells `v` from `V` (dbfw never folds them).
     if isinstance(node, exp.Delete):
-        targets = {t.alias_or_name.lower() for t in node.args.get("tables") or [source] if isinstance(t, exp.Table)}
+        targets = {t.alias_or_name for t in node.args.get("tables") or [source] if isinstance(t, exp.Table)}
     else:
         targets = set()
         for assignment in node.expressions:
             column = assignment.this if isinstance(assignment, exp.EQ) else None
-            if not isinstance(column, exp.Column):
-                return False
-            targets.add(column.table.lower() if column.table else source.alias_or_name.lower())
+            if not isinstance(column, exp.Column) or (several and not column.table):
+                return False  # (an unqualified column of several tables: which one it writes, dbfw cannot tell)
+            targets.add(column.table or source.alias_or_name)
     if not targets:
         return False
     if not several:
@@ -862,14 +902,18 @@ class _Restriction:
         # parameter only on a column the catalog says a number compares with exactly.
         self.numbers = numbers
         self.mysql = numbers is not None
+        # PostgreSQL folds unquoted names to lower case; MySQL's aliases are compared as written (the server
+        # may tell `v` from `V`).
+        self.fold: Callable[[str], str] = (lambda name: name) if self.mysql else str.lower
         self.tables: dict[str, exp.Table] = {}  # alias -> table, for the columns' types (MySQL)
         for t in [target, *(others if isinstance(others, list) else [])]:
             for found in [t] if isinstance(t, exp.Table) else (t.find_all(exp.Table) if t is not None else []):
-                self.tables.setdefault(found.alias_or_name.lower(), found)
+                self.tables.setdefault(self.fold(found.alias_or_name), found)
         table = target.this if isinstance(target, exp.Schema) else target
         if names is None:
             # With an alias, the table's own name no longer refers to it (it may name another source).
-            names = {table.alias_or_name.lower()} if isinstance(table, exp.Table) and table.alias_or_name else set()
+            names = {self.fold(table.alias_or_name)} if isinstance(table, exp.Table) and table.alias_or_name \
+                else set()
         self.names = names
         self.unqualified_ok = not others
         self.res = res
@@ -885,7 +929,7 @@ class _Restriction:
                     continue
                 for source in [other] if isinstance(other, exp.Table | exp.Subquery | exp.Values) else \
                         other.find_all(exp.Table, exp.Subquery, exp.Values):
-                    alias = source.alias_or_name.lower()
+                    alias = self.fold(source.alias_or_name)
                     self.others.add(alias)
                     if isinstance(source, exp.Values):
                         body: exp.Expression | None = source
@@ -932,7 +976,7 @@ class _Restriction:
         if not (isinstance(plain, exp.Placeholder) or (isinstance(plain, exp.Literal) and not plain.is_string)):
             return False
         assert isinstance(column, exp.Column)
-        table = self.tables.get(column.table.lower()) if column.table else self.target
+        table = self.tables.get(self.fold(column.table)) if column.table else self.target
         table = table.this if isinstance(table, exp.Schema) else table
         return isinstance(table, exp.Table) and numbers.exact(table, column.name)
 
@@ -944,7 +988,7 @@ class _Restriction:
         for mine, theirs in ((cond.left, cond.right), (cond.right, cond.left)):
             if not (self._target_column(mine) and isinstance(theirs, exp.Column) and theirs.table):
                 continue
-            alias = theirs.table.lower()
+            alias = self.fold(theirs.table)
             if alias not in self.others or alias in self.names:
                 continue
             if alias in self.bounded:
@@ -960,7 +1004,7 @@ class _Restriction:
         if not isinstance(node, exp.Column):
             return False
         qualifier = node.table
-        return qualifier.lower() in self.names if qualifier else self.unqualified_ok
+        return self.fold(qualifier) in self.names if qualifier else self.unqualified_ok
 
     def _constant_or_any(self, node: exp.Expression, column: exp.Expression) -> bool:
         if self.mysql:
@@ -1275,8 +1319,17 @@ def _set(c: _Classifier, tokens: list[Token], res: _Result) -> None:
 # Client character sets in which a multibyte character can end in the byte of a backslash or a quote: the
 # server would read a text differently from dbfw (PostgreSQL's side refuses such client encodings too).
 _MYSQL_UNSAFE_CHARSETS = frozenset({"big5", "cp932", "gbk", "gb18030", "sjis", "ujis", "eucjpms", "euckr"})
-_MYSQL_CHARSET_SETTINGS = frozenset({"character_set_client", "character_set_connection", "character_set_results",
-                                     "collation_connection", "names"})
+# The character sets dbfw reads text in exactly as the server does: anything else (a number naming a
+# collation, a variable, an expression) could be GBK, where a backslash hides inside a character.
+_MYSQL_SAFE_CHARSETS = frozenset({"utf8", "utf8mb3", "utf8mb4", "latin1", "ascii", "binary"})
+
+
+def _safe_charset(words: list[str]) -> bool:
+    """A SET's value (its tokens' texts) is one character set or collation name dbfw reads exactly."""
+    return len(words) == 1 and words[0].strip("'\"`").lower().split("_")[0] in _MYSQL_SAFE_CHARSETS
+# How the server reads the text a client sends (character_set_results only says how results are sent back).
+_MYSQL_CHARSET_SETTINGS = frozenset({"character_set_client", "character_set_connection", "collation_connection",
+                                     "names"})
 
 
 def _mysql_set_names(tokens: list[Token], res: _Result) -> None:
@@ -1288,8 +1341,11 @@ def _mysql_set_names(tokens: list[Token], res: _Result) -> None:
     charset = first[k].text.strip("'\"`").lower() if len(first) > k else ""
     res.cls = "session"
     res.literal_sensitive = True  # SET NAMES 'utf8mb4' and SET NAMES 'gbk' are different classes
-    if not charset or charset.split("_")[0] in _MYSQL_UNSAFE_CHARSETS:
-        res.raise_to("admin", f"character set {charset or '?'} can hide a backslash or quote inside a character")
+    rest = [t.text for t in first[k + 1:]]
+    collate_ok = not rest or (len(rest) == 2 and rest[0].upper() == "COLLATE" and _safe_charset(rest[1:]))
+    if not _safe_charset([charset]) or not collate_ok:
+        res.raise_to("admin", f"character set {charset or '?'}: dbfw reads text only in utf8mb4, utf8, latin1, "
+                     "ascii or binary (in others a character can hide a backslash or quote)")
     if len(parts) > 1:
         rest = _mysql_joined(parts[1:])
         _mysql_set_assignments(rest, res)
@@ -1333,10 +1389,9 @@ def _mysql_set_assignments(tokens: list[Token], res: _Result) -> None:
             res.raise_to("admin", f"SET {scope.upper()} changes the server for everyone")
         elif ".".join(words) not in MYSQL_HARMLESS_SETTINGS:
             res.raise_to("admin", f"SET {'.'.join(words)} is not a harmless setting")
-        elif ".".join(words) in _MYSQL_CHARSET_SETTINGS and (
-                not rhs or rhs[0].split("_")[0] in _MYSQL_UNSAFE_CHARSETS):
-            res.raise_to("admin", f"character set {rhs[0] if rhs else '?'} can hide a backslash or quote inside "
-                         "a character")
+        elif ".".join(words) in _MYSQL_CHARSET_SETTINGS and not _safe_charset(rhs):
+            res.raise_to("admin", f"SET {'.'.join(words)} to {' '.join(rhs) or '?'}: dbfw reads text only in "
+                         "utf8mb4, utf8, latin1, ascii or binary")
 
 
 def _split_top_level(tokens: list[Token]) -> list[list[Token]]:
@@ -1382,6 +1437,9 @@ def _explain(c: _Classifier, tokens: list[Token], res: _Result) -> None:
                 inner = c.classify(tokens[i:], None, None)
                 res.cls, res.reason, res.command = inner.cls, inner.reason, inner.command
             return
+    if c.mysql and "CONNECTION" in (_word(t) for t in tokens):  # EXPLAIN FOR CONNECTION n: another session's
+        res.cls, res.reason = "admin", "EXPLAIN FOR CONNECTION shows another session's statement"
+        return
     if c.mysql and len(tokens) > 1:  # EXPLAIN t is DESCRIBE t
         return
     raise _Unknown("EXPLAIN of nothing dbfw recognises")
@@ -1493,6 +1551,10 @@ def _show(c: _Classifier, tokens: list[Token], res: _Result) -> None:
     elif form == "GRANTS" and len(tokens) > 2 and not (
             _word(tokens[2]) == "FOR" and len(tokens) > 3 and _word(tokens[3]) == "CURRENT_USER"):
         res.cls, res.reason = "admin", "SHOW GRANTS FOR another account"
+    words_all = [_word(t) for t in tokens]
+    if "WHERE" in words_all and any(t.token_type == TokenType.L_PAREN for t in tokens[words_all.index("WHERE"):]):
+        # SHOW ... WHERE evaluates an expression: a subquery or a function there runs as in a SELECT.
+        res.cls, res.reason = "admin", "SHOW ... WHERE with a call or subquery"
 
 
 _WEAK_LOCKS = frozenset({"ACCESS SHARE", "ROW SHARE", "ROW EXCLUSIVE"})
@@ -1530,6 +1592,14 @@ def _mysql_do(c: _Classifier, tokens: list[Token], res: _Result) -> None:
         if nxt.token_type == TokenType.L_PAREN and tok.token_type not in _LITERALS \
                 and tok.text.lower() not in MYSQL_BUILTINS:
             res.raise_to("procedural", f"DO calls {tok.text}(), not a built-in function")
+
+
+def _use(c: _Classifier, tokens: list[Token], res: _Result) -> None:
+    """USE db: the session's database changes when the server says OK (the session follows it)."""
+    res.cls, res.command = "session", "USE"
+    if len(tokens) != 2:
+        raise _Unknown("USE with other than one database name")
+    res.handle = tokens[1].text.strip("`")
 
 
 def _describe(c: _Classifier, tokens: list[Token], res: _Result) -> None:
@@ -1573,7 +1643,7 @@ _PG_KEYWORDS: dict[str, Handler] = {
     "SECURITY": _fixed("ddl"), "REFRESH": _fixed("write"), "REASSIGN": _fixed("privilege"), "IMPORT": _fixed("ddl"),
 }
 _MYSQL_KEYWORDS: dict[str, Handler] = {
-    "USE": _fixed("session"), "DESCRIBE": _describe, "DESC": _describe, "KILL": _fixed("admin"),
+    "USE": _use, "DESCRIBE": _describe, "DESC": _describe, "KILL": _fixed("admin"),
     "FLUSH": _flush, "SHUTDOWN": _fixed("admin"), "RESTART": _fixed("admin"), "INSTALL": _fixed("admin"),
     "UNINSTALL": _fixed("admin"), "OPTIMIZE": _fixed("admin"), "REPAIR": _fixed("admin"), "CHECK": _fixed("admin"),
     "CHECKSUM": _fixed("admin"), "PURGE": _fixed("admin"), "RESET": _reset, "CHANGE": _fixed("admin"),
@@ -1670,12 +1740,8 @@ class SQLClassifier:
         self._c.number_columns = functions.number_columns
         try:
             result = self._classify(sql, key[1], lex, key[3])
-            if self.dialect == "mysql" and has_versioned_comment(sql) and _runs_without_versioned(sql):
-                # A server may or may not run a versioned executable comment: both readings, the riskier wins
-                # (a text that is nothing but such comments runs nothing on a server that skips them).
-                other = self._classify(sql, key[1], lex, key[3], versioned=False)
-                if RANK[other.cls] > RANK[result.cls]:
-                    result = other
+            if self.dialect == "mysql":
+                result = self._mysql_message(sql, key, lex, result)
         finally:
             self._functions = previous
             self._c.server_limits = previous.settings
@@ -1684,6 +1750,21 @@ class SQLClassifier:
         exact[key] = result
         if len(exact) > self.cache_size:
             del exact[next(iter(exact))]
+        return result
+
+    def _mysql_message(self, sql: str, key: tuple[Any, ...], lex: int, result: Classification) -> Classification:
+        if has_versioned_comment(sql) and _runs_without_versioned(sql):
+            # A server may or may not run a versioned executable comment: both readings, the riskier wins
+            # (a text that is nothing but such comments runs nothing on a server that skips them). The
+            # statement keeps the text as sent, so an approval binds both readings (see statement_fingerprint).
+            other = self._classify(sql, key[1], lex, key[3], versioned=False)
+            if RANK[other.cls] > RANK[result.cls]:
+                result = other
+            if len(result.statements) == 1:
+                result = replace(result, statements=(replace(result.statements[0], sql=sql),))
+        if any(s.command == "USE" for s in result.statements[:-1]):
+            return self._unknown(sql, "USE with more statements after it in one message: each is read in the "
+                                 "database the session has when the message arrives", lex)
         return result
 
     def _tokenize(self, text: str) -> list[Token]:

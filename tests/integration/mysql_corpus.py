@@ -520,3 +520,27 @@ ALLOWED_BUT_SUSPICIOUS: list[tuple[str, str]] = [
     ('SELECT * FROM dbfw_my_customers FOR UPDATE',
      'locks every row of the table until the transaction ends'),
 ]
+
+# A second cold attack's findings, refused since: a client character set given as a number, a variable or an
+# expression (GBK hides a backslash inside a character); USE followed by more statements; a multi-table
+# UPDATE's unqualified SET column; aliases that differ only in case; names of other dialects' functions and
+# schema-qualified calls (stored functions); SHOW ... WHERE with a subquery; EXPLAIN FOR CONNECTION.
+HOSTILE += [
+    "SET character_set_client = 28",
+    "SET character_set_client = CONCAT('g', 'bk')",
+    "SET character_set_client = (SELECT 'gbk')",
+    "SET NAMES utf8mb4, character_set_client = @c",
+    "SET collation_connection = 28",
+    "SET NAMES utf8mb4 COLLATE gbk_chinese_ci",
+    "USE mysql; SELECT User, Password FROM user",
+    "UPDATE dbfw_my_canary JOIN dbfw_my_orders SET total = 0 WHERE dbfw_my_canary.id = '1'",
+    "DELETE v FROM dbfw_my_orders v JOIN dbfw_my_canary V ON 1 = 1 WHERE V.id = '1'",
+    "UPDATE dbfw_my_canary V JOIN dbfw_my_orders v ON 1 = 1 SET v.total = 0 WHERE V.id = '1'",
+    "SELECT DATE_TRUNC('day', NOW())",
+    "SELECT ARRAY_AGG(1)",
+    "SELECT UNNEST(1)",
+    "SELECT test.upper('a')",
+    "SHOW DATABASES WHERE EXTRACTVALUE(1, CONCAT(0x7e, (SELECT 1)))",
+    "SHOW TABLES WHERE (SELECT COUNT(*) FROM information_schema.processlist) > 0",
+    "EXPLAIN FORMAT=JSON FOR CONNECTION 1",
+]

@@ -582,3 +582,61 @@ def test_a_server_side_cursor_is_fetched_masked_and_limited_across_fetches(mysql
     assert not any(b"4111-1111" in r for r in rows)
     last = fetches[-1][-1]
     assert last[0] == p.ERR and b"DBF06" in last
+
+
+def test_the_session_database_follows_use_and_init_db_for_what_names_mean(guarded: DbfwProcess) -> None:
+    """After USE mysql (or COM_INIT_DB), `user` is mysql.user: admin, as when written in full."""
+    for switch in ("query", "init_db"):
+        conn = through(guarded)
+        try:
+            with conn.cursor() as cur:
+                if switch == "query":
+                    cur.execute("USE mysql")
+                else:
+                    conn.select_db("mysql")
+                with pytest.raises(pymysql.err.OperationalError) as e:
+                    cur.execute("SELECT User FROM user")
+                assert e.value.args[0] == 1644, switch
+                cur.execute("SELECT DATABASE()")
+                assert cur.fetchall() == (("mysql",),)
+        finally:
+            conn.close()
+
+
+def test_a_client_character_set_that_can_hide_a_backslash_is_refused(guarded: DbfwProcess) -> None:
+    with pytest.raises(pymysql.err.OperationalError) as e:  # at login
+        through(guarded, charset="gbk")
+    assert e.value.args[0] == 1115 and e.value.args[1].startswith("dbfw:")
+    conn = through(guarded)
+    try:
+        with conn.cursor() as cur:
+            for sql in ("SET character_set_client = 28", "SET NAMES gbk",
+                        "SET character_set_client = CONCAT('g','bk')"):
+                with pytest.raises(pymysql.err.OperationalError) as e:
+                    cur.execute(sql)
+                assert e.value.args[0] == 1644, sql
+            cur.execute("SELECT @@character_set_client")
+            assert cur.fetchone()[0].startswith("utf8")
+    finally:
+        conn.close()
+
+
+def test_an_approval_binds_both_readings_of_a_versioned_comment(guarded: DbfwProcess, mysql: MyTarget) -> None:
+    """Approved: a delete of nothing. Sent: the same text inside /*!50700 */, which MariaDB skips (so the
+    server would delete everything). It is another statement: a new request, not the approval."""
+    plain = "DELETE FROM dbfw_my_canary WHERE v LIKE 'zzz%'"  # a LIKE is no proof: it needs an approval
+    conn = through(guarded)
+    try:
+        with conn.cursor() as cur:
+            with pytest.raises(pymysql.err.OperationalError) as first:
+                cur.execute(plain)
+            approved = request_id(first.value)
+            approve(guarded, approved)
+            with pytest.raises(pymysql.err.OperationalError) as versioned:
+                cur.execute("DELETE FROM dbfw_my_canary /*!50700 WHERE v LIKE 'zzz%' */")
+            assert versioned.value.args[0] == 1644 and request_id(versioned.value) != approved
+            cur.execute(plain)  # the approved statement itself, once
+            assert cur.rowcount == 0
+    finally:
+        conn.close()
+    assert canary(mysql) == [(1, "a"), (2, "b"), (3, "c")]

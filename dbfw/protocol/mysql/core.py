@@ -201,14 +201,15 @@ class MyCore:
         self.decide_now: Callable[[StatementContext, str, bool], Verdict | None] | None = None
         self.executions = 0
         self.status = status
-        self.database_pending: str | None = None  # COM_INIT_DB / USE: the database it switches to, on OK
+        self.database_pending: str | None = None  # COM_INIT_DB: the database it asks for
+        self._use_at: tuple[int, str] | None = None  # the statement of the command that is a USE, and its database
         self.generation = 0
         self._durations: dict[str, object] = {}
         self.commands = 0
         # A statement time limit for the shell to arm: (command number, seconds), or (n, None) to disarm.
         self.timer: tuple[int, float | None] | None = None
         self._timed_out = 0  # the command dbfw cancelled for running too long
-        self._lexing(status)
+        self.ctx = read_as_reported(self.ctx, status)
 
     # --- events from outside ---------------------------------------------------------------------------
 
@@ -321,6 +322,13 @@ class MyCore:
             self._refuse(verdict)
             return
         self.executions += 1
+        self._use_at = None
+        statements = verdict.classification.statements if verdict.classification is not None else ()
+        for i, stmt in enumerate(statements):
+            if stmt.command == "USE":  # (only ever the last of a message: see SQLClassifier)
+                self._use_at = (i, stmt.handle)
+        if packet.payload[0] == p.Command.INIT_DB and self.database_pending is not None:
+            self._use_at = (0, self.database_pending)
         if verdict.cls in _MAY_SET_SQL_MODE:
             # sql_mode may change (SET sql_mode, a procedure's body) and the server does not report ANSI_QUOTES:
             # from here on it is assumed.
@@ -462,6 +470,8 @@ class MyCore:
         if r.expect == Expect.ONE:
             if first in (p.OK, p.EOF) and len(payload) >= 7:
                 self._status(p.Ok.decode(payload).status)
+                if first == p.OK:
+                    self._used(0)  # COM_INIT_DB
             r.read = Read.DONE
             self._forward(r, packet)
             return
@@ -508,9 +518,7 @@ class MyCore:
         if first == p.OK:
             status = p.Ok.decode(payload).status
             self._status(status)
-            if r.expect == Expect.RESULT and self.database_pending is not None:
-                self.ctx = replace(self.ctx, database=self.database_pending)
-                self.database_pending = None
+            self._used(r.statement)
             r.statement += 1
             r.read = Read.FIRST if status & p.Status.MORE_RESULTS_EXISTS else Read.DONE
             self._forward(r, packet)
@@ -625,18 +633,26 @@ class MyCore:
                 self.recorder.executed(self.ctx, [r.record] if r.record is not None else [], elapsed,
                                        r.total + r.rows, r.error)
 
+    def _used(self, statement: int) -> None:
+        """Statement number ``statement`` of the command succeeded: if it was USE, the session is now there."""
+        use = self._use_at
+        if use is not None and use[0] == statement:
+            self.ctx = replace(self.ctx, database=use[1])
+            self._use_at = None
+
     def _status(self, status: int) -> None:
         if status != self.status:
             self.status = status
-            self._lexing(status)
+            self.ctx = read_as_reported(self.ctx, status)
 
-    def _lexing(self, status: int) -> None:
-        """The server reports NO_BACKSLASH_ESCAPES in every status word: dbfw reads text the same way."""
-        lex = self.ctx.lex & ~LEX_MYSQL_NO_BACKSLASH_ESCAPES
-        if status & p.Status.NO_BACKSLASH_ESCAPES:
-            lex |= LEX_MYSQL_NO_BACKSLASH_ESCAPES
-        if lex != self.ctx.lex:
-            self.ctx = replace(self.ctx, lex=lex)
+
+
+def read_as_reported(ctx: StatementContext, status: int) -> StatementContext:
+    """The server reports NO_BACKSLASH_ESCAPES in every status word: dbfw reads text the same way."""
+    lex = ctx.lex & ~LEX_MYSQL_NO_BACKSLASH_ESCAPES
+    if status & p.Status.NO_BACKSLASH_ESCAPES:
+        lex |= LEX_MYSQL_NO_BACKSLASH_ESCAPES
+    return ctx if lex == ctx.lex else replace(ctx, lex=lex)
 
 
 def refusal(verdict: Verdict, errno: int | None = None) -> p.Err:

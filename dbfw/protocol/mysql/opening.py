@@ -158,6 +158,12 @@ class Opening:
         if tls is not None and tls.required and not self.tls_active:
             raise Refused(EndReason.AUTH_FAILED, p.Err(ERRNO_ACCESS_DENIED, "28000",
                                                        "dbfw: this listener requires TLS; connect with --ssl"))
+        if response.charset not in p.SAFE_COLLATIONS:
+            # In GBK, Big5, SJIS... a backslash byte can hide inside a character: the server would read a text
+            # dbfw reads as one string as several statements.
+            raise Refused(EndReason.AUTH_FAILED, p.Err(1115, "42000", f"dbfw: character set {response.charset} is "
+                                                       "not supported; connect with utf8mb4, utf8, latin1, ascii or "
+                                                       "binary"))
         missing = p.REQUIRED & ~response.capabilities
         if missing:
             raise Refused(EndReason.AUTH_FAILED, p.Err(ERRNO_HANDSHAKE, "08S01", "dbfw: the client lacks "

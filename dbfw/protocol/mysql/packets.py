@@ -176,6 +176,11 @@ AUTH_MORE_DATA = 0x01
 
 UTF8MB4_GENERAL_CI = 45
 BINARY_CHARSET = 63
+# The collations (by the id a handshake names) of the character sets dbfw reads text in exactly as the
+# server does: utf8mb3, utf8mb4, latin1, ascii, binary (MariaDB 10.11's ids below 256, and MySQL 8's 76 and
+# 255, utf8mb4_0900_ai_ci, its clients' default).
+SAFE_COLLATIONS = frozenset({5, 8, 11, 15, 31, 33, 45, 46, 47, 48, 49, 63, 65, 76, 83, 94, *range(192, 216), 223,
+                             *range(224, 248), 255})
 
 
 # --- framing ------------------------------------------------------------------------------------------
