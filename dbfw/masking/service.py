@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -20,7 +21,7 @@ from .plan import ColumnMask, MaskPlan, MaskPlanner, query_of
 
 CatalogProvider = Callable[[StatementContext], Awaitable[Catalog]]
 PLAN_CACHE = 5000
-_ROW_COMMANDS = frozenset({"SELECT", "VALUES", "TABLE", "INSERT", "UPDATE", "DELETE", "MERGE", "COPY"})
+_ROW_COMMANDS = frozenset({"SELECT", "VALUES", "TABLE", "INSERT", "UPDATE", "DELETE", "MERGE", "COPY", "REPLACE"})
 
 
 @dataclass
@@ -149,6 +150,10 @@ class Masking:
         if command == "DECLARE":
             plan = await self._plan(ctx, classification.shape + f"#decl{i}", _cursor_query(stmt), "SELECT", rules)
             return StatementMask(plan=plan)
+        if ctx.protocol == "mysql" and _diagnostics(stmt):
+            # MySQL's warnings and plans quote values the server read (Truncated incorrect DOUBLE value:
+            # 'x@y', a const table's row in EXPLAIN): every quoted piece of every column is withheld.
+            return StatementMask(plan=MaskPlan(every=ColumnMask(rules[0].name, _unquoted)))
         if command not in _ROW_COMMANDS and stmt.cls not in ("procedural", "unknown"):
             return None
         if stmt.cls in ("write", "destructive_write"):
@@ -185,6 +190,16 @@ class Masking:
         assert self.catalogs is not None
         catalog = await self.catalogs(ctx)
         for node in parsed.find_all(exp.Update, exp.Insert):
+            if isinstance(node, exp.Insert):
+                source = node.expression if isinstance(node.expression, exp.Query) else None
+                for sub in node.find_all(exp.Select):
+                    if source is not None and _within(sub, source):
+                        continue  # INSERT ... SELECT: traced column by column below
+                    rule = self.planner._sensitive_tables(sub, catalog, rules)
+                    if rule is not None:
+                        return (f"the statement writes the result of a query over values masked by rule "
+                                f"{rule.name!r} (VALUES, SET or ON DUPLICATE KEY UPDATE): they would be stored "
+                                "in clear")
             written = _written_values(node, catalog)
             if written is None:
                 continue
@@ -210,7 +225,7 @@ class Masking:
         catalog = await self.catalogs(ctx)
         query = query_of(sql, command, catalog.dialect)
         if query is None:
-            if command in ("SELECT", "VALUES", "TABLE") or command not in _ROW_COMMANDS:
+            if command in ("SELECT", "VALUES", "TABLE", "REPLACE") or command not in _ROW_COMMANDS:
                 # A row-returning statement dbfw cannot read (EXECUTE, CALL, a parse failure): untraceable.
                 plan = self.planner._untraceable_everything(rules, catalog)
             else:
@@ -259,6 +274,30 @@ class Masking:
 
     def count(self, rule: str, n: int = 1) -> None:
         self.counts[rule] = self.counts.get(rule, 0) + n
+
+
+_QUOTED = re.compile(rb"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.|\"\")*\"")
+
+
+def _unquoted(value: bytes) -> bytes:
+    return _QUOTED.sub(b"'...'", value)
+
+
+def _within(node: exp.Expression, ancestor: exp.Expression) -> bool:
+    while node is not None:
+        if node is ancestor:
+            return True
+        node = node.parent  # type: ignore[assignment]
+    return False
+
+
+def _diagnostics(stmt: Statement) -> bool:
+    """SHOW WARNINGS / SHOW ERRORS, EXPLAIN and MariaDB's ANALYZE <statement>: results that quote data."""
+    words = stmt.sql.split(None, 3)
+    first = words[0].upper() if words else ""
+    second = words[1].upper().strip("(") if len(words) > 1 else ""
+    return (first == "SHOW" and second in ("WARNINGS", "ERRORS")) or stmt.command.upper() == "EXPLAIN" \
+        or first in ("EXPLAIN", "DESCRIBE", "DESC", "ANALYZE")
 
 
 def _cursor_query(stmt: Statement) -> str:

@@ -531,8 +531,7 @@ class _Classifier:
         self.database = database
         if self.mysql and kw == "SELECT" and _has_into_outfile(tokens):
             return _Result("bulk_export", "SELECT", "SELECT ... INTO OUTFILE/DUMPFILE writes a server file")
-        into_variables = self.mysql and any(_word(a) == "INTO" and b.token_type == TokenType.PARAMETER
-                                            for a, b in itertools.pairwise(tokens))
+        into_variables = self.mysql and _into_variables(tokens)
         positioned = kw in ("UPDATE", "DELETE") and _positioned(tokens)
         if positioned:
             # UPDATE/DELETE ... WHERE CURRENT OF cursor changes exactly the cursor's row. sqlglot does not
@@ -580,7 +579,8 @@ class _Classifier:
                                 for f in root.find_all(exp.Func)})
         res.anonymous.update(pglex.downcase(f.name) for f in root.find_all(exp.Anonymous))
         if into_variables:
-            res.raise_to("bulk_export", "SELECT ... INTO @variables: a result out of reach of result limits")
+            res.raise_to("bulk_export", "values stored into @variables (INTO @v, @v := ...): out of reach of result "
+                         "limits and masking")
         if self.mysql:
             for name in _mysql_unknown_calls(tokens, root):
                 res.raise_to("procedural", f"calls {name}(), not a built-in function: a stored function runs a "
@@ -692,6 +692,12 @@ _MYSQL_NOT_CALLS = frozenset({
     "unique", "foreign", "references", "check", "constraint", "returning", "rlike", "regexp", "escape", "do",
     "call", "cross", "inner", "outer", "left", "right", "natural", "ignore", "force", "use", "grouping", "rows",
     "range", "groups", "array", "of", "json_table", "columns", "path", "nested", "ordinality"})
+
+
+def _into_variables(tokens: list[Token]) -> bool:
+    """SELECT ... INTO @a, or @a := ... anywhere: values kept in the session, out of the result."""
+    return any(t.token_type == TokenType.COLON_EQ for t in tokens) or any(
+        _word(a) == "INTO" and b.token_type == TokenType.PARAMETER for a, b in itertools.pairwise(tokens))
 
 
 def _mysql_unknown_calls(tokens: list[Token], root: exp.Expression) -> list[str]:
@@ -1888,6 +1894,10 @@ class SQLClassifier:
             why = _unsettled_reading(sql)
             if why is not None:
                 return why
+        if self.dialect == "mysql" and not sql.isascii() and any(ch.isspace() and ord(ch) > 127 for ch in sql):
+            # MariaDB's lexer takes only ASCII whitespace as space: to it U+00A0 is part of a name (and
+            # `--` before it no comment), where sqlglot reads a space.
+            return "a non-ASCII space character: MariaDB reads it as part of a name, not as a space"
         if lex & LEX_MYSQL_NO_BACKSLASH_ESCAPES and "\\" in sql:
             return "the session's sql_mode has NO_BACKSLASH_ESCAPES, which dbfw does not read; write the text " \
                 "without backslashes"
@@ -2028,6 +2038,11 @@ def parse_statement(sql: str, dialect: str = "postgres") -> exp.Expression:
     if c is None:
         c = _TOKENIZERS[f"classifier:{dialect}"] = _Classifier(dialect)
     tokens = [t for t in c.tokenizer.tokenize(sql) if t.token_type != TokenType.SEMICOLON]
+    if c.mysql:
+        tokens = _mysql_parser_friendly(tokens)
+        if tokens and _word(tokens[0]) == "REPLACE":  # read as the INSERT it is (see _from_tree)
+            first = tokens[0]
+            tokens = [Token(TokenType.INSERT, "INSERT", first.line, first.col, first.start, first.end), *tokens[1:]]
     return c._parse(tokens, sql)
 
 

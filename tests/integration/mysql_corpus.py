@@ -544,3 +544,12 @@ HOSTILE += [
     "SHOW TABLES WHERE (SELECT COUNT(*) FROM information_schema.processlist) > 0",
     "EXPLAIN FORMAT=JSON FOR CONNECTION 1",
 ]
+
+# A third cold attack: `--` followed by a non-ASCII space (MariaDB reads U+00A0 as part of a name, so
+# neither a comment nor a space), and values kept in @variables.
+HOSTILE += [
+    "UPDATE dbfw_my_canary \xa0 SET v = 'm' WHERE id = 1 --\xa0.id OR 1=1\n",
+    "SELECT 1 --\xa0.id FROM dbfw_my_canary \xa0; DROP TABLE dbfw_my_canary\n",
+    "SELECT @a := card FROM dbfw_my_customers WHERE id = 1",
+    "SELECT id FROM dbfw_my_customers WHERE id = 2 AND (@b := email) IS NOT NULL",
+]

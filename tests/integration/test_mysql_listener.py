@@ -640,3 +640,36 @@ def test_an_approval_binds_both_readings_of_a_versioned_comment(guarded: DbfwPro
     finally:
         conn.close()
     assert canary(mysql) == [(1, "a"), (2, "b"), (3, "c")]
+
+
+def test_masked_values_do_not_leave_through_diagnostics_returning_or_writes(masked: DbfwProcess,
+                                                                           mysql: MyTarget) -> None:
+    secret = "user7@example.com"
+    conn = through(masked)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 0 + email FROM dbfw_my_customers WHERE id = 7")  # a warning quoting the value
+            cur.fetchall()
+            cur.execute("SHOW WARNINGS")
+            assert secret not in str(cur.fetchall())
+            cur.execute("EXPLAIN FORMAT=JSON SELECT * FROM dbfw_my_orders o, dbfw_my_customers c "
+                        "WHERE c.id = 7 AND o.id = c.email")
+            assert secret not in str(cur.fetchall())
+            one = "(SELECT email FROM dbfw_my_customers WHERE id = 7)"
+            for sql in ("REPLACE INTO dbfw_my_canary VALUES (9, 'r') RETURNING "
+                        "(SELECT GROUP_CONCAT(email) FROM dbfw_my_customers)",
+                        f"INSERT INTO dbfw_my_canary VALUES (10, {one})",
+                        f"INSERT INTO dbfw_my_canary SET id = 11, v = {one}",
+                        f"INSERT INTO dbfw_my_canary (id, v) VALUES (1, 'x') ON DUPLICATE KEY UPDATE v = {one}",
+                        "SELECT @a := email FROM dbfw_my_customers WHERE id = 7"):
+                with pytest.raises(pymysql.err.OperationalError) as e:
+                    cur.execute(sql)
+                assert e.value.args[0] == 1644, sql
+    finally:
+        conn.close()
+    direct = mysql.connect()
+    with direct.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM dbfw_my_canary WHERE v LIKE '%@%'")
+        assert cur.fetchone() == (0,)
+        cur.execute("DELETE FROM dbfw_my_canary WHERE id > 3")
+    direct.close()

@@ -166,6 +166,24 @@ def test_sigterm_under_load_loses_no_recorded_statement(recorded: Any) -> None:
     assert unsealed == 0
 
 
+def _recorded_count(db_path: Path, marker: str, expected: int, timeout: float = 20) -> None:
+    """Wait until the store holds ``expected`` statements carrying ``marker`` (the writer flushed them)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        db = sqlite3.connect(db_path)
+        try:
+            rows = db.execute("select at, action, detail from audit_events").fetchall()
+        except sqlite3.OperationalError:  # the writer holds the database: look again
+            rows = []
+        finally:
+            db.close()
+        found = sum(1 for row in rows for e in expand_event(*row) if e["kind"] == "statement" and marker in e["sql"])
+        if found >= expected:
+            return
+        assert time.monotonic() < deadline, f"only {found} of {expected} statements were recorded"
+        time.sleep(0.05)
+
+
 def _writer_pids(db_path: Path) -> list[int]:
     pids = []
     for entry in Path("/proc").iterdir():
@@ -187,7 +205,7 @@ def test_recordings_survive_the_writer_process_going_away(recorded: Any) -> None
     with psycopg.connect(proc.conninfo(), autocommit=True) as conn:
         for i in range(20):
             conn.execute(f"select {i} /* before */", prepare=False)
-        time.sleep(0.5)  # flushed through the writer
+        _recorded_count(db_path, "/* before */", 20)  # flushed through the writer
         os.kill(writer, signal.SIGKILL)
         for i in range(20):
             conn.execute(f"select {i} /* after */", prepare=False)
