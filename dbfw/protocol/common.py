@@ -6,7 +6,7 @@ import asyncio
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..audit.recorder import Recorder
 from ..config import Settings
@@ -96,3 +96,58 @@ def take_buffered(reader: asyncio.StreamReader) -> tuple[bytes, bool]:
     if buffer:
         buffer.clear()
     return data, reader.at_eof()
+
+
+class Relay:
+    """What both protocols' asyncio shells share once the relay runs: how a side's end is reported, when
+    reading from the client is held (a statement being decided, the upstream full), and the running
+    statement's time limit. A shell sets the attributes below and has a ``core`` with ``timed_out(n)``
+    and an async ``cancel_upstream()``."""
+
+    _done: asyncio.Future[tuple[str, object, BaseException | None]] | None
+    _client_t: asyncio.WriteTransport | None
+    _up_t: asyncio.WriteTransport | None
+    _client_holds: set[str]
+    _timer: asyncio.TimerHandle | None
+    _cancelling: asyncio.Task[None] | None
+    core: Any
+
+    def _finish(self, side: str, reason: object, exc: BaseException | None = None) -> None:
+        done = self._done
+        if done is not None and not done.done():
+            done.set_result((side, reason, exc))
+
+    # Reading from the client stops while a statement is being decided (so messages stay in order) and
+    # while the upstream cannot take more; reading from the upstream stops while the client cannot.
+    def _hold_client(self, why: str, on: bool) -> None:
+        holds = self._client_holds
+        before = bool(holds)
+        if on:
+            holds.add(why)
+        else:
+            holds.discard(why)
+        t = self._client_t
+        if bool(holds) != before and t is not None and not t.is_closing():
+            t.pause_reading() if holds else t.resume_reading()
+
+    def _client_write_paused(self, paused: bool) -> None:
+        up_t = self._up_t
+        if up_t is not None and not up_t.is_closing():
+            up_t.pause_reading() if paused else up_t.resume_reading()
+
+    def _arm(self, number: int, seconds: float | None) -> None:
+        """The statement running now has a time limit (or none)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if seconds is not None:
+            self._timer = asyncio.get_running_loop().call_later(seconds, self._time_is_up, number)
+
+    def _time_is_up(self, number: int) -> None:
+        self._timer = None
+        core = self.core
+        if core is not None and core.timed_out(number):
+            self._cancelling = asyncio.get_running_loop().create_task(self.cancel_upstream())
+
+    async def cancel_upstream(self) -> None:
+        raise NotImplementedError

@@ -13,7 +13,7 @@ from ... import log, metrics
 from ...config import Listener
 from ...context import StatementContext
 from ...verdict import Verdict
-from ..common import Runtime, Side, take_buffered
+from ..common import Relay, Runtime, Side, take_buffered
 from . import packets as p
 from .core import Ask, EndReason, MyCore, Phase, Question
 from .opening import ClientGone, Opening
@@ -22,7 +22,7 @@ from .upstream import MyUpstream, connect, query_rows
 BACKLOG = 1 << 20
 
 
-class MySession:
+class MySession(Relay):
     def __init__(self, rt: Runtime, listener: Listener, reader: asyncio.StreamReader,
                  writer: asyncio.StreamWriter, tls: ssl.SSLContext | None):
         self.rt, self.listener, self.reader, self.writer = rt, listener, reader, writer
@@ -38,7 +38,7 @@ class MySession:
         self._done: asyncio.Future[tuple[str, EndReason | None, BaseException | None]] | None = None
         self._client_t: asyncio.WriteTransport | None = None
         self._up_t: asyncio.WriteTransport | None = None
-        self._holds: set[str] = set()
+        self._client_holds: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None  # the running statement's time limit
         self._cancelling: asyncio.Task[None] | None = None
@@ -141,9 +141,9 @@ class MySession:
         core.client.feed(self.opening.packets.take_buffered())
         core.server.feed(up.packets.take_buffered())
         client_t.set_protocol(Side(self._client_data, lambda _: self._finish("client", EndReason.CLIENT_GONE),
-                                   self._client_paused))
+                                   self._client_write_paused))
         up_t.set_protocol(Side(self._upstream_data, lambda _: self._finish("upstream", EndReason.UPSTREAM_GONE),
-                               lambda paused: self._hold("upstream_full", paused)))
+                               lambda paused: self._hold_client("upstream_full", paused)))
         client_t.resume_reading()
         up_t.resume_reading()
         self._upstream_data(up_rest)
@@ -194,23 +194,6 @@ class MySession:
         with contextlib.suppress(Exception):
             t.write(p.frame(err.encode(), seq)[0])
 
-    def _finish(self, side: str, reason: EndReason | None, exc: BaseException | None = None) -> None:
-        done = self._done
-        if done is not None and not done.done():
-            done.set_result((side, reason, exc))
-
-    def _hold(self, why: str, on: bool) -> None:
-        before = bool(self._holds)
-        self._holds.add(why) if on else self._holds.discard(why)
-        t = self._client_t
-        if bool(self._holds) != before and t is not None and not t.is_closing():
-            t.pause_reading() if self._holds else t.resume_reading()
-
-    def _client_paused(self, paused: bool) -> None:
-        t = self._up_t
-        if t is not None and not t.is_closing():
-            t.pause_reading() if paused else t.resume_reading()
-
     def _client_data(self, data: bytes) -> None:
         core = self.core
         if self._done is None or self._done.done() or core is None:
@@ -246,7 +229,7 @@ class MySession:
         assert core is not None
         # A client that sends while its last command's response is still coming is read no further than
         # a little: its bytes wait in the socket, not in dbfw's memory.
-        self._hold("backlog", core.phase != Phase.IDLE and core.client.buffered > BACKLOG)
+        self._hold_client("backlog", core.phase != Phase.IDLE and core.client.buffered > BACKLOG)
         while True:
             up, down = core.to_server, core.to_client
             if up:
@@ -268,7 +251,7 @@ class MySession:
             question = core.question
             if question is None or self._task is not None:
                 return
-            self._hold("deciding", True)
+            self._hold_client("deciding", True)
             self._task = asyncio.get_running_loop().create_task(self._answer(question))
             return
 
@@ -299,7 +282,7 @@ class MySession:
             self._finish("client", None, e)
             return
         if self._task is None:
-            self._hold("deciding", False)
+            self._hold_client("deciding", False)
 
     async def _kill_query(self, connection_id: int) -> Verdict | None:
         """KILL QUERY n naming a session of the same identity (by the id dbfw's handshake gave it): its
@@ -311,16 +294,3 @@ class MySession:
                 await session.cancel_upstream()
                 return Verdict(True, cls="session")
         return None
-
-    def _arm(self, number: int, seconds: float | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if seconds is not None:
-            self._timer = asyncio.get_running_loop().call_later(seconds, self._time_is_up, number)
-
-    def _time_is_up(self, number: int) -> None:
-        self._timer = None
-        core = self.core
-        if core is not None and core.timed_out(number):
-            self._cancelling = asyncio.get_running_loop().create_task(self.cancel_upstream())

@@ -178,26 +178,8 @@ async def _login(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up:
 async def query_value(conn: MyUpstream, sql: str) -> bytes | None:
     """dbfw's own one-value query on the upstream session before the client's first command (the first
     column of the first row; None for NULL or no row)."""
-    deprecate_eof = bool(conn.capabilities & p.Capability.DEPRECATE_EOF)
-    conn.writer.write(p.frame(bytes((p.Command.QUERY,)) + sql.encode(), 0)[0])
-    await conn.writer.drain()
-    first = await read_packet(conn.reader, conn.packets)
-    if first.first == p.ERR:
-        raise UpstreamError(f"the upstream refused {sql!r}: {p.Err.decode(first.payload).message}")
-    if first.first == p.OK:
-        return None
-    for _ in range(p.column_count(first.payload) + (0 if deprecate_eof else 1)):
-        await read_packet(conn.reader, conn.packets)  # column definitions (and their EOF)
-    value: bytes | None = None
-    while True:
-        packet = await read_packet(conn.reader, conn.packets)
-        if packet.first == p.ERR:
-            raise UpstreamError(f"the upstream failed {sql!r}: {p.Err.decode(packet.payload).message}")
-        if p.is_eof(packet.payload, deprecate_eof):
-            conn.status = p.eof_status(packet.payload)
-            return value
-        if value is None:
-            value = p.Reader(packet.payload).lenenc_bytes() if packet.payload[:1] != b"\xfb" else None
+    rows = await query_rows(conn, sql)
+    return rows[0][0] if rows and rows[0] else None
 
 
 async def query_rows(conn: MyUpstream, sql: str) -> list[list[bytes | None]]:
@@ -219,5 +201,6 @@ async def query_rows(conn: MyUpstream, sql: str) -> list[list[bytes | None]]:
         if packet.first == p.ERR:
             raise UpstreamError(f"the upstream failed {sql!r}: {p.Err.decode(packet.payload).message}")
         if p.is_eof(packet.payload, deprecate_eof):
+            conn.status = p.eof_status(packet.payload)
             return rows
         rows.append(p.text_row_values(packet.payload, n))

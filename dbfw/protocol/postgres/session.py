@@ -18,7 +18,7 @@ from ... import log, metrics
 from ...config import Listener
 from ...context import StatementContext
 from ...firewall import Verdict
-from ..common import Runtime, Side, take_buffered
+from ..common import Relay, Runtime, Side, take_buffered
 from . import messages as m
 from .core import Ask, EndReason, PgCore, Question
 from .opening import ClientGone, Opening
@@ -27,7 +27,7 @@ from .upstream import UpstreamConnection, send_cancel
 STREAMABLE_FRONTEND = frozenset(b"Bd")  # Bind, CopyData: relayed, never held whole
 
 
-class PgSession:
+class PgSession(Relay):
     def __init__(self, rt: Runtime, listener: Listener, reader: asyncio.StreamReader,
                  writer: asyncio.StreamWriter, tls: ssl.SSLContext | None):
         self.rt = rt
@@ -219,28 +219,6 @@ class PgSession:
         log.warning("upstream.lost", session=self.session_id, upstream=self.listener.upstream)
         return EndReason.UPSTREAM_LOST
 
-    def _finish(self, side: str, reason: EndReason | None, exc: BaseException | None = None) -> None:
-        done = self._done
-        if done is not None and not done.done():
-            done.set_result((side, reason, exc))
-
-    # Reading from the client stops while a statement is being decided (so messages stay in order) and
-    # while the upstream cannot take more; reading from the upstream stops while the client cannot.
-    def _hold_client(self, why: str, on: bool) -> None:
-        holds = self._client_holds
-        before = bool(holds)
-        if on:
-            holds.add(why)
-        else:
-            holds.discard(why)
-        if bool(holds) != before and self._client_t is not None and not self._client_t.is_closing():
-            self._client_t.pause_reading() if holds else self._client_t.resume_reading()
-
-    def _client_write_paused(self, paused: bool) -> None:
-        up_t = self._up_t
-        if up_t is not None and not up_t.is_closing():
-            up_t.pause_reading() if paused else up_t.resume_reading()
-
     def _client_data(self, data: bytes) -> None:
         core = self.core
         if self._done is None or self._done.done() or core is None:
@@ -345,17 +323,3 @@ class PgSession:
             return
         if self._task is None:
             self._hold_client("deciding", False)
-
-    def _arm(self, point: int, seconds: float | None) -> None:
-        """The statement running now has a time limit (or none)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if seconds is not None:
-            self._timer = asyncio.get_running_loop().call_later(seconds, self._time_is_up, point)
-
-    def _time_is_up(self, point: int) -> None:
-        self._timer = None
-        core = self.core
-        if core is not None and core.timed_out(point):
-            self._cancelling = asyncio.get_running_loop().create_task(self.cancel_upstream())
