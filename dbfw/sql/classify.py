@@ -424,6 +424,7 @@ class _Classifier:
         self._sql = ""
         self.server_limits: dict[str, int] = {}  # the database's own limits (base units), when known
         self.number_columns: frozenset[tuple[str, str, str]] = frozenset()  # MySQL (see FunctionCatalog)
+        self.all_columns: frozenset[tuple[str, str, str]] = frozenset()
         self.database: str | None = None  # the database of the statement being classified
 
     # Entry point for one statement's tokens.
@@ -613,7 +614,8 @@ class _Classifier:
         if where is None:
             return False  # (a LIMIT is no bound: DELETE ... LIMIT 1000, repeated, empties any table)
         if self.mysql:
-            return _mysql_restricted(node, where.this, res, _Numbers(self.number_columns, self.database))
+            return _mysql_restricted(node, where.this, res, _Numbers(self.number_columns, self.database,
+                                                                     self.all_columns))
         others = [*(node.args.get("using") or [])]
         from_ = node.args.get("from_") or node.args.get("from")
         if from_ is not None:
@@ -852,16 +854,22 @@ def _limited(query: exp.Expression) -> bool:
 
 
 class _Numbers:
-    """Which columns a number compares with exactly (MySQL), for a statement in ``database``."""
+    """The catalog's columns (MySQL) for a statement in ``database``: which exist, and which a number compares
+    with exactly."""
 
-    __slots__ = ("columns", "database")
+    __slots__ = ("all", "columns", "database")
 
-    def __init__(self, columns: frozenset[tuple[str, str, str]], database: str | None):
-        self.columns, self.database = columns, (database or "").lower()
+    def __init__(self, columns: frozenset[tuple[str, str, str]], database: str | None,
+                 all_columns: frozenset[tuple[str, str, str]] = frozenset()):
+        self.columns, self.database, self.all = columns, (database or "").lower(), all_columns
 
     def exact(self, table: exp.Table, column: str) -> bool:
         schema = (table.db or self.database).lower()
         return (schema, table.name.lower(), column.lower()) in self.columns
+
+    def exists(self, table: exp.Table, column: str) -> bool:
+        schema = (table.db or self.database).lower()
+        return (schema, table.name.lower(), column.lower()) in self.all
 
 
 def _mysql_restricted(node: exp.Expression, where: exp.Expression, res: _Result, numbers: _Numbers) -> bool:
@@ -1010,7 +1018,13 @@ class _Restriction:
         if not isinstance(node, exp.Column):
             return False
         qualifier = node.table
-        return self.fold(qualifier) in self.names if qualifier else self.unqualified_ok
+        if not (self.fold(qualifier) in self.names if qualifier else self.unqualified_ok):
+            return False
+        if self.numbers is not None:  # MySQL: a column the catalog knows (UTC_DATE is a function there)
+            table = self.tables.get(self.fold(qualifier)) if qualifier else self.target
+            table = table.this if isinstance(table, exp.Schema) else table
+            return isinstance(table, exp.Table) and self.numbers.exists(table, node.name)
+        return True
 
     def _constant_or_any(self, node: exp.Expression, column: exp.Expression) -> bool:
         if self.mysql:
@@ -1291,6 +1305,8 @@ def _set(c: _Classifier, tokens: list[Token], res: _Result) -> None:
     if head in ("TRANSACTION", "CONSTRAINTS", "CHARACTERISTICS") or (head == "SESSION" and nxt == "CHARACTERISTICS"):
         res.cls = "transaction"
         _read_write(tokens, res)
+        if c.mysql and any(_word(t) == "UNCOMMITTED" for t in tokens):
+            res.raise_to("admin", "READ UNCOMMITTED reads other sessions' uncommitted rows")
         return
     if c.mysql and (head in ("NAMES", "CHARSET") or (head == "CHARACTER" and nxt == "SET")):
         _mysql_set_names(tokens[i:], res)
@@ -1395,6 +1411,8 @@ def _mysql_set_assignments(tokens: list[Token], res: _Result) -> None:
             res.raise_to("admin", f"SET {scope.upper()} changes the server for everyone")
         elif ".".join(words) not in MYSQL_HARMLESS_SETTINGS:
             res.raise_to("admin", f"SET {'.'.join(words)} is not a harmless setting")
+        elif ".".join(words) in ("tx_isolation", "transaction_isolation") and any("uncommitted" in v for v in rhs):
+            res.raise_to("admin", "READ UNCOMMITTED reads other sessions' uncommitted rows")
         elif ".".join(words) in _MYSQL_CHARSET_SETTINGS and not _safe_charset(rhs):
             res.raise_to("admin", f"SET {'.'.join(words)} to {' '.join(rhs) or '?'}: dbfw reads text only in "
                          "utf8mb4, utf8, latin1, ascii or binary")
@@ -1744,6 +1762,7 @@ class SQLClassifier:
         previous, self._functions = self._functions, functions
         self._c.server_limits = functions.settings
         self._c.number_columns = functions.number_columns
+        self._c.all_columns = functions.columns
         try:
             result = self._classify(sql, key[1], lex, key[3])
             if self.dialect == "mysql":
@@ -1752,6 +1771,7 @@ class SQLClassifier:
             self._functions = previous
             self._c.server_limits = previous.settings
             self._c.number_columns = previous.number_columns
+            self._c.all_columns = previous.columns
         exact = self._exact
         exact[key] = result
         if len(exact) > self.cache_size:

@@ -121,6 +121,9 @@ class FunctionCatalog:
     # lower case. MySQL compares a string column with a number as numbers (name = 0 matches most rows), so
     # only on these does `col = 5` restrict.
     number_columns: frozenset[tuple[str, str, str]] = frozenset()
+    # MySQL: every (schema, table, column), lower case. A name that is none of them (UTC_DATE, CURRENT_ROLE:
+    # functions MariaDB calls without parentheses) is no column, whatever sqlglot reads it as.
+    columns: frozenset[tuple[str, str, str]] = frozenset()
     version: int = field(default_factory=lambda: next(_versions))
 
     @staticmethod

@@ -553,3 +553,13 @@ HOSTILE += [
     "SELECT @a := card FROM dbfw_my_customers WHERE id = 1",
     "SELECT id FROM dbfw_my_customers WHERE id = 2 AND (@b := email) IS NOT NULL",
 ]
+
+# A fourth cold attack: functions MariaDB calls without parentheses read by sqlglot as columns (a write's
+# "restriction" true for every row), and dirty reads of other sessions' uncommitted rows.
+HOSTILE += [
+    "UPDATE dbfw_my_canary SET v = 'pwned' WHERE UTC_DATE = '2026-12-02'",
+    "DELETE FROM dbfw_my_canary WHERE CURRENT_ROLE = 'x'",
+    "DELETE FROM dbfw_my_canary WHERE UTC_TIMESTAMP = '2026-12-02 00:00:00'",
+    "SET SESSION TRANSACTION ISOLATION LEVEL READ UNCOMMITTED",
+    "SET tx_isolation = 'READ-UNCOMMITTED'",
+]

@@ -374,7 +374,7 @@ def test_masking_keeps_what_is_not_sensitive_and_covers_prepared_and_multi_state
             assert cur.fetchall()[0][0] != "user7@example.com"
             with pytest.raises(pymysql.err.IntegrityError) as e:  # a value quoted in an error is withheld
                 cur.execute("INSERT INTO dbfw_my_customers (id, email) VALUES (7, 'user7@example.com')")
-            assert e.value.args[0] == 1062 and "7" not in e.value.args[1] and "Duplicate entry" in e.value.args[1]
+            assert e.value.args[0] == 1062 and "user7" not in e.value.args[1] and "withheld" in e.value.args[1]
     finally:
         conn.close()
     prepared = myconnector.connect(host="127.0.0.1", port=masked.ports["my"], user=AGENT, password=AGENT_PASSWORD,
@@ -673,3 +673,22 @@ def test_masked_values_do_not_leave_through_diagnostics_returning_or_writes(mask
         assert cur.fetchone() == (0,)
         cur.execute("DELETE FROM dbfw_my_canary WHERE id > 3")
     direct.close()
+
+
+def test_errors_and_warnings_quoting_masked_values_are_withheld_whole(masked: DbfwProcess) -> None:
+    """Quotes inside the quoted values defeat any scrub of the quoted parts: the whole text goes."""
+    secret = "user7@example.com"
+    conn = through(masked)
+    try:
+        with conn.cursor() as cur:
+            with pytest.raises(pymysql.MySQLError) as e:
+                cur.execute("SELECT EXTRACTVALUE(1, (SELECT CONCAT('~'' ', email, ' ''') FROM dbfw_my_customers "
+                            "WHERE id = 7))")
+            assert secret not in str(e.value.args) and "withheld" in e.value.args[1]
+            cur.execute("SELECT CAST(CONCAT('x'' ', email, ' ''') AS INT) FROM dbfw_my_customers WHERE id = 7")
+            cur.fetchall()
+            cur.execute("SHOW WARNINGS")
+            warnings = cur.fetchall()
+            assert warnings and secret not in str(warnings)
+    finally:
+        conn.close()

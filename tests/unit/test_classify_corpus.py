@@ -43,10 +43,12 @@ def test_postgres_corpus(entry: dict[str, str]) -> None:
 
 # The MySQL corpus's database, as the listener reads it from the upstream's catalog: the columns a number
 # compares with exactly (a string column compared with a number restricts nothing, see _Restriction).
-SHOP = FunctionCatalog(live=True, number_columns=frozenset(
-    ("shop", table, column) for table, column in (
-        ("users", "id"), ("orders", "id"), ("orders", "customer_id"), ("t", "id"), ("t1", "id"), ("t2", "ref_id"),
-        ("accounts", "id"), ("logs", "created_at"), ("users", "login_count"))))
+_NUMBERS = (("users", "id"), ("orders", "id"), ("orders", "customer_id"), ("t", "id"), ("t1", "id"), ("t2", "ref_id"),
+            ("accounts", "id"), ("logs", "created_at"), ("users", "login_count"))
+_STRINGS = (("users", "name"), ("users", "email"), ("orders", "status"), ("orders", "updated_at"), ("t", "grant"),
+            ("t", "a"), ("accounts", "balance"))
+SHOP = FunctionCatalog(live=True, number_columns=frozenset(("shop", t, c) for t, c in _NUMBERS),
+                       columns=frozenset(("shop", t, c) for t, c in _NUMBERS + _STRINGS))
 
 
 @pytest.mark.parametrize("entry", _params("mysql"))

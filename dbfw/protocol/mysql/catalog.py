@@ -36,7 +36,9 @@ def build_catalog(columns: list[list[bytes | None]], views: list[list[bytes | No
         schema.setdefault(p.text(db or b""), {}).setdefault(p.text(table or b""), {})[p.text(column or b"")] = \
             p.text(data_type or b"")
     cat = Catalog(schema=schema, builtins=MYSQL_BUILTINS, dialect="mysql", default_schema="",
-                  functions=FunctionCatalog(live=True, number_columns=number_columns(columns)),
+                  functions=FunctionCatalog(live=True, number_columns=number_columns(columns),
+                                            columns=frozenset((p.text(d or b""), p.text(t or b""), p.text(c or b""))
+                                                              for d, t, c, _ in columns)),
                   loaded_at=time.monotonic())
     for db, view, definition in views:
         if definition:
