@@ -702,10 +702,11 @@ def _into_variables(tokens: list[Token]) -> bool:
         _word(a) == "INTO" and b.token_type == TokenType.PARAMETER for a, b in itertools.pairwise(tokens))
 
 
-def _mysql_unknown_calls(tokens: list[Token], root: exp.Expression) -> list[str]:
+def _mysql_unknown_calls(tokens: list[Token], root: exp.Expression | None) -> list[str]:
     """Names called in a MySQL statement that are not MariaDB built-ins (stored functions, a name sqlglot
     happens to know from another dialect, or a schema-qualified call, which is never a built-in)."""
-    names = {t.name for t in root.find_all(exp.Table)} | {a.name for a in root.find_all(exp.TableAlias)}
+    names = set() if root is None else \
+        {t.name for t in root.find_all(exp.Table)} | {a.name for a in root.find_all(exp.TableAlias)}
     names = {n.lower() for n in names if n}
     found: list[str] = []
     for i, tok in enumerate(tokens[:-1]):
@@ -1354,6 +1355,13 @@ _MYSQL_CHARSET_SETTINGS = frozenset({"character_set_client", "character_set_conn
                                      "names"})
 
 
+def _plain_value(tokens: list[Token]) -> bool:
+    """One literal, word or keyword (ON, DEFAULT, 'READ-COMMITTED', 1000), or a negative number."""
+    if len(tokens) == 2 and tokens[0].token_type == TokenType.DASH and tokens[1].token_type == TokenType.NUMBER:
+        return True
+    return len(tokens) == 1 and tokens[0].token_type not in (TokenType.PARAMETER, TokenType.L_PAREN)
+
+
 def _mysql_set_names(tokens: list[Token], res: _Result) -> None:
     """SET NAMES cs [COLLATE c], ... / SET CHARACTER SET cs, ...: the character set must be one dbfw reads,
     and every other assignment of the list is judged too."""
@@ -1400,10 +1408,18 @@ def _mysql_set_assignments(tokens: list[Token], res: _Result) -> None:
             continue
         if not lhs:
             raise _Unknown("SET without a name")
+        value = part[len(lhs) + 1:]
+        for name in _mysql_unknown_calls(value, None):
+            res.raise_to("procedural", f"SET calls {name}(), not a built-in function: a stored function runs a "
+                         "body dbfw does not see")
         if lhs[0] == "@" or (lhs[0].startswith("@") and not lhs[0].startswith("@@")):
             if "select" in rhs:
                 res.raise_to("bulk_export", "a query's result into a variable: out of reach of result limits")
             continue  # a user variable; its value is checked like any expression
+        if not _plain_value(value):
+            # A setting set from an expression can carry any value read from a table (and be read back with
+            # @@name): a system variable takes a plain value here.
+            res.raise_to("admin", f"SET {' '.join(lhs)} to an expression: settings take plain values through dbfw")
         words = [w for w in lhs if w not in ("@@", ".")]
         scope = words.pop(0) if words and words[0] in ("global", "persist", "persist_only", "session", "local") \
             else "session"

@@ -563,3 +563,13 @@ HOSTILE += [
     "SET SESSION TRANSACTION ISOLATION LEVEL READ UNCOMMITTED",
     "SET tx_isolation = 'READ-UNCOMMITTED'",
 ]
+
+# A fifth cold attack: SET's right-hand side was not read (a stored function's body ran through SET @x =
+# f(); a setting set from a subquery carried masked values back through @@name).
+HOSTILE += [
+    "SET @x = dbfw_no_such_function()",
+    "SET @x := 1, @y = test.dbfw_no_such_function()",
+    "SET sql_select_limit = (SELECT COUNT(*) FROM dbfw_my_customers)",
+    "SET max_join_size = CAST(CONV(HEX((SELECT card FROM dbfw_my_customers WHERE id = 1)), 16, 10) AS UNSIGNED)",
+    "SET SESSION sql_select_limit = dbfw_no_such_function()",
+]
