@@ -979,6 +979,14 @@ class _Restriction:
                 and all(self._value(e, cond.this) for e in cond.expressions)
         return False
 
+    def _number_column(self, column: exp.Expression) -> bool:
+        """MySQL: a column the catalog says numbers compare with exactly (see _Numbers)."""
+        if self.numbers is None or not isinstance(column, exp.Column):
+            return False
+        table = self.tables.get(self.fold(column.table)) if column.table else self.target
+        table = table.this if isinstance(table, exp.Schema) else table
+        return isinstance(table, exp.Table) and self.numbers.exact(table, column.name)
+
     def _value(self, node: exp.Expression, column: exp.Expression) -> bool:
         """A value that picks the same rows whatever the row: see _constant. MySQL: a string literal, or a
         number or parameter compared with a column the catalog says numbers compare with exactly."""
@@ -990,10 +998,7 @@ class _Restriction:
         plain = node.this if isinstance(node, exp.Neg) else node
         if not (isinstance(plain, exp.Placeholder) or (isinstance(plain, exp.Literal) and not plain.is_string)):
             return False
-        assert isinstance(column, exp.Column)
-        table = self.tables.get(self.fold(column.table)) if column.table else self.target
-        table = table.this if isinstance(table, exp.Schema) else table
-        return isinstance(table, exp.Table) and numbers.exact(table, column.name)
+        return self._number_column(column)
 
     def _joined_to_restricted(self, cond: exp.Expression, conjuncts: list[exp.Expression]) -> bool:
         """target.col = other.col, where the other source has a fixed number of rows or is itself restricted
@@ -1003,6 +1008,8 @@ class _Restriction:
         for mine, theirs in ((cond.left, cond.right), (cond.right, cond.left)):
             if not (self._target_column(mine) and isinstance(theirs, exp.Column) and theirs.table):
                 continue
+            if self.numbers is not None and not self._number_column(mine):
+                continue  # MySQL: a string column joined to a number matches every row not starting with a digit
             alias = self.fold(theirs.table)
             if alias not in self.others or alias in self.names:
                 continue

@@ -573,3 +573,10 @@ HOSTILE += [
     "SET max_join_size = CAST(CONV(HEX((SELECT card FROM dbfw_my_customers WHERE id = 1)), 16, 10) AS UNSIGNED)",
     "SET SESSION sql_select_limit = dbfw_no_such_function()",
 ]
+
+# A sixth cold attack: a string column joined to a constant-row source holding a number (MySQL compares
+# them as numbers, so every string not starting with a digit equals 0).
+HOSTILE += [
+    "UPDATE IGNORE dbfw_my_canary n, (SELECT 0 AS x LIMIT 1) b SET n.v = 'pwn' WHERE n.v = b.x",
+    "DELETE IGNORE n FROM dbfw_my_canary n, (SELECT 0 AS x) b WHERE n.v = b.x",
+]
