@@ -969,6 +969,9 @@ class _Restriction:
             return True
         if isinstance(cond, exp.Or):
             return self.restricts(cond.left) and self.restricts(cond.right)
+        if isinstance(cond, exp.NullSafeEQ) and not any(
+                isinstance(side, exp.Literal) for side in (cond.left, cond.right)):
+            return False  # <=> NULL (or a parameter bound to NULL) picks every row where the column is NULL
         if isinstance(cond, exp.EQ | exp.NullSafeEQ):
             left, right = cond.left, cond.right
             if self._target_column(left) and self._constant_or_any(right, left):

@@ -580,3 +580,9 @@ HOSTILE += [
     "UPDATE IGNORE dbfw_my_canary n, (SELECT 0 AS x LIMIT 1) b SET n.v = 'pwn' WHERE n.v = b.x",
     "DELETE IGNORE n FROM dbfw_my_canary n, (SELECT 0 AS x) b WHERE n.v = b.x",
 ]
+
+# A seventh: NULL-safe equality with NULL picks every row where the column is NULL.
+HOSTILE += [
+    "DELETE FROM dbfw_my_customers WHERE note <=> NULL",
+    "UPDATE dbfw_my_customers SET name = 'x' WHERE note <=> (SELECT NULL)",
+]

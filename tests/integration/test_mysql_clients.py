@@ -1,10 +1,11 @@
-"""More MySQL clients through the listener: SQLAlchemy on PyMySQL and on mysql-connector, aiomysql, TLS
-from the client, and a 100 MB result streamed with dbfw's memory staying flat."""
+"""More MySQL clients through the listener: SQLAlchemy on PyMySQL and on mysql-connector, aiomysql, a 100 MB
+result streamed with dbfw's memory staying flat; and TLS on a MySQL listener refused at load (not yet
+supported)."""
 
 from __future__ import annotations
 
 import asyncio
-import ssl
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -69,47 +70,21 @@ def test_aiomysql_runs_statements(fw: DbfwProcess) -> None:
     assert asyncio.run(scenario()) == [(2, "b")]
 
 
-def test_tls_from_the_client(mysql: MyTarget, tables: None, tmp_path: Path) -> None:
-    trustme = pytest.importorskip("trustme")
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))
-    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
-    listener = f"tls: {{cert_file: {tmp_path / 'server.pem'}, key_file: {tmp_path / 'server.pem'}, required: true}}"
-    config = write_mysql_config(tmp_path, mysql)
-    text = config.read_text().replace("    upstream: maria\n", f"    upstream: maria\n    {listener}\n", 1)
-    config.write_text(text)
-    proc = start_dbfw(config)
-    try:
-        with pytest.raises(pymysql.err.OperationalError) as e:  # required: no TLS, no login
-            pymysql.connect(host="127.0.0.1", port=proc.ports["my"], user=AGENT, password=AGENT_PASSWORD.encode(),
-                            database="test", ssl_disabled=True)
-        assert e.value.args[0] == 1045 and "requires TLS" in e.value.args[1]
-        context = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
-        conn = pymysql.connect(host="127.0.0.1", port=proc.ports["my"], user=AGENT, password=AGENT_PASSWORD.encode(),
-                               database="test", ssl=context)
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT COUNT(*) FROM dbfw_my_canary")
-                assert cur.fetchone() == (3,)
-            assert conn._sock.version() is not None  # type: ignore[union-attr]
-        finally:
-            conn.close()
-        # An identity with only a SCRAM verifier logs in with caching_sha2_password's full authentication,
-        # which sends the password itself: over TLS only.
-        from mysql import connector as myconnector
+def test_tls_on_a_mysql_listener_is_refused_when_the_config_loads(mysql: MyTarget, tmp_path: Path) -> None:
+    """Not yet supported: a MySQL client starts TLS right after its SSL request, without waiting for an answer,
+    and this build cannot hand bytes that arrive with the request to TLS. Refused at load, not half working."""
+    import subprocess
+    import sys
 
-        scram = myconnector.connect(host="127.0.0.1", port=proc.ports["my"], user="scram-only",
-                                    password="scram-only-secret", database="test", use_pure=True,
-                                    auth_plugin="caching_sha2_password", ssl_ca=str(tmp_path / "ca.pem"))
-        try:
-            cur = scram.cursor()
-            cur.execute("SELECT 1")
-            assert cur.fetchall() == [(1,)]
-        finally:
-            scram.close()
-    finally:
-        proc.stop()
+    from tests.conftest import ROOT
+
+    config = write_mysql_config(tmp_path, mysql)
+    listener = f"tls: {{cert_file: {tmp_path / 'server.pem'}, key_file: {tmp_path / 'server.pem'}}}"
+    config.write_text(config.read_text().replace("    upstream: maria\n", f"    upstream: maria\n    {listener}\n", 1))
+    done = subprocess.run([sys.executable, "-m", "dbfw.cli", "check", "-c", str(config)], capture_output=True,
+                          text=True, cwd=str(ROOT), env={**os.environ, "DBFW_TEST_AGENT_PASSWORD": AGENT_PASSWORD})
+    assert done.returncode == 1
+    assert "tls on a mysql listener is not supported yet" in done.stdout + done.stderr
 
 
 def test_a_100_mb_result_streams_with_flat_memory(fw: DbfwProcess) -> None:

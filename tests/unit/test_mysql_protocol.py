@@ -242,3 +242,16 @@ def test_texts_the_sql_mode_could_make_read_differently_are_unknown() -> None:
     assert c.classify('SELECT "t" FROM x', "test", LEX_MYSQL_ANSI_QUOTES).cls == "unknown"
     assert c.classify("SELECT `t` FROM x WHERE a = 'b'", "test",
                       LEX_MYSQL_ANSI_QUOTES | LEX_MYSQL_NO_BACKSLASH_ESCAPES).cls == "read"
+
+
+def test_null_safe_equality_with_a_parameter_restricts_nothing() -> None:
+    """<=> ? bound to NULL (IS NOT DISTINCT FROM $1 on PostgreSQL) picks every row where the column is NULL."""
+    from dbfw.sql.functions import FunctionCatalog
+
+    catalog = FunctionCatalog(live=True, number_columns=frozenset({("test", "t", "n")}),
+                              columns=frozenset({("test", "t", "n")}))
+    mysql = SQLClassifier("mysql")
+    assert mysql.classify("DELETE FROM t WHERE n <=> ?", "test", 0, catalog).cls == "destructive_write"
+    assert mysql.classify("DELETE FROM t WHERE n <=> 5", "test", 0, catalog).cls == "write"
+    assert SQLClassifier("postgres").classify("DELETE FROM t WHERE n IS NOT DISTINCT FROM $1").cls \
+        == "destructive_write"
