@@ -1349,8 +1349,6 @@ def _set(c: _Classifier, tokens: list[Token], res: _Result) -> None:
         res.reason = f"SET {''.join(name_tokens)} is not a harmless setting"
 
 
-# Client character sets in which a multibyte character can end in the byte of a backslash or a quote: the
-# server would read a text differently from dbfw (PostgreSQL's side refuses such client encodings too).
 # The character sets dbfw reads text in exactly as the server does: anything else (a number naming a
 # collation, a variable, an expression) could be GBK, where a backslash hides inside a character.
 _MYSQL_SAFE_CHARSETS = frozenset({"utf8", "utf8mb3", "utf8mb4", "latin1", "ascii", "binary"})
