@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from dbfw.masking.maskers import detect, make_masker
 from dbfw.masking.plan import ColumnMask, MaskPlan
 from dbfw.masking.service import Masking, StatementMask
@@ -34,6 +36,23 @@ def test_detectors() -> None:
     assert detect(b"DE89 3704 0044 0532 0130 00", ("iban",))
     assert detect(b"+1 (555) 010-9999", ("phone",))
     assert not detect(b"nothing to see", ("email", "credit_card", "ssn", "iban", "phone"))
+
+
+@pytest.mark.timeout(60)
+def test_detectors_take_time_linear_in_the_value() -> None:
+    """An agent chooses the values detectors read (SELECT REPEAT('y', 10000000)): a pattern that backtracks
+    from every position would hold dbfw's event loop for hours on a megabyte (the email pattern did:
+    16 ms for 4 KB, quadratic). Each of these takes milliseconds now, and would not finish before the timeout
+    if any pattern were quadratic again."""
+    n = 1_000_000
+    values = [b"y" * n, b"1 " * (n // 2), b"1" * n, b"a" * n + b"@", b"a@" + b"b." * (n // 2), b"AB12" * (n // 4),
+              b"1-" * (n // 2), b"%" * n, b"a@" * (n // 2), b"a@" + b"b" * n, b" 1" + b"(" * n + b"1a",
+              b" 1" * (n // 2) + b"a", b"AB12 " + b"ABCD " * (n // 5), b"1-" * (n // 2) + b"x"]
+    kinds = ("email", "credit_card", "ssn", "iban", "phone")
+    for value in values:
+        for kind in kinds:
+            detect(value, (kind,))
+    assert detect(b"y" * n + b" ada@example.com", ("email",))  # still found after a long run
 
 
 def test_data_row_rebuilt_only_in_masked_columns() -> None:
