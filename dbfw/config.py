@@ -138,10 +138,6 @@ class Listener(_Model):
     def _methods_of_the_protocol(self) -> Listener:
         if "auth_methods" not in self.model_fields_set:
             object.__setattr__(self, "auth_methods", list(DEFAULT_AUTH_METHODS[self.protocol]))
-        if self.protocol == "mysql" and self.tls is not None:
-            # A MySQL client starts its TLS handshake right after its SSL request, without an answer: the
-            # bytes can arrive with the request, and this build cannot hand them to TLS (a failed login).
-            raise ValueError("tls on a mysql listener is not supported yet; terminate TLS in front of dbfw")
         wrong = [m for m in self.auth_methods if m not in AUTH_METHODS[self.protocol]]
         if wrong:
             raise ValueError(f"auth_methods {wrong} are not {self.protocol} methods; choose from "

@@ -3,16 +3,19 @@
 ``mysql_native_password``: the client sends SHA1(pw) XOR SHA1(nonce + SHA1(SHA1(pw))); whoever holds
 SHA1(SHA1(pw)) can check it. ``caching_sha2_password`` (fast path): SHA256(pw) XOR
 SHA256(SHA256(SHA256(pw)) + nonce), checked with SHA256(SHA256(pw)); its full authentication sends the
-password itself, over TLS only here. Neither needs the plain password on the checking side: dbfw keeps
+password itself: over TLS, or encrypted with the server's RSA public key (RSA-OAEP of the password XOR the
+nonce) on a plain connection. Neither needs the plain password on the checking side: dbfw keeps
 the two digests per identity that has a plain password configured.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 NATIVE = "mysql_native_password"
 CACHING_SHA2 = "caching_sha2_password"
@@ -81,3 +84,34 @@ def sha2_check(token: bytes, salt: bytes, stage2: bytes) -> bool:
 def cleartext(data: bytes) -> str:
     """A password sent in clear (caching_sha2's full authentication over TLS): NUL-terminated."""
     return data.rstrip(b"\x00").decode("utf-8", "surrogateescape")
+
+
+@functools.cache
+def server_rsa_key() -> Any:
+    """dbfw's RSA key pair for caching_sha2's full authentication without TLS: made once per process
+    (clients ask for the public key each time), never written anywhere."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def public_key_pem(key: Any) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return key.public_key().public_bytes(serialization.Encoding.PEM,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def rsa_password(key: Any, data: bytes, salt: bytes) -> str | None:
+    """The password a client encrypted with dbfw's public key; None if it does not decrypt."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    try:
+        plain = key.decrypt(data, padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(),
+                                               label=None))
+    except ValueError:
+        return None
+    salt = salt[:20]
+    clear = bytes(b ^ salt[i % len(salt)] for i, b in enumerate(plain))
+    return cleartext(clear)

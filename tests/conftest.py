@@ -390,7 +390,7 @@ def write_mysql_config(directory: Path, my: MyTarget, *, listener: str = "", ext
             protocol: mysql
             listen: 127.0.0.1:0
             upstream: maria
-        {textwrap.indent(listener, "    ") if listener else ""}
+        @LISTENER@
         upstreams:
           maria:
             host: "{my.host}"
@@ -419,7 +419,7 @@ def write_mysql_config(directory: Path, my: MyTarget, *, listener: str = "", ext
         storage: sqlite:///{directory}/dbfw.db
         admin:
           listen: 127.0.0.1:0
-        """) + extra
+        """).replace("@LISTENER@\n", textwrap.indent(listener.strip() + "\n", "    ") if listener else "") + extra
     path = directory / "dbfw.yaml"
     path.write_text(text)
     (directory / "rules.yaml").write_text(rules)

@@ -1,13 +1,10 @@
 """More MySQL clients through the listener: SQLAlchemy on PyMySQL and on mysql-connector, aiomysql, a 100 MB
-result streamed with dbfw's memory staying flat; and TLS on a MySQL listener refused at load (not yet
-supported)."""
+result streamed with dbfw's memory staying flat (TLS: ``test_mysql_tls.py``)."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import quote
 
 import pymysql
@@ -68,23 +65,6 @@ def test_aiomysql_runs_statements(fw: DbfwProcess) -> None:
             conn.close()
 
     assert asyncio.run(scenario()) == [(2, "b")]
-
-
-def test_tls_on_a_mysql_listener_is_refused_when_the_config_loads(mysql: MyTarget, tmp_path: Path) -> None:
-    """Not yet supported: a MySQL client starts TLS right after its SSL request, without waiting for an answer,
-    and this build cannot hand bytes that arrive with the request to TLS. Refused at load, not half working."""
-    import subprocess
-    import sys
-
-    from tests.conftest import ROOT
-
-    config = write_mysql_config(tmp_path, mysql)
-    listener = f"tls: {{cert_file: {tmp_path / 'server.pem'}, key_file: {tmp_path / 'server.pem'}}}"
-    config.write_text(config.read_text().replace("    upstream: maria\n", f"    upstream: maria\n    {listener}\n", 1))
-    done = subprocess.run([sys.executable, "-m", "dbfw.cli", "check", "-c", str(config)], capture_output=True,
-                          text=True, cwd=str(ROOT), env={**os.environ, "DBFW_TEST_AGENT_PASSWORD": AGENT_PASSWORD})
-    assert done.returncode == 1
-    assert "tls on a mysql listener is not supported yet" in done.stdout + done.stderr
 
 
 def test_a_100_mb_result_streams_with_flat_memory(fw: DbfwProcess) -> None:

@@ -692,3 +692,37 @@ def test_errors_and_warnings_quoting_masked_values_are_withheld_whole(masked: Db
             assert warnings and secret not in str(warnings)
     finally:
         conn.close()
+
+
+# --- caching_sha2's full authentication without TLS ---------------------------------------------------
+
+
+@pytest.mark.parametrize("client", ["pymysql", "mariadb-cli"])
+def test_an_identity_known_only_by_its_scram_verifier_logs_in_with_dbfws_rsa_key(fw: DbfwProcess,
+                                                                                   client: str) -> None:
+    """No TLS and no digest to check a scramble: the client asks for dbfw's RSA public key and sends the
+    password encrypted with it (the listener offers mysql_native_password first: such an identity is
+    switched to caching_sha2_password). A wrong password is 1045 all the same. (mysql-connector does not
+    implement the RSA exchange; it logs such an identity in over TLS, in test_mysql_tls.py.)"""
+    if client == "mariadb-cli":
+        cli = shutil.which("mariadb") or shutil.which("mysql")
+        if cli is None:
+            pytest.fail("the mariadb CLI is not installed") if IN_CI else pytest.skip("no mariadb CLI")
+        for password, code, out in [("scram-only-secret", 0, "11"), ("not-the-secret", 1, "1045")]:
+            done = subprocess.run([cli, "-h127.0.0.1", f"-P{fw.ports['my']}", "-uscram-only", f"-p{password}",
+                                   "--ssl=0", "--batch", "-N", "-e", "SELECT 11", "test"],
+                                  capture_output=True, text=True, timeout=30)
+            assert done.returncode == code and out in done.stdout + done.stderr, done
+        return
+    conn = pymysql.connect(host="127.0.0.1", port=fw.ports["my"], user="scram-only",
+                           password=b"scram-only-secret", database="test", ssl_disabled=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 11")
+            assert cur.fetchall() == ((11,),)
+    finally:
+        conn.close()
+    with pytest.raises(pymysql.err.OperationalError) as info:
+        pymysql.connect(host="127.0.0.1", port=fw.ports["my"], user="scram-only", password=b"not-the-secret",
+                        database="test", ssl_disabled=True)
+    assert info.value.args[0] == 1045

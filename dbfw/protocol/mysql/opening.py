@@ -18,6 +18,7 @@ from ...masking.plan import ColumnMask
 from ...scram import ScramVerifier
 from ...sql.classify import LEX_MYSQL_ANSI_QUOTES, LEX_MYSQL_NO_BACKSLASH_ESCAPES
 from ..common import Runtime, Session
+from ..tls import start_server_tls
 from . import packets as p
 from .core import EndReason, MaskLookup, MyCore
 from .upstream import MyUpstream, UpstreamError, connect, query_value, read_packet
@@ -147,9 +148,9 @@ class Opening:
         if response.ssl_request:
             if self.tls_context is None:
                 raise p.PacketError("an SSL request to a listener without TLS")
-            if self.packets.buffered or len(getattr(self.reader, "_buffer", b"")):
-                raise p.PacketError("unencrypted data after the SSL request")
-            await self.writer.start_tls(self.tls_context)
+            # The client's first TLS bytes may have come with the request: TLS starts with them.
+            self.reader, self.writer = await start_server_tls(self.reader, self.writer, self.tls_context,
+                                                              self.packets.take_buffered())
             self.tls_active = True
             response = p.HandshakeResponse.decode((await self._read()).payload)
             if response.ssl_request:
@@ -178,6 +179,9 @@ class Opening:
         # A plugin dbfw does not offer here, or another offered one with no answer yet (the client waits to be
         # switched to it, as a server would for the account's plugin): the client answers again.
         target = plugin if used not in self.listener.auth_methods else used if used != plugin and not token else None
+        if target is None and used == auth.NATIVE and principal is not None and principal.mysql is None \
+                and auth.CACHING_SHA2 in self.listener.auth_methods:
+            target = auth.CACHING_SHA2  # no digest to check a native scramble: caching_sha2 asks for the password
         if target is not None:
             await self._send(p.auth_switch(target, nonce + b"\x00"))
             token = (await self._read()).payload
@@ -211,11 +215,22 @@ class Opening:
                 return False
             await self._send(auth.FAST_AUTH_OK)
             return True
-        # Only a SCRAM verifier is kept for this identity: the password itself is needed, over TLS only.
-        if not self.tls_active or principal.scram is None:
+        # Only a SCRAM verifier is kept for this identity: the password itself is needed, over TLS or
+        # encrypted with dbfw's RSA key (a password sent in clear on a plain connection is not read).
+        if principal.scram is None:
             return False
         await self._send(auth.FULL_AUTH)
-        password = auth.cleartext((await self._read()).payload)
+        answer = (await self._read()).payload
+        if self.tls_active:
+            password: str | None = auth.cleartext(answer)
+        else:
+            if answer != auth.PUBLIC_KEY_REQUEST:
+                return False
+            key = await asyncio.to_thread(auth.server_rsa_key)
+            await self._send(b"\x01" + auth.public_key_pem(key))
+            password = auth.rsa_password(key, (await self._read()).payload, nonce)
+        if password is None:
+            return False
         s = principal.scram
         return hmac.compare_digest(ScramVerifier.from_password(password, salt=s.salt, iterations=s.iterations)
                                    .stored_key, s.stored_key)

@@ -79,8 +79,11 @@ class MySession(Relay):
                           seconds=round(time.monotonic() - started, 3))
 
     async def _run(self) -> EndReason:
-        reason = await self.opening.open()
         o = self.opening
+        try:
+            reason = await o.open()
+        finally:
+            self.reader, self.writer = o.reader, o.writer  # over TLS, if the client asked for it
         self.upstream, self.ctx, self.core = o.upstream, o.ctx, o.core
         if reason is not None:
             return reason
