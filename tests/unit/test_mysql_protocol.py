@@ -220,9 +220,24 @@ def test_rows_past_the_limit_are_dropped_and_the_result_ends_in_dbf06(deprecate_
 
 def test_commands_dbfw_does_not_relay_are_refused_without_reaching_the_server() -> None:
     core = core_for(True)
-    for command in (p.Command.STATISTICS, p.Command.BINLOG_DUMP, p.Command.CHANGE_USER, p.Command.PROCESS_KILL):
+    for command in (p.Command.STATISTICS, p.Command.BINLOG_DUMP, p.Command.PROCESS_KILL, 0x1D, 0xFF):
         up, down = run(core, bytes((command,)), b"")
         assert up == b"" and p.Err.decode(down[4:]).errno == 1047
+
+
+def test_change_user_goes_to_the_shell_and_nothing_to_the_server() -> None:
+    """COM_CHANGE_USER is a login: the core hands the whole packet to the shell and sends nothing."""
+    core = core_for(True)
+    payload = bytes((p.Command.CHANGE_USER,)) + b"bob\x00\x14" + b"s" * 20 + b"test\x00" + b"\x2d\x00" + \
+        b"mysql_native_password\x00"
+    core.client_data(p.frame(payload, 0)[0])
+    assert core.question is not None and core.question.kind == Ask.CHANGE_USER and core.question.payload == payload
+    assert take(core) == ([], [])
+    request = p.change_user_request(payload, int(p.Capability.SECURE_CONNECTION | p.Capability.PLUGIN_AUTH))
+    assert (request.user, request.auth, request.database, request.charset, request.plugin) == (
+        "bob", b"s" * 20, "test", 45, "mysql_native_password")
+    wide = payload.replace(b"\x2d\x00", b"\x21\x01")  # collation 289, not 33: every bit of the id counts
+    assert p.change_user_request(wide, int(p.Capability.SECURE_CONNECTION)).charset == 289
 
 
 def test_an_unknown_prepared_statement_is_not_executed() -> None:

@@ -48,6 +48,7 @@ class Ask(IntEnum):
     PREPARE = 1  # decide a COM_STMT_PREPARE's text
     RECORD = 2  # write an execution's audit record before it runs (high risk)
     KILL = 3  # KILL QUERY n: stop the statement of this identity's session n (the CLI's Ctrl-C)
+    CHANGE_USER = 4  # COM_CHANGE_USER: the shell logs the new user in and replaces this core
 
 
 class EndReason(StrEnum):
@@ -65,6 +66,7 @@ class EndReason(StrEnum):
     DRAINED = "drained"
     INTERNAL_ERROR = "internal_error"
     CANCELLED = "cancelled"
+    CHANGE_USER = "change_user"  # the session went on as another identity (COM_CHANGE_USER)
 
 
 class Expect(IntEnum):
@@ -94,10 +96,11 @@ _MAY_SET_SQL_MODE = frozenset(("admin", "procedural", "unknown", "privilege", "d
 
 
 class Question:
-    __slots__ = ("kind", "record", "sql", "target")
+    __slots__ = ("kind", "payload", "record", "sql", "target")
 
-    def __init__(self, kind: Ask, sql: str = "", record: dict[str, object] | None = None, target: int = 0):
-        self.kind, self.sql, self.record, self.target = kind, sql, record, target
+    def __init__(self, kind: Ask, sql: str = "", record: dict[str, object] | None = None, target: int = 0,
+                 payload: bytes = b""):
+        self.kind, self.sql, self.record, self.target, self.payload = kind, sql, record, target, payload
 
 
 _KILL_QUERY = re.compile(r"\s*KILL\s+QUERY\s+(\d{1,10})\s*;?\s*", re.IGNORECASE | re.ASCII)
@@ -271,6 +274,8 @@ class MyCore:
             name = p.text(packet.payload[1:])
             self.database_pending = name
             self._ask(Ask.QUERY, "USE `" + name.replace("`", "``") + "`")
+        elif cmd == p.Command.CHANGE_USER:
+            self.question, self.phase = Question(Ask.CHANGE_USER, payload=packet.payload), Phase.ASKING
         elif cmd == p.Command.QUIT:
             self.to_server.append(p.frame(packet.payload, 0)[0])
             self.ended, self.phase = EndReason.QUIT, Phase.ENDED

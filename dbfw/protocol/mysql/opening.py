@@ -80,6 +80,7 @@ class Opening:
         self.ctx: StatementContext | None = None
         self.core: MyCore | None = None
         self.crowded = False
+        self.nonce, self.offered, self.client_capabilities = b"", 0, 0
 
     async def open(self) -> EndReason | None:
         """None when the relay may start, else why the session ends (the client was told)."""
@@ -114,9 +115,27 @@ class Opening:
                             p.Status.AUTOCOMMIT, plugin)
         await self._send(hello.encode())
         response = await self._handshake_response()
+        self.nonce, self.offered, self.client_capabilities = nonce, caps, response.capabilities
         principal = await self._authenticate(response, nonce, plugin)
         await self._connect_upstream(principal, response, caps)
         return None
+
+    async def change_user(self, payload: bytes) -> EndReason | None:
+        """COM_CHANGE_USER (read from ``self.reader``, the relay's client bytes): the new user logs in as a dbfw
+        identity, scrambling with the session's nonce as a server expects, and gets a new upstream session
+        with dbfw's credential (``self.upstream``, ``self.ctx`` and ``self.core`` are replaced: nothing of the
+        old session's state, statements or settings carries over). None: done; else why the session ends."""
+        self.seq = 1
+        try:
+            async with asyncio.timeout(AUTH_TIMEOUT):
+                request = p.change_user_request(payload, self.client_capabilities)
+                self._check_charset(request)
+                principal = await self._authenticate(request, self.nonce, self.listener.auth_methods[0])
+                await self._connect_upstream(principal, request, self.offered)
+            return None
+        except Refused as e:
+            await self.refuse_quietly(e.err)
+            return e.reason
 
     # --- bytes ---------------------------------------------------------------------------------------
 
@@ -159,17 +178,21 @@ class Opening:
         if tls is not None and tls.required and not self.tls_active:
             raise Refused(EndReason.AUTH_FAILED, p.Err(ERRNO_ACCESS_DENIED, "28000",
                                                        "dbfw: this listener requires TLS; connect with --ssl"))
+        self._check_charset(response)
+        missing = p.REQUIRED & ~response.capabilities
+        if missing:
+            raise Refused(EndReason.AUTH_FAILED, p.Err(ERRNO_HANDSHAKE, "08S01", "dbfw: the client lacks "
+                                                       f"capabilities dbfw needs: {p.Capability(missing)!r}"))
+        return response
+
+    @staticmethod
+    def _check_charset(response: p.HandshakeResponse) -> None:
         if response.charset not in p.SAFE_COLLATIONS:
             # In GBK, Big5, SJIS... a backslash byte can hide inside a character: the server would read a text
             # dbfw reads as one string as several statements.
             raise Refused(EndReason.AUTH_FAILED, p.Err(1115, "42000", f"dbfw: character set {response.charset} is "
                                                        "not supported; connect with utf8mb4, utf8, latin1, ascii or "
                                                        "binary"))
-        missing = p.REQUIRED & ~response.capabilities
-        if missing:
-            raise Refused(EndReason.AUTH_FAILED, p.Err(ERRNO_HANDSHAKE, "08S01", "dbfw: the client lacks "
-                                                       f"capabilities dbfw needs: {p.Capability(missing)!r}"))
-        return response
 
     async def _authenticate(self, response: p.HandshakeResponse, nonce: bytes, plugin: str) -> Principal:
         user = response.user

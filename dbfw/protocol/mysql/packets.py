@@ -516,6 +516,26 @@ class HandshakeResponse:
         return bytes(out)
 
 
+def change_user_request(payload: bytes, capabilities: int) -> HandshakeResponse:
+    """COM_CHANGE_USER, read as a login's HandshakeResponse with the capabilities the session agreed."""
+    r = Reader(payload)
+    if r.u8() != Command.CHANGE_USER:
+        raise PacketError("not a COM_CHANGE_USER")
+    user = text(r.cstr())
+    auth = r.fixed(r.u8()) if capabilities & Capability.SECURE_CONNECTION else r.cstr()
+    database = text(r.cstr()) if r.left else ""
+    charset = r.u16() if r.left >= 2 else UTF8MB4_GENERAL_CI  # a collation id: all 16 bits count
+    plugin = text(r.cstr()) if capabilities & Capability.PLUGIN_AUTH and r.left else None
+    attributes: dict[str, str] = {}
+    if capabilities & Capability.CONNECT_ATTRS and r.left:
+        attrs = Reader(r.lenenc_bytes())
+        while attrs.left:
+            key = text(attrs.lenenc_bytes())
+            attributes[key] = text(attrs.lenenc_bytes())
+    return HandshakeResponse(capabilities, DEFAULT_MAX_PACKET, charset, user, auth, database or None, plugin,
+                             attributes)
+
+
 def auth_switch(plugin: str, data: bytes) -> bytes:
     return b"\xfe" + plugin.encode() + b"\x00" + data
 

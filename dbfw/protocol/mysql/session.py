@@ -22,6 +22,22 @@ from .upstream import MyUpstream, connect, query_rows
 BACKLOG = 1 << 20
 
 
+class _ClientWriter:
+    """What the opening writes through during COM_CHANGE_USER: the relay's client transport."""
+
+    def __init__(self, transport: asyncio.WriteTransport):
+        self.transport = transport
+
+    def write(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    async def drain(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self.transport.close()
+
+
 class MySession(Relay):
     def __init__(self, rt: Runtime, listener: Listener, reader: asyncio.StreamReader,
                  writer: asyncio.StreamWriter, tls: ssl.SSLContext | None):
@@ -42,6 +58,7 @@ class MySession(Relay):
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None  # the running statement's time limit
         self._cancelling: asyncio.Task[None] | None = None
+        self._auth_feed: asyncio.StreamReader | None = None
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
@@ -134,24 +151,16 @@ class MySession(Relay):
         assert self.upstream is not None and self.core is not None
         loop = asyncio.get_running_loop()
         self._done = loop.create_future()
-        up, core = self.upstream, self.core
-        client_t, up_t = self.writer.transport, up.writer.transport
-        self._client_t, self._up_t = client_t, up_t
+        core = self.core
+        client_t = self._client_t = self.writer.transport
         self._bytes_in = metrics.bytes_total.labels(self.listener.name, "client_to_upstream")
         self._bytes_out = metrics.bytes_total.labels(self.listener.name, "upstream_to_client")
         client_rest, client_eof = take_buffered(self.reader)
-        up_rest, up_eof = take_buffered(up.reader)
         core.client.feed(self.opening.packets.take_buffered())
-        core.server.feed(up.packets.take_buffered())
         client_t.set_protocol(Side(self._client_data, lambda _: self._finish("client", EndReason.CLIENT_GONE),
                                    self._client_write_paused))
-        up_t.set_protocol(Side(self._upstream_data, lambda _: self._finish("upstream", EndReason.UPSTREAM_GONE),
-                               lambda paused: self._hold_client("upstream_full", paused)))
         client_t.resume_reading()
-        up_t.resume_reading()
-        self._upstream_data(up_rest)
-        if up_eof:
-            self._finish("upstream", EndReason.UPSTREAM_GONE)
+        self._attach_upstream()
         self._client_data(client_rest)
         if client_eof:
             self._finish("client", EndReason.CLIENT_GONE)
@@ -166,6 +175,19 @@ class MySession(Relay):
                 self._timer.cancel()
             self._finish("relay", EndReason.CLOSED)
         return await self._ended(drain in done)
+
+    def _attach_upstream(self) -> None:
+        up, core = self.upstream, self.core
+        assert up is not None and core is not None
+        up_t = self._up_t = up.writer.transport
+        up_rest, up_eof = take_buffered(up.reader)
+        core.server.feed(up.packets.take_buffered())
+        up_t.set_protocol(Side(self._upstream_data, lambda _: self._finish("upstream", EndReason.UPSTREAM_GONE),
+                               lambda paused: self._hold_client("upstream_full", paused)))
+        up_t.resume_reading()
+        self._upstream_data(up_rest)
+        if up_eof:
+            self._finish("upstream", EndReason.UPSTREAM_GONE)
 
     async def _ended(self, drained: bool) -> EndReason:
         assert self._done is not None and self.core is not None
@@ -198,6 +220,9 @@ class MySession(Relay):
             t.write(p.frame(err.encode(), seq)[0])
 
     def _client_data(self, data: bytes) -> None:
+        if self._auth_feed is not None:  # COM_CHANGE_USER's login
+            self._auth_feed.feed_data(data)
+            return
         core = self.core
         if self._done is None or self._done.done() or core is None:
             return
@@ -268,6 +293,8 @@ class MySession(Relay):
                 await recorder.statement(core.ctx, question.record)
             elif question.kind == Ask.KILL:
                 verdict = await self._kill_query(question.target)
+            elif question.kind == Ask.CHANGE_USER:
+                await self._change_user(question.payload)
             else:
                 verdict = await fw.check(core.ctx, question.sql, record=question.kind == Ask.QUERY)
         except asyncio.CancelledError:
@@ -279,13 +306,50 @@ class MySession(Relay):
         finally:
             self._task = None
         try:
-            core.answer(verdict)
+            if question.kind != Ask.CHANGE_USER:  # else a new core, which has no question
+                core.answer(verdict)
             self._pump()
         except Exception as e:
             self._finish("client", None, e)
             return
         if self._task is None:
             self._hold_client("deciding", False)
+
+    async def _change_user(self, payload: bytes) -> None:
+        """COM_CHANGE_USER: the opening logs the new user in over the relay's client connection, then the
+        session goes on with a new upstream session, core and recording; the old upstream session ends."""
+        o, old_core, old_ctx, old_up = self.opening, self.core, self.ctx, self.upstream
+        assert old_core is not None and old_ctx is not None and old_up is not None and self._client_t is not None
+        feed = self._auth_feed = asyncio.StreamReader()
+        feed.feed_data(old_core.client.take_buffered())
+        o.reader, o.writer, o.packets = feed, _ClientWriter(self._client_t), p.PacketReader(65536)  # type: ignore[assignment]
+        new_id = self.rt.new_session_id()
+        o.session_id = new_id
+        self._hold_client("deciding", False)  # the client answers the login's questions
+        try:
+            reason = await o.change_user(payload)
+        finally:
+            self._auth_feed = None
+        if reason is not None:
+            self._finish("client", reason)
+            return
+        self.rt.sessions.pop(self.session_id, None)
+        self.session_id, self.rt.sessions[new_id] = new_id, self
+        self.upstream, self.ctx, self.core = o.upstream, o.ctx, o.core
+        if self.rt.recorder is not None:
+            self.rt.recorder.session_ended(old_ctx, str(EndReason.CHANGE_USER))
+        log.event("session.end", session=old_ctx.session_id, identity=old_ctx.identity, listener=self.listener.name,
+                  reason=str(EndReason.CHANGE_USER), statements=old_core.executions)
+        old_t = old_up.writer.transport
+        old_t.set_protocol(asyncio.Protocol())  # its end is not the session's
+        with contextlib.suppress(Exception):
+            old_t.write(p.frame(bytes((p.Command.QUIT,)), 0)[0])
+            old_t.close()
+        self._attach_upstream()
+        core = self.core
+        assert core is not None
+        rest, _ = take_buffered(feed)
+        core.client.feed(o.packets.take_buffered() + rest)
 
     async def _kill_query(self, connection_id: int) -> Verdict | None:
         """KILL QUERY n naming a session of the same identity (by the id dbfw's handshake gave it): its

@@ -1,0 +1,123 @@
+"""COM_CHANGE_USER through the MySQL listener, with mysql-connector (pure and C), which send it: the new user
+logs in as a dbfw identity; the session goes on with a fresh upstream session under dbfw's credential (the
+old one's variables, temporary tables and statement ids are gone); a wrong password, the server's own user
+or an identity without the agent role ends the session."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from mysql import connector as myconnector
+
+from tests.conftest import (
+    AGENT,
+    AGENT_PASSWORD,
+    ASCII_AGENT,
+    ASCII_AGENT_PASSWORD,
+    DbfwProcess,
+    MyTarget,
+    start_dbfw,
+    write_mysql_config,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def fw(mysql: MyTarget, tables: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DbfwProcess]:
+    proc = start_dbfw(write_mysql_config(tmp_path_factory.mktemp("dbfw-my-change-user"), mysql))
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def _connect(fw: DbfwProcess, use_pure: bool) -> object:
+    return myconnector.connect(host="127.0.0.1", port=fw.ports["my"], user=ASCII_AGENT, password=ASCII_AGENT_PASSWORD,
+                               database="test", use_pure=use_pure, autocommit=True, ssl_disabled=True)
+
+
+def _value(conn: object, sql: str) -> object:
+    cur = conn.cursor()  # type: ignore[attr-defined]
+    cur.execute(sql)
+    (row,) = cur.fetchall()
+    cur.close()
+    return row[0]
+
+
+def _gone_from_the_server(mysql: MyTarget, connection_id: int) -> bool:
+    direct = mysql.connect()
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # the server ends a thread after its QUIT, not before answering
+            with direct.cursor() as cur:
+                cur.execute("SELECT COUNT(*) FROM information_schema.processlist WHERE id = %s", (connection_id,))
+                if cur.fetchone()[0] == 0:
+                    return True
+            time.sleep(0.05)
+        return False
+    finally:
+        direct.close()
+
+
+@pytest.mark.parametrize("use_pure", [True, False], ids=["pure", "c-extension"])
+def test_change_user_logs_the_new_identity_in_and_resets_the_upstream(fw: DbfwProcess, mysql: MyTarget,
+                                                                      use_pure: bool) -> None:
+    conn = _connect(fw, use_pure)
+    try:
+        cur = conn.cursor()  # type: ignore[attr-defined]
+        cur.execute("SET @left_behind = 42")
+        cur.execute("CREATE TEMPORARY TABLE dbfw_my_scratch (id INT)")
+        cur.close()
+        before = int(_value(conn, "SELECT CONNECTION_ID()"))  # type: ignore[arg-type]
+        conn.cmd_change_user(username=AGENT, password=AGENT_PASSWORD, database="test")  # type: ignore[attr-defined]
+        after = int(_value(conn, "SELECT CONNECTION_ID()"))  # type: ignore[arg-type]
+        assert after != before
+        assert _value(conn, "SELECT @left_behind") is None
+        assert _value(conn, "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'dbfw_my_scratch'"
+                              " AND table_type LIKE '%TEMPORARY%'") == 0
+        assert _value(conn, "SELECT id FROM dbfw_my_canary WHERE id = 2") == 2
+        assert _gone_from_the_server(mysql, before)
+    finally:
+        conn.close()  # type: ignore[attr-defined]
+    lines = fw.log_path.read_text().splitlines()
+    end = [i for i, line in enumerate(lines) if "reason=change_user" in line and f"identity={ASCII_AGENT} " in line][-1]
+    # The new identity's session started just before (its login), under a session id of its own.
+    start = [line for line in lines[:end] if "session.start" in line][-1]
+    assert f"identity={AGENT} " in start
+    assert start.split("session=")[1].split()[0] != lines[end].split("session=")[1].split()[0]
+
+
+def test_statement_ids_of_the_old_session_are_forgotten(fw: DbfwProcess) -> None:
+    conn = _connect(fw, use_pure=True)
+    try:
+        stmt = conn.cmd_stmt_prepare(b"SELECT v FROM dbfw_my_canary WHERE id = ?")  # type: ignore[attr-defined]
+        conn.cmd_change_user(username=AGENT, password=AGENT_PASSWORD, database="test")  # type: ignore[attr-defined]
+        with pytest.raises(myconnector.Error) as info:
+            conn.cmd_stmt_execute(stmt["statement_id"], data=(1,), parameters=stmt["parameters"])  # type: ignore
+        assert info.value.errno == 1243
+        assert _value(conn, "SELECT 3") == 3  # and the session goes on
+    finally:
+        conn.close()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("user", "password", "errno"), [
+    (AGENT, "wrong", 1045),
+    ("root", "", 1045),  # the server's own user never gets through
+    ("nobody", "x", 1045),
+    ("alice", "alice-secret", 1227),  # a reviewer, not an agent
+])
+def test_a_change_to_a_user_dbfw_does_not_let_in_ends_the_session(fw: DbfwProcess, user: str, password: str,
+                                                                   errno: int) -> None:
+    conn = _connect(fw, use_pure=True)
+    try:
+        with pytest.raises(myconnector.Error) as info:
+            conn.cmd_change_user(username=user, password=password, database="test")  # type: ignore[attr-defined]
+        assert info.value.errno == errno
+        with pytest.raises(myconnector.Error):  # the connection is closed, not left logged in as anyone
+            _value(conn, "SELECT 1")
+    finally:
+        conn.close()  # type: ignore[attr-defined]
+    assert "session.internal_error" not in fw.log_path.read_text()
