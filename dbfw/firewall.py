@@ -41,9 +41,10 @@ FAST_PATH_FUNCTIONS: dict[int, tuple[str, str]] = {
 
 _PATH_CLASSES = frozenset({"session", "procedural", "admin", "privilege", "unknown"})  # classes to look into
 _MAY_CHANGE_PATH = frozenset({"procedural", "admin", "privilege", "unknown"})
-# Statements that make, use or drop cursors and prepared statements: their session follows them, so their
-# verdict carries the classification (see _names_handles).
-_HANDLE_COMMANDS = frozenset({"DECLARE", "FETCH", "MOVE", "CLOSE", "PREPARE", "DEALLOCATE", "DISCARD", "USE"})
+# Statements that make, use or drop cursors and prepared statements, change the database or name a client
+# file: their session follows them, so their verdict carries the classification (see _names_handles).
+_HANDLE_COMMANDS = frozenset({"DECLARE", "FETCH", "MOVE", "CLOSE", "PREPARE", "DEALLOCATE", "DISCARD", "USE",
+                              "LOAD DATA"})
 # How long a database's functions are trusted before they are read again (functions created by others).
 FUNCTIONS_TTL = 60.0
 # Classes of statements that may create, replace or drop functions, or change what a name resolves to.

@@ -63,7 +63,8 @@ class Statement:
     reason: str = ""
     tables_complete: bool = True  # False: the statement touches tables dbfw could not name
     # The cursor or prepared statement a DECLARE, FETCH, MOVE, CLOSE, PREPARE or DEALLOCATE names, as the
-    # server names it ("" for CLOSE ALL / DEALLOCATE ALL; "ALL" for DISCARD ALL).
+    # server names it ("" for CLOSE ALL / DEALLOCATE ALL; "ALL" for DISCARD ALL); MySQL: the database of a
+    # USE, the client file of a LOAD DATA LOCAL INFILE.
     handle: str = ""
     hold: bool = False  # DECLARE ... WITH HOLD: the cursor outlives its transaction
     dialect: str = "postgres"
@@ -1624,10 +1625,47 @@ def _lock(c: _Classifier, tokens: list[Token], res: _Result) -> None:
         res.cls, res.reason = "admin", f"LOCK in {mode} mode blocks other sessions"
 
 
+_MYSQL_ESCAPES = {"0": "\0", "b": "\b", "n": "\n", "r": "\r", "t": "\t", "Z": "\x1a", "%": "\\%", "_": "\\_"}
+
+
+def _mysql_string_value(raw: str) -> str:
+    """A MySQL string literal's value, from its source text with the quotes (backslash escapes on)."""
+    quote, body, out, i = raw[0], raw[1:-1], [], 0
+    while i < len(body):
+        ch = body[i]
+        if ch == "\\" and i + 1 < len(body):
+            out.append(_MYSQL_ESCAPES.get(body[i + 1], body[i + 1]))
+            i += 2
+        elif ch == quote and body[i + 1:i + 2] == quote:
+            out.append(quote)
+            i += 2
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out)
+
+
 def _load(c: _Classifier, tokens: list[Token], res: _Result) -> None:
     w = _words(tokens, 2)
     if w[1] in ("DATA", "XML"):
         res.cls, res.command = "bulk_import", "LOAD DATA"
+        # LOAD DATA [LOW_PRIORITY | CONCURRENT] LOCAL INFILE 'file' ...: the one file the server may ask the
+        # client for (Statement.handle); never cached by shape, as the file is a literal.
+        words = [_word(t) for t in tokens[:6]]
+        if "LOCAL" in words and "INFILE" in words:
+            at = words.index("INFILE") + 1
+            name = tokens[at] if at < len(tokens) else None
+            if name is not None and name.token_type in _STRINGS and words.index("LOCAL") < at and \
+                    (at + 1 == len(tokens) or tokens[at + 1].token_type not in _STRINGS):
+                res.handle = _mysql_string_value(c._sql[name.start:name.end + 1])
+                res.literal_sensitive = True
+        into = next((i for i, t in enumerate(tokens) if _word(t) == "TABLE"), None)
+        if into is not None and into + 1 < len(tokens):
+            end = into + 2
+            while end + 1 < len(tokens) and tokens[end].token_type == TokenType.DOT:
+                end += 2
+            table = ".".join(t.text for t in tokens[into + 1:end:2]).lower()
+            res.tables, res.written = [table], [table]
     else:
         res.cls, res.command, res.reason = "admin", "LOAD", "LOAD brings code into the server"
 

@@ -26,7 +26,7 @@ from tests.conftest import (
     start_dbfw,
     write_mysql_config,
 )
-from tests.integration.mysql_support import DEFAULT_RULES, canary
+from tests.integration.mysql_support import DEFAULT_RULES, approve, canary, request_id
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -57,20 +57,6 @@ def guarded(mysql: MyTarget, tables: None, tmp_path_factory: pytest.TempPathFact
         yield proc
     finally:
         proc.stop()
-
-
-def approve(fw: DbfwProcess, request_id: str, key: str = "alice-api-key") -> dict[str, Any]:
-    req = urllib.request.Request(f"http://127.0.0.1:{fw.admin_port}/api/v1/approvals/{request_id}/approve",
-                                 data=b"{}", method="POST", headers={"Authorization": f"Bearer {key}",
-                                                                     "Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.loads(resp.read())
-
-
-def request_id(error: BaseException) -> str:
-    text = str(error)
-    start = text.index("req_")
-    return text[start:start + 20]
 
 
 # --- logins ----------------------------------------------------------------------------------------------

@@ -225,6 +225,41 @@ def test_commands_dbfw_does_not_relay_are_refused_without_reaching_the_server() 
         assert up == b"" and p.Err.decode(down[4:]).errno == 1047
 
 
+def _load_command(core: MyCore, sql: str) -> None:
+    verdict = Verdict(True, cls="bulk_import", classification=SQLClassifier("mysql").classify(sql))
+    core.client_data(p.frame(b"\x03" + sql.encode(), 0)[0])
+    assert core.question is not None
+    core.answer(verdict)
+    take(core)
+
+
+def test_the_server_may_ask_only_for_the_file_the_allowed_statement_names() -> None:
+    core = core_for(True)
+    _load_command(core, "LOAD DATA LOCAL INFILE '/tmp/it\\'s.csv' INTO TABLE t")
+    core.server_data(p.frame(b"\xfb/tmp/it's.csv", 1)[0])
+    up, down = take(core)
+    assert up == [] and down == [p.frame(b"\xfb/tmp/it's.csv", 1)[0]]
+    # The file, in two packets and the empty one that ends it, goes to the server as the client numbered it.
+    core.client_data(p.frame(b"1,a\n", 2)[0] + p.frame(b"2,b\n", 3)[0])
+    core.client_data(p.frame(b"", 4)[0] + p.frame(b"\x0e", 0)[0])  # a COM_PING right behind it waits
+    up, down = take(core)
+    assert up == [p.frame(b"1,a\n", 2)[0], p.frame(b"2,b\n", 3)[0], p.frame(b"", 4)[0]] and down == []
+    ok = p.frame(p.Ok(affected_rows=2).encode(), 5)[0]
+    core.server_data(ok)
+    up, down = take(core)
+    assert down == [ok] and up == [p.frame(b"\x0e", 0)[0]]  # the response is over: the ping goes on
+
+    for sql, asked in [("LOAD DATA LOCAL INFILE '/tmp/a.csv' INTO TABLE t", b"/etc/passwd"),
+                       ("LOAD DATA LOCAL INFILE '/tmp/a.csv' INTO TABLE t", b"/tmp/a.csv\x00"),
+                       ("LOAD DATA INFILE '/tmp/a.csv' INTO TABLE t", b"/tmp/a.csv"),  # the server's own file
+                       ("SELECT 1", b"/tmp/a.csv")]:
+        core = core_for(True)
+        _load_command(core, sql)
+        with pytest.raises(p.PacketError, match="does not name"):
+            core.server_data(p.frame(b"\xfb" + asked, 1)[0])
+        assert take(core)[1] == []  # the client was never asked
+
+
 def test_change_user_goes_to_the_shell_and_nothing_to_the_server() -> None:
     """COM_CHANGE_USER is a login: the core hands the whole packet to the shell and sends nothing."""
     core = core_for(True)

@@ -86,6 +86,7 @@ class Read(IntEnum):
     PARAMS = 4
     PARAMS_EOF = 5
     DONE = 6
+    INFILE = 7  # LOCAL INFILE: the client sends the file the statement names, until an empty packet
 
 
 # Commands relayed after their own checks; any other is refused.
@@ -131,7 +132,7 @@ class Prepared:
 class Response:
     """What the server owes for one command, read packet by packet."""
 
-    __slots__ = ("binary", "cls", "columns", "cut", "error", "expect", "left", "limits", "masks", "number",
+    __slots__ = ("binary", "cls", "columns", "cut", "error", "expect", "files", "left", "limits", "masks", "number",
                  "prepared", "read", "record", "rows", "seq", "size", "started", "statement", "statements", "total",
                  "types")
 
@@ -154,6 +155,17 @@ class Response:
         self.error: str | None = None
         self.started = time.perf_counter()
         self.types: list[int] = []
+        # Per statement: the client file a LOAD DATA LOCAL INFILE names (the only one the server may ask for).
+        self.files: list[str] | None = None
+
+    def relay_file(self, client: p.PacketReader, to_server: list[bytes]) -> None:
+        """LOCAL INFILE: the client's packets go to the server as they are, up to the empty one that ends
+        the file; then the server answers for the statement."""
+        for packet in client.packets():
+            to_server.append(p.frame(packet.payload, packet.seq)[0])
+            if not packet.payload:
+                self.read = Read.FIRST
+                return
 
     def open_cursor(self) -> None:
         """The execution opened a cursor: no rows now; COM_STMT_FETCH reads them."""
@@ -221,6 +233,9 @@ class MyCore:
     def client_data(self, data: bytes) -> None:
         if data:
             self.client.feed(data)
+        r = self.response
+        if r is not None and r.read == Read.INFILE:
+            r.relay_file(self.client, self.to_server)
         self._commands()
 
     def answer(self, verdict: Verdict | None) -> None:
@@ -328,9 +343,13 @@ class MyCore:
         self.executions += 1
         self._use_at = None
         statements = verdict.classification.statements if verdict.classification is not None else ()
+        files: list[str] | None = None
         for i, stmt in enumerate(statements):
             if stmt.command == "USE":  # (only ever the last of a message: see SQLClassifier)
                 self._use_at = (i, stmt.handle)
+            elif stmt.command == "LOAD DATA" and stmt.handle:
+                files = files or [""] * len(statements)
+                files[i] = stmt.handle
         if packet.payload[0] == p.Command.INIT_DB and self.database_pending is not None:
             self._use_at = (0, self.database_pending)
         if verdict.cls in _MAY_SET_SQL_MODE:
@@ -341,7 +360,7 @@ class MyCore:
         record = verdict.record
         response = Response(Expect.RESULT if packet.payload[0] == p.Command.QUERY else Expect.ONE,
                             verdict.cls or "read", limits, record)
-        response.statements = verdict.masks
+        response.statements, response.files = verdict.masks, files
         self._send_command(packet, response)
 
     def _prepare_decided(self, packet: p.Packet, sql: str, verdict: Verdict) -> None:
@@ -532,7 +551,16 @@ class MyCore:
             self._forward(r, packet)
             return
         if first == p.LOCAL_INFILE:
-            raise p.PacketError("the server asked for a LOCAL INFILE, which dbfw never offers")
+            files, n = r.files, r.statement
+            if files is None or n >= len(files) or not files[n] or payload[1:] != files[n].encode():
+                raise p.PacketError("the database asked the client for a file the statement does not name; the "
+                                    "session is closed")
+            if r.cut is not None:  # past a limit: the client hears nothing more; the file is empty
+                self.to_server.append(p.frame(b"", packet.seq + 1)[0])
+                return
+            r.read = Read.INFILE
+            self._forward(r, packet)
+            return
         r.left = p.column_count(payload)
         if r.left == 0:
             raise p.PacketError("a result with no columns")

@@ -62,14 +62,14 @@ class Capability(IntFlag):
 
 
 # What dbfw implements end to end, towards clients and towards the upstream. No compression, no query
-# attributes, no optional metadata, no session tracking, no LOCAL INFILE (yet), no MariaDB extensions
-# (their capability word is always 0 from dbfw).
+# attributes, no optional metadata, no session tracking, no MariaDB extensions (their capability word is
+# always 0 from dbfw). LOCAL_FILES: the server may ask only for the file an allowed statement names.
 SUPPORTED = (Capability.LONG_PASSWORD | Capability.FOUND_ROWS | Capability.LONG_FLAG | Capability.CONNECT_WITH_DB
              | Capability.ODBC | Capability.IGNORE_SPACE | Capability.PROTOCOL_41 | Capability.INTERACTIVE
              | Capability.IGNORE_SIGPIPE | Capability.TRANSACTIONS | Capability.RESERVED
              | Capability.SECURE_CONNECTION | Capability.MULTI_STATEMENTS | Capability.MULTI_RESULTS
              | Capability.PS_MULTI_RESULTS | Capability.PLUGIN_AUTH | Capability.CONNECT_ATTRS
-             | Capability.PLUGIN_AUTH_LENENC_CLIENT_DATA | Capability.DEPRECATE_EOF)
+             | Capability.PLUGIN_AUTH_LENENC_CLIENT_DATA | Capability.DEPRECATE_EOF | Capability.LOCAL_FILES)
 # What a client must support to talk to dbfw.
 REQUIRED = Capability.PROTOCOL_41 | Capability.SECURE_CONNECTION | Capability.PLUGIN_AUTH
 

@@ -199,6 +199,7 @@ class MySession(Relay):
         if isinstance(exc, p.PacketError):
             if side == "upstream":
                 log.warning("upstream.protocol_error", session=self.session_id, error=str(exc))
+                self._tell_client(p.Err(2027, "HY000", f"dbfw: {exc}"))
                 return EndReason.UPSTREAM_PROTOCOL_ERROR
             raise exc
         if exc is not None:
