@@ -132,6 +132,10 @@ async def connect(up: Upstream, capabilities: int, database: str | None, charset
     try:
         return await asyncio.wait_for(_login(reader, writer, up, capabilities, database, charset, attributes),
                                       up.connect_timeout)
+    except (OSError, asyncio.IncompleteReadError, TimeoutError) as e:  # TLS refused, reset, silent
+        writer.close()
+        raise UpstreamError(f"cannot open a session on the upstream at {up.host}:{up.port}: "
+                            f"{type(e).__name__}: {e}") from e
     except BaseException:
         writer.close()
         raise
