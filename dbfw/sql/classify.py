@@ -427,12 +427,14 @@ class _Classifier:
         self.number_columns: frozenset[tuple[str, str, str]] = frozenset()  # MySQL (see FunctionCatalog)
         self.all_columns: frozenset[tuple[str, str, str]] = frozenset()
         self.database: str | None = None  # the database of the statement being classified
+        # MySQL: the class of calling a function that is not a built-in, and why (see SQLClassifier).
+        self.stored: Callable[[str], tuple[str, str]] = _unseen_function
 
     # Entry point for one statement's tokens.
     def classify(self, tokens: list[Token], sql: str | None, database: str | None) -> _Result:
         if sql is None:  # a statement nested in another (EXPLAIN ANALYZE, DECLARE, PREPARE): same text
             sql = self._sql
-        self._sql = sql
+        self._sql, self.database = sql, database
         w = _words(tokens)
         kw = w[0]
         try:
@@ -585,8 +587,7 @@ class _Classifier:
                          "limits and masking")
         if self.mysql:
             for name in _mysql_unknown_calls(tokens, root):
-                res.raise_to("procedural", f"calls {name}(), not a built-in function: a stored function runs a "
-                             "body dbfw does not see")
+                res.raise_to(*self.stored(name))
         return res
 
     def _replace_from_query(self, root: exp.Insert, database: str | None) -> _Result:
@@ -703,12 +704,18 @@ def _into_variables(tokens: list[Token]) -> bool:
         _word(a) == "INTO" and b.token_type == TokenType.PARAMETER for a, b in itertools.pairwise(tokens))
 
 
+def _unseen_function(name: str) -> tuple[str, str]:
+    return "procedural", f"calls {name}(), not a built-in function: a stored function runs a body dbfw does not see"
+
+
 def _mysql_unknown_calls(tokens: list[Token], root: exp.Expression | None) -> list[str]:
     """Names called in a MySQL statement that are not MariaDB built-ins (stored functions, a name sqlglot
     happens to know from another dialect, or a schema-qualified call, which is never a built-in)."""
     names = set() if root is None else \
         {t.name for t in root.find_all(exp.Table)} | {a.name for a in root.find_all(exp.TableAlias)}
-    names = {n.lower() for n in names if n}
+    # A table's name before "(" is no call (INSERT INTO t (a), REFERENCES t (id)), unless the parser read one.
+    calls = set() if root is None else {a.name.lower() for a in root.find_all(exp.Anonymous)}
+    names = {n.lower() for n in names if n} - calls
     found: list[str] = []
     for i, tok in enumerate(tokens[:-1]):
         if tokens[i + 1].token_type != TokenType.L_PAREN or tok.token_type in _LITERALS:
@@ -1321,7 +1328,7 @@ def _set(c: _Classifier, tokens: list[Token], res: _Result) -> None:
             res.raise_to("admin", "READ UNCOMMITTED reads other sessions' uncommitted rows")
         return
     if c.mysql and (head in ("NAMES", "CHARSET") or (head == "CHARACTER" and nxt == "SET")):
-        _mysql_set_names(tokens[i:], res)
+        _mysql_set_names(c, tokens[i:], res)
         return
     if head in ("NAMES", "CHARSET") or (head == "CHARACTER" and nxt == "SET") or (head == "TIME" and nxt == "ZONE") \
             or (head == "SCHEMA" and not c.mysql):
@@ -1331,7 +1338,7 @@ def _set(c: _Classifier, tokens: list[Token], res: _Result) -> None:
             res.cls = setting_value_class("client_encoding", tokens[i + 1].text)
         return
     if c.mysql:
-        _mysql_set_assignments(tokens[i:], res)
+        _mysql_set_assignments(c, tokens[i:], res)
         return
     name_tokens = []
     j = i
@@ -1370,7 +1377,7 @@ def _plain_value(tokens: list[Token]) -> bool:
     return len(tokens) == 1 and tokens[0].token_type not in (TokenType.PARAMETER, TokenType.L_PAREN)
 
 
-def _mysql_set_names(tokens: list[Token], res: _Result) -> None:
+def _mysql_set_names(c: _Classifier, tokens: list[Token], res: _Result) -> None:
     """SET NAMES cs [COLLATE c], ... / SET CHARACTER SET cs, ...: the character set must be one dbfw reads,
     and every other assignment of the list is judged too."""
     parts = _split_top_level(tokens)
@@ -1386,7 +1393,7 @@ def _mysql_set_names(tokens: list[Token], res: _Result) -> None:
                      "ascii or binary (in others a character can hide a backslash or quote)")
     if len(parts) > 1:
         rest = _mysql_joined(parts[1:])
-        _mysql_set_assignments(rest, res)
+        _mysql_set_assignments(c, rest, res)
 
 
 def _mysql_joined(parts: list[list[Token]]) -> list[Token]:
@@ -1399,7 +1406,7 @@ def _mysql_joined(parts: list[list[Token]]) -> list[Token]:
     return out
 
 
-def _mysql_set_assignments(tokens: list[Token], res: _Result) -> None:
+def _mysql_set_assignments(c: _Classifier, tokens: list[Token], res: _Result) -> None:
     """SET a = 1, @@session.b = 2, @x = expr: every system variable assigned must be harmless."""
     res.cls = "session"
     res.literal_sensitive = True  # a character set is a value: 'utf8mb4' and 'big5' are different classes
@@ -1412,14 +1419,13 @@ def _mysql_set_assignments(tokens: list[Token], res: _Result) -> None:
                 break
             lhs.append(tok.text.lower())
         if lhs and lhs[0] in ("names", "charset", "character"):
-            _mysql_set_names(part, res)
+            _mysql_set_names(c, part, res)
             continue
         if not lhs:
             raise _Unknown("SET without a name")
         value = part[len(lhs) + 1:]
         for name in _mysql_unknown_calls(value, None):
-            res.raise_to("procedural", f"SET calls {name}(), not a built-in function: a stored function runs a "
-                         "body dbfw does not see")
+            res.raise_to(*c.stored(name))
         if lhs[0] == "@" or (lhs[0].startswith("@") and not lhs[0].startswith("@@")):
             if "select" in rhs:
                 res.raise_to("bulk_export", "a query's result into a variable: out of reach of result limits")
@@ -1677,6 +1683,8 @@ def _mysql_do(c: _Classifier, tokens: list[Token], res: _Result) -> None:
         if nxt.token_type == TokenType.L_PAREN and tok.token_type not in _LITERALS \
                 and tok.text.lower() not in MYSQL_BUILTINS:
             res.raise_to("procedural", f"DO calls {tok.text}(), not a built-in function")
+    for name in _mysql_unknown_calls(tokens[1:], None):  # a stored function: riskier than its body may be
+        res.raise_to(*c.stored(name))
 
 
 def _use(c: _Classifier, tokens: list[Token], res: _Result) -> None:
@@ -1764,6 +1772,8 @@ class SQLClassifier:
             raise ValueError(f"unsupported dialect {dialect!r}")
         self.dialect = dialect
         self._c = _Classifier(dialect)
+        if dialect == "mysql":
+            self._c.stored = self._mysql_stored
         # Plain dicts evicting their oldest entry (insertion order): cheaper than LRU bookkeeping per hit.
         self._exact: dict[tuple[str, str | None], Classification] = {}
         self._shapes: dict[tuple[str, str | None], _ShapeEntry] = {}
@@ -1921,7 +1931,34 @@ class SQLClassifier:
         # The result leaves as one value masking cannot trace back to columns: an export at least.
         return riskiest(["bulk_export", inner]), f"calls {tokens[index].value}() with SQL text that is {inner}"
 
-    def _classify_body(self, body: str, depth: int) -> str:
+    def _mysql_stored(self, called: str) -> tuple[str, str]:
+        """The class of calling ``called`` (``f`` or ``db.f``), not a MariaDB built-in: a stored function
+        of the catalog whose body is one RETURN is as risky as that expression (at least read), read in
+        the function's own database and sql_mode; anything else is procedural."""
+        schema, _, name = called.rpartition(".")
+        schema = schema.strip("`").lower() or (self._c.database or "").lower()
+        name = name.strip("`").lower()
+        procs = [p for p in self._functions.user.get(name, ()) if p.schema == schema]
+        if not procs or any(p.kind != "f" for p in procs):
+            return _unseen_function(called)
+        classes: list[str] = []
+        c = self._c
+        state = (c._sql, c.database)  # the statement being classified goes on after this call
+        try:
+            for proc in procs:  # (schemas differing only in case: the riskiest)
+                if proc.body is None or self._depth >= 4:
+                    return "procedural", f"{schema}.{name}() has a body dbfw does not classify (only RETURN " \
+                        "<expression>)"
+                cls = self._classify_body(proc.body, self._depth + 1, proc.schema, proc.lex)
+                if cls == "unknown":
+                    return "procedural", f"{schema}.{name}() has a body dbfw cannot classify"
+                classes.append(cls)
+        finally:
+            c._sql, c.database = state
+        cls = riskiest(["read", *classes])
+        return cls, f"{schema}.{name}() runs SQL that is {cls}" if cls != "read" else ""
+
+    def _classify_body(self, body: str, depth: int, database: str | None = None, lex: int = LEX_STANDARD) -> str:
         """The class of SQL text a function runs (a LANGUAGE sql body, the text given to query_to_xml)."""
         text = body.strip()
         upper = text[:12].upper()
@@ -1936,7 +1973,7 @@ class SQLClassifier:
         saved = self._depth
         self._depth = depth
         try:
-            return self.classify(text, None, LEX_STANDARD, self._functions).cls
+            return self.classify(text, database, lex, self._functions).cls
         finally:
             self._depth = saved
 

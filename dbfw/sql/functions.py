@@ -87,8 +87,9 @@ class Proc:
     nargs: int
     ndefaults: int
     variadic: bool
-    body: str | None  # LANGUAGE sql only
+    body: str | None  # LANGUAGE sql only (MySQL: a stored function's RETURN expression, as SELECT <expression>)
     builtin: bool
+    lex: int = 0  # MySQL: how the server reads the body (the sql_mode it was created under)
 
     def takes(self, count: int) -> bool:
         return (self.variadic and count >= self.nargs - 1) or self.nargs - self.ndefaults <= count <= self.nargs

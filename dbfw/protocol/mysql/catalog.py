@@ -1,18 +1,21 @@
-"""What a MySQL upstream's tables and views are: for masking (lineage over the columns and view
-definitions) and for the classifier (which columns a number compares with exactly). Read over a
+"""What a MySQL upstream's tables, views and stored routines are: for masking (lineage over the columns,
+view definitions and function bodies) and for the classifier (which columns a number compares with
+exactly, what a stored function's body does). Read over a
 connection of dbfw's own, cached per upstream, read again after DDL through dbfw and once a minute (a
 column changed elsewhere is known within that)."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from dataclasses import replace
 
 from ...config import Upstream
 from ...masking.catalog import Catalog
+from ...sql.classify import LEX_MYSQL_ANSI_QUOTES, LEX_MYSQL_NO_BACKSLASH_ESCAPES
 from ...sql.dialects import MYSQL_BUILTINS
-from ...sql.functions import FunctionCatalog
+from ...sql.functions import FunctionCatalog, Proc
 from . import packets as p
 from .upstream import connect, query_rows
 
@@ -28,15 +31,40 @@ _COLUMNS = ("SELECT LOWER(table_schema), LOWER(table_name), LOWER(column_name), 
             "ORDER BY table_schema, table_name, ordinal_position")
 _VIEWS = f"SELECT LOWER(table_schema), LOWER(table_name), view_definition FROM information_schema.views " \
     f"WHERE table_schema NOT IN {_SYSTEM}"
+# Stored functions and procedures. routine_definition is NULL where dbfw's upstream user may not read it.
+_ROUTINES = ("SELECT LOWER(routine_schema), LOWER(routine_name), routine_type, routine_definition, sql_mode "
+             f"FROM information_schema.routines WHERE routine_schema NOT IN {_SYSTEM}")
+_RETURN = re.compile(r"\s*RETURN\b", re.IGNORECASE)
 
 
-def build_catalog(columns: list[list[bytes | None]], views: list[list[bytes | None]]) -> Catalog:
+def routines(rows: list[list[bytes | None]]) -> dict[str, tuple[Proc, ...]]:
+    """Stored routines by name. A function whose body is one RETURN keeps it as ``SELECT <expression>``, which
+    the classifier and masking read as a query; any other body (BEGIN ... END) is kept as None: unread, so
+    procedural, and untraceable for masking."""
+    out: dict[str, list[Proc]] = {}
+    for schema, name, kind, definition, mode in rows:
+        text = p.text(definition) if definition is not None else None
+        body = None
+        if text is not None and _RETURN.match(text):
+            body = "SELECT " + _RETURN.sub("", text, count=1).strip().removesuffix(";")
+        modes = p.text(mode or b"").upper().split(",")
+        lex = (LEX_MYSQL_ANSI_QUOTES if "ANSI_QUOTES" in modes else 0) | (
+            LEX_MYSQL_NO_BACKSLASH_ESCAPES if "NO_BACKSLASH_ESCAPES" in modes else 0)
+        proc = Proc(p.text(schema or b""), p.text(name or b""), "v", "f" if kind == b"FUNCTION" else "p", "sql", 0,
+                    0, True, body, False, lex)
+        out.setdefault(proc.name, []).append(proc)
+    return {name: tuple(procs) for name, procs in out.items()}
+
+
+def build_catalog(columns: list[list[bytes | None]], views: list[list[bytes | None]],
+                  stored: list[list[bytes | None]] | None = None) -> Catalog:
     schema: dict[str, dict[str, dict[str, str]]] = {}
     for db, table, column, data_type in columns:
         schema.setdefault(p.text(db or b""), {}).setdefault(p.text(table or b""), {})[p.text(column or b"")] = \
             p.text(data_type or b"")
     cat = Catalog(schema=schema, builtins=MYSQL_BUILTINS, dialect="mysql", default_schema="",
-                  functions=FunctionCatalog(live=True, number_columns=number_columns(columns),
+                  functions=FunctionCatalog(user=routines(stored or []), live=True,
+                                            number_columns=number_columns(columns),
                                             columns=frozenset((p.text(d or b""), p.text(t or b""), p.text(c or b""))
                                                               for d, t, c, _ in columns)),
                   loaded_at=time.monotonic())
@@ -87,8 +115,9 @@ class MyCatalogCache:
             try:
                 columns = await asyncio.wait_for(query_rows(conn, _COLUMNS), up.connect_timeout)
                 views = await asyncio.wait_for(query_rows(conn, _VIEWS), up.connect_timeout)
+                stored = await asyncio.wait_for(query_rows(conn, _ROUTINES), up.connect_timeout)
             finally:
                 conn.writer.close()
-            catalog = build_catalog(columns, views)
+            catalog = build_catalog(columns, views, stored)
             self._cached[name] = (catalog, time.monotonic() + TTL)
             return catalog

@@ -1,0 +1,90 @@
+"""Stored functions, read from the upstream's information_schema.routines: a function whose body is one
+RETURN expression is as risky as that expression (a call to a harmless one is a read), any other body is
+`procedural`, and masking follows a function's body to the columns it reads, as it does views."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pymysql
+import pytest
+
+from tests.conftest import AGENT, AGENT_PASSWORD, DbfwProcess, MyTarget, start_dbfw, write_mysql_config
+from tests.integration.mysql_support import DEFAULT_RULES, canary
+
+pytestmark = pytest.mark.timeout(120)
+
+MASKING = """
+masking:
+  - name: email
+    columns: ["test.dbfw_my_customers.email"]
+    mask: email
+"""
+
+FUNCTIONS = {
+    "dbfw_my_fmt": "(x INT) RETURNS VARCHAR(20) DETERMINISTIC RETURN CONCAT('#', x)",
+    "dbfw_my_mail": "(x INT) RETURNS VARCHAR(100) READS SQL DATA "
+                    "RETURN (SELECT email FROM dbfw_my_customers WHERE id = x)",
+    "dbfw_my_wipe": "() RETURNS INT MODIFIES SQL DATA BEGIN DELETE FROM dbfw_my_canary; RETURN 1; END",
+    "dbfw_my_nap": "() RETURNS INT RETURN (SELECT SLEEP(0))",
+}
+
+
+@pytest.fixture(scope="module")
+def fw(mysql: MyTarget, tables: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DbfwProcess]:
+    direct = mysql.connect()
+    with direct.cursor() as cur:
+        for name, definition in FUNCTIONS.items():
+            cur.execute(f"CREATE OR REPLACE FUNCTION {name}{definition}")
+    proc = start_dbfw(write_mysql_config(tmp_path_factory.mktemp("dbfw-my-routines"), mysql,
+                                         rules=DEFAULT_RULES + MASKING))
+    try:
+        yield proc
+    finally:
+        proc.stop()
+        with direct.cursor() as cur:
+            for name in FUNCTIONS:
+                cur.execute(f"DROP FUNCTION IF EXISTS {name}")
+        direct.close()
+
+
+def _query(fw: DbfwProcess, sql: str) -> tuple[tuple[object, ...], ...]:
+    conn = pymysql.connect(host="127.0.0.1", port=fw.ports["my"], user=AGENT, password=AGENT_PASSWORD.encode(),
+                           database="test", autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+def test_a_function_returning_an_expression_is_a_read(fw: DbfwProcess) -> None:
+    assert _query(fw, "SELECT dbfw_my_fmt(7), test.dbfw_my_fmt(8)") == (("#7", "#8"),)
+
+
+def test_masking_follows_a_functions_body_to_the_columns_it_reads(fw: DbfwProcess, mysql: MyTarget) -> None:
+    direct = mysql.connect()
+    with direct.cursor() as cur:
+        cur.execute("SELECT email FROM dbfw_my_customers WHERE id = 3")
+        (clear,) = cur.fetchone()
+    direct.close()
+    ((value,),) = _query(fw, "SELECT dbfw_my_mail(3)")
+    assert value != clear, "a stored function carried a masked column out in clear"
+    ((renamed,),) = _query(fw, "SELECT UPPER(dbfw_my_mail(3)) AS x")
+    assert renamed is None or clear.upper() != renamed
+
+
+@pytest.mark.parametrize(("sql", "cls"), [
+    ("SELECT dbfw_my_wipe()", "procedural"),  # a BEGIN ... END body: not read, so not trusted
+    ("SET @x = dbfw_my_wipe()", "procedural"),
+    ("SELECT dbfw_my_fmt(1), dbfw_my_wipe()", "procedural"),
+    ("SELECT dbfw_my_nap()", "admin"),  # what the body calls counts
+])
+def test_a_function_dbfw_cannot_read_or_that_does_more_than_read_needs_an_approval(
+        fw: DbfwProcess, mysql: MyTarget, sql: str, cls: str) -> None:
+    before = canary(mysql)
+    with pytest.raises(pymysql.err.OperationalError) as info:
+        _query(fw, sql)
+    assert info.value.args[0] == 1644 and cls in info.value.args[1]
+    assert canary(mysql) == before

@@ -1,0 +1,64 @@
+"""Stored functions as the MySQL classifier sees them, from rows shaped as information_schema.routines
+gives them (no server): a RETURN body is classified as its expression, in the function's own database
+and sql_mode; anything else is procedural."""
+
+from __future__ import annotations
+
+import pytest
+
+from dbfw.protocol.mysql.catalog import build_catalog
+from dbfw.sql.classify import SQLClassifier
+
+COLUMNS = [[b"shop", b"customers", b"id", b"int"], [b"shop", b"customers", b"email", b"varchar"],
+           [b"shop", b"orders", b"id", b"int"]]
+ROUTINES = [
+    [b"shop", b"fmt", b"FUNCTION", b"RETURN CONCAT('#', x)", b"STRICT_TRANS_TABLES"],
+    [b"shop", b"mail_of", b"FUNCTION", b"RETURN (SELECT email FROM customers WHERE id = x)", b""],
+    [b"shop", b"wipe", b"FUNCTION", b"BEGIN DELETE FROM orders; RETURN 1; END", b""],
+    [b"shop", b"wrap", b"FUNCTION", b"return fmt(x)", b""],
+    [b"shop", b"loop1", b"FUNCTION", b"RETURN loop1(x)", b""],
+    [b"shop", b"sneaky", b"FUNCTION", b"RETURN (SELECT SLEEP(5))", b""],
+    [b"shop", b"purge", b"FUNCTION", b"RETURN (SELECT COUNT(*) FROM orders INTO OUTFILE '/tmp/x')", b""],
+    [b"shop", b"dq", b"FUNCTION", b'RETURN "a"', b"ANSI_QUOTES"],  # "a" is a column there: unknown
+    [b"shop", b"unread", b"FUNCTION", None, b""],  # dbfw's user may not read the body
+    [b"shop", b"proc1", b"PROCEDURE", b"BEGIN SELECT 1; END", b""],
+    [b"other", b"fmt", b"FUNCTION", b"BEGIN RETURN 1; END", b""],
+    [b"shop", b"customers", b"FUNCTION", b"BEGIN DELETE FROM orders; RETURN 1; END", b""],
+]
+FUNCTIONS = build_catalog(COLUMNS, [], ROUTINES).functions
+
+
+@pytest.mark.parametrize(("sql", "expected"), [
+    ("SELECT fmt(id) FROM customers", "read"),
+    ("SELECT FMT(1), `fmt`(2), shop.fmt(3)", "read"),
+    ("SELECT mail_of(1)", "read"),  # (masking follows the body: see the integration test)
+    ("SELECT wrap(1)", "read"),  # through another function of the catalog
+    ("INSERT INTO customers (id) VALUES (fmt(1))", "write"),
+    ("SET @x = fmt(1)", "session"),
+    ("SELECT wipe()", "procedural"),
+    ("SET @x = wipe()", "procedural"),
+    ("SELECT loop1(1)", "procedural"),  # recursion stops
+    ("SELECT sneaky()", "admin"),
+    ("SELECT purge()", "bulk_export"),
+    ("SELECT dq()", "procedural"),
+    ("SELECT unread()", "procedural"),
+    ("SELECT proc1()", "procedural"),
+    ("SELECT other.fmt(1)", "procedural"),  # the same name in another database is another function
+    ("SELECT nope(1)", "procedural"),
+    ("SELECT customers() FROM customers", "procedural"),  # a function named as a table it reads
+    ("DO wipe()", "procedural"),
+])
+def test_calls_are_as_risky_as_the_function_body(sql: str, expected: str) -> None:
+    assert SQLClassifier("mysql").classify(sql, "shop", 0, FUNCTIONS).cls == expected
+
+
+def test_an_unqualified_call_outside_a_database_finds_no_function() -> None:
+    assert SQLClassifier("mysql").classify("SELECT fmt(1)", None, 0, FUNCTIONS).cls == "procedural"
+
+
+def test_the_statement_goes_on_in_its_own_database_after_a_function_was_read() -> None:
+    """Reading a body classifies it in the function's database; the calling statement's own names must
+    still resolve in the session's database afterwards (a SET list, a second call)."""
+    c = SQLClassifier("mysql")
+    assert c.classify("SET @a = fmt(1), @b = wipe()", "shop", 0, FUNCTIONS).cls == "procedural"
+    assert c.classify("SELECT fmt(1), wrap(2)", "shop", 0, FUNCTIONS).cls == "read"
