@@ -14,6 +14,7 @@ every sensitive column of the database is in its reach. Plans are cached per sta
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
@@ -84,6 +85,12 @@ def _redact(_: bytes) -> bytes:
     return b"****"
 
 
+# Budgets of one statement's lineage (see MaskPlanner.plan).
+MAX_TRACED_SELECTS = 24
+MAX_TRACED_TABLES = 32
+TRACE_SECONDS = 0.2
+
+
 class MaskPlanner:
     def __init__(self, rules: list[MaskRule], key: bytes):
         self.rules = rules
@@ -116,6 +123,18 @@ class MaskPlanner:
         except Exception:  # a view definition sqlglot cannot read: treat as untraceable
             return self._untraceable(query, catalog, rules, detectors, "a view could not be expanded")
         sensitive_in_reach = self._sensitive_tables(query, catalog, rules)
+        selects = sum(1 for _ in query.find_all(exp.Select))
+        refs = list(query.find_all(exp.Table))
+        tables = len(refs)
+        if next(query.find_all(exp.Star), None) is not None:  # what * expands to, every table's columns
+            width = sum(len(catalog.schema.get((t.db or catalog.default_schema or "").lower(), {})
+                            .get(t.name.lower(), ())) for t in refs)
+            tables = max(tables, width // 16)
+        if selects > MAX_TRACED_SELECTS or tables > MAX_TRACED_TABLES:
+            # Tracing costs grow with the cube of nesting and the square of a join's width, on the thread
+            # that relays every session: past these, the query is masked as untraceable instead.
+            return self._untraceable(query, catalog, rules, detectors, f"too large to trace ({selects} queries, "
+                                     f"{len(refs)} tables, {tables * 16 if tables > len(refs) else 'few'} columns)")
         try:
             qualified = qualify(query, schema=catalog.schema, dialect=catalog.dialect, validate_qualify_columns=True,
                                 identify=False, db=catalog.default_schema if catalog.dialect == "mysql" else None)
@@ -136,7 +155,10 @@ class MaskPlanner:
         except Exception:
             return self._untraceable(query, catalog, rules, detectors, "the query's scopes could not be built")
         columns: list[ColumnMask | None] = []
+        deadline = time.perf_counter() + TRACE_SECONDS
         for projection in outer.selects:
+            if time.perf_counter() > deadline:  # SELECT * over a wide join: many columns, each through many tables
+                return self._untraceable(query, catalog, rules, detectors, "too many columns to trace in time")
             columns.append(self._column(projection, qualified, scope, catalog, rules, detectors, sensitive_in_reach))
         if names is not None and not all(c is None or c.sql is not None for c in columns):
             names = None

@@ -14,7 +14,15 @@ from .. import log
 from ..context import StatementContext
 from ..policy.rules import MaskRule
 from ..sql import pglex
-from ..sql.classify import LEX_BACKSLASH_ESCAPES, Classification, Statement, parse_statement
+from ..sql.classify import (
+    LEX_BACKSLASH_ESCAPES,
+    Classification,
+    Statement,
+    expand_mysql_executable_comments,
+    has_versioned_comment,
+    mysql_words,
+    parse_statement,
+)
 from .catalog import Catalog
 from .plan import ColumnMask, MaskPlan, MaskPlanner, query_of
 
@@ -143,6 +151,23 @@ class Masking:
 
     async def _mask(self, ctx: StatementContext, classification: Classification, i: int, stmt: Statement,
                     rules: list[MaskRule]) -> StatementMask | None:
+        if ctx.protocol == "mysql" and has_versioned_comment(stmt.sql):
+            # The server runs the comment or not by its version; sqlglot would drop it. Both readings are
+            # masked, and must come out the same (the classifier keeps such a text to one statement).
+            readings = [replace(stmt, sql=expand_mysql_executable_comments(stmt.sql, v)) for v in (True, False)]
+            masks = [await self._mask_reading(ctx, classification, f"{i}{'vn'[v]}", s, rules)
+                     for v, s in enumerate(readings)]
+            if masks[0] is not None and masks[0].rewritten is not None:
+                masks[0] = replace(masks[0], rewritten=None)  # the text sent stays the one the client wrote
+            if masks[0] != masks[1]:
+                return StatementMask(refuse="its versioned executable comments change which columns it returns "
+                                     "or what it writes; masking cannot follow both readings",
+                                     refuse_hint="leave the /*!NNNNN ... */ comments out")
+            return masks[0]
+        return await self._mask_reading(ctx, classification, str(i), stmt, rules)
+
+    async def _mask_reading(self, ctx: StatementContext, classification: Classification, i: str, stmt: Statement,
+                            rules: list[MaskRule]) -> StatementMask | None:
         command = stmt.command.upper()
         if command == "FETCH" or command == "MOVE":
             return None  # the session masks a cursor's rows with the mask its DECLARE had
@@ -204,14 +229,25 @@ class Masking:
                 continue
             table, columns, query = written
             plan = self.planner.plan(query, catalog, rules)
+            values = query.selects if isinstance(query, exp.Select) else []
             for i, column in enumerate(columns):
                 mask = plan.for_column(i)
                 if mask is None or mask.detect:
                     continue
                 schema = table.db or catalog.default_schema
-                if self.planner.rule_for(rules, schema, table.name, column) is None:
+                target = self.planner.rule_for(rules, schema, table.name, column)
+                if target is None:
                     return (f"the statement writes values masked by rule {mask.rule!r} into {table.name}.{column}, "
                             "which is not masked")
+                value = values[i] if i < len(values) else None
+                while isinstance(value, exp.Alias | exp.Lower | exp.Upper):  # case changes move no character
+                    value = value.this
+                if target.name != mask.rule or not isinstance(value, exp.Column):
+                    # A masked column rewritten from masked values (email = CONCAT('x@', card)) shows them
+                    # through its own mask: only a value copied as it is (or in another case), under the same
+                    # rule, may go there.
+                    return (f"the statement writes a value computed from values masked by rule {mask.rule!r} into "
+                            f"{table.name}.{column}: its mask would show them")
         return None
 
     async def _plan(self, ctx: StatementContext, shape: str, sql: str, command: str,
@@ -289,10 +325,11 @@ def _within(node: exp.Expression, ancestor: exp.Expression) -> bool:
 
 
 def _diagnostics(stmt: Statement) -> bool:
-    """SHOW WARNINGS / SHOW ERRORS, EXPLAIN and MariaDB's ANALYZE <statement>: results that quote data."""
-    words = stmt.sql.split(None, 3)
-    first = words[0].upper() if words else ""
-    second = words[1].upper().strip("(") if len(words) > 1 else ""
+    """SHOW WARNINGS / SHOW ERRORS, EXPLAIN and MariaDB's ANALYZE <statement>: results that quote data. Read
+    from the statement's tokens: comments between the words (SHOW /**/ WARNINGS) are no words."""
+    words = mysql_words(stmt.sql, 2)
+    first = words[0] if words else ""
+    second = words[1].strip("(") if len(words) > 1 else ""
     return (first == "SHOW" and second in ("WARNINGS", "ERRORS")) or stmt.command.upper() == "EXPLAIN" \
         or first in ("EXPLAIN", "DESCRIBE", "DESC", "ANALYZE")
 

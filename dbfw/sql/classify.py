@@ -134,6 +134,9 @@ LEX_UNSETTLED = 4          # a statement that may change the two above is still 
 # depend on them is not read at all (unknown).
 LEX_MYSQL_NO_BACKSLASH_ESCAPES = 8
 LEX_MYSQL_ANSI_QUOTES = 16
+# MySQL: the session reads text as latin1 (chosen at login, or the server's default), where the byte 0xA0 is
+# a space to the server but part of a name to dbfw (which reads UTF-8): a text holding it is not read.
+LEX_MYSQL_LATIN1 = 32
 
 def _unsettled_reading(sql: str) -> str | None:
     """Why a text might read differently once the session's encoding or string mode settles, or None."""
@@ -182,9 +185,9 @@ _ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRST
 
 
 def _identity_keys(tokens: Sequence[Token], fold_case: bool) -> list[list[str]]:
-    """sqlglot's tokens as an approval sees them (MySQL): whitespace and comments gone (they are not
-    tokens), keyword case folded with ASCII rules, names kept as the server compares them, literals kept
-    with their kind."""
+    """sqlglot's tokens as an approval sees them: whitespace and comments gone (they are not tokens),
+    literals kept with their kind; with ``fold_case`` keywords folded with ASCII rules, else (MySQL) every
+    word as written."""
     out: list[list[str]] = []
     identifier, var = TokenType.IDENTIFIER, TokenType.VAR
     for tok in tokens:
@@ -195,6 +198,10 @@ def _identity_keys(tokens: Sequence[Token], fold_case: bool) -> list[list[str]]:
             out.append(["QIDENT", tok.text])
         elif tt is var and not fold_case:
             out.append(["NAME", tok.text])
+        elif not fold_case:
+            # MySQL: a table name may lex as a keyword (temp, date, comment, view) and the server keeps table
+            # names' case: an approval of DROP TABLE Temp must not cover DROP TABLE temp. Words stay exact.
+            out.append(["WORD", tok.text])
         else:
             out.append(["WORD", tok.text.translate(_ASCII_UPPER)])
     return out
@@ -303,6 +310,19 @@ def _runs_without_versioned(sql: str) -> bool:
         return bool(expand_mysql_executable_comments(sql, False).strip(" \t\r\n;"))
     except TokenError:
         return True  # the reading fails closed on its own
+
+
+def mysql_words(sql: str, n: int) -> list[str]:
+    """The first ``n`` words of a MySQL text as the server reads them (comments are no words), upper case;
+    [] when it cannot be tokenized."""
+    tokenizer = _TOKENIZERS.get("mysql")
+    if tokenizer is None:
+        tokenizer = _TOKENIZERS["mysql"] = _Classifier("mysql").tokenizer
+    try:
+        tokens = tokenizer.tokenize(sql)
+    except (TokenError, ValueError, IndexError):
+        return []
+    return [t.text.upper() for t in tokens[:n]]
 
 
 def has_versioned_comment(sql: str) -> bool:
@@ -429,6 +449,7 @@ class _Classifier:
         self.database: str | None = None  # the database of the statement being classified
         # MySQL: the class of calling a function that is not a built-in, and why (see SQLClassifier).
         self.stored: Callable[[str], tuple[str, str]] = _unseen_function
+        self.latin1 = False  # MySQL: the session may read text as latin1 already (LEX_MYSQL_LATIN1)
 
     # Entry point for one statement's tokens.
     def classify(self, tokens: list[Token], sql: str | None, database: str | None) -> _Result:
@@ -583,8 +604,8 @@ class _Classifier:
                                 for f in root.find_all(exp.Func)})
         res.anonymous.update(pglex.downcase(f.name) for f in root.find_all(exp.Anonymous))
         if into_variables:
-            res.raise_to("bulk_export", "values stored into @variables (INTO @v, @v := ...): out of reach of result "
-                         "limits and masking")
+            res.raise_to("bulk_export", "values stored into the session (INTO @v, @v := ..., LAST_INSERT_ID(expr)): "
+                         "out of reach of result limits and masking")
         if self.mysql:
             for name in _mysql_unknown_calls(tokens, root):
                 res.raise_to(*self.stored(name))
@@ -599,6 +620,10 @@ class _Classifier:
 
     def _restricted(self, node: exp.Expression, res: _Result) -> bool:
         """Whether the statement provably changes only rows its predicate names (see _Restriction)."""
+        if next(node.find_all(exp.Limit), None) is not None:
+            # A LIMIT's value decides whether a source is bounded (_limited): never cached by shape, or
+            # LIMIT 1 seen first would prove LIMIT 100000000 bounded too.
+            res.literal_sensitive = True
         if isinstance(node, exp.Insert):
             conflict = node.args.get("conflict")
             if conflict is None or "UPDATE" not in str(conflict.args.get("action") or "").upper():
@@ -699,9 +724,12 @@ _MYSQL_NOT_CALLS = frozenset({
 
 
 def _into_variables(tokens: list[Token]) -> bool:
-    """SELECT ... INTO @a, or @a := ... anywhere: values kept in the session, out of the result."""
+    """SELECT ... INTO @a, @a := ... or LAST_INSERT_ID(expr) anywhere: values kept in the session, out of the
+    result (LAST_INSERT_ID() and @@identity read the last one back)."""
     return any(t.token_type == TokenType.COLON_EQ for t in tokens) or any(
-        _word(a) == "INTO" and b.token_type == TokenType.PARAMETER for a, b in itertools.pairwise(tokens))
+        _word(a) == "INTO" and b.token_type == TokenType.PARAMETER for a, b in itertools.pairwise(tokens)) or any(
+        _word(a) == "LAST_INSERT_ID" and b.token_type == TokenType.L_PAREN and c.token_type != TokenType.R_PAREN
+        for a, b, c in zip(tokens, tokens[1:], tokens[2:], strict=False))
 
 
 def _unseen_function(name: str) -> tuple[str, str]:
@@ -1112,6 +1140,8 @@ def _block_depth(tokens: Sequence[Token]) -> int:
     depth = 0
     words = [_word(t) for t in tokens]
     for k, w in enumerate(words):
+        if tokens[k].token_type == TokenType.IDENTIFIER:  # `begin`, `end`: names
+            continue
         if w in ("BEGIN", "CASE") and not (k > 0 and words[k - 1] == "END"):
             depth += 1
         elif w == "END":
@@ -1121,24 +1151,51 @@ def _block_depth(tokens: Sequence[Token]) -> int:
     return depth
 
 
-def _mysql_compound_bounds(tokens: list[Token], bounds: list[tuple[int, int]]) -> list[tuple[int, int]]:
+def _block_depth_sure(tokens: Sequence[Token], header: bool) -> int:
+    """_block_depth counting only words that cannot be names: BEGIN and CASE starting a piece or after a
+    label, the body's BEGIN in the header piece, END starting a piece (``begin`` and ``end`` are legal
+    column names and aliases inside a body: SELECT end FROM t, SELECT 1 AS begin)."""
+    depth = 0
+    words = [_word(t) if t.token_type != TokenType.IDENTIFIER else "" for t in tokens]
+    counted_header = not header
+    for k, w in enumerate(words):
+        starts = k == 0 or (k > 1 and tokens[k - 1].token_type == TokenType.COLON)
+        if w == "BEGIN" and not counted_header:
+            counted_header, depth = True, depth + 1
+        elif w in ("BEGIN", "CASE") and starts:
+            depth += 1
+        elif w == "END" and k == 0 and (words[1] if len(words) > 1 else "") not in ("IF", "LOOP", "WHILE", "REPEAT"):
+            depth -= 1
+    return depth
+
+
+def _mysql_compound_bounds(tokens: list[Token], bounds: list[tuple[int, int]]) -> list[tuple[int, int, bool]]:
     """MySQL runs CREATE PROCEDURE/FUNCTION/TRIGGER/EVENT ... BEGIN ... END as one statement, semicolons and
-    all: join the pieces a plain split made, up to the END that closes the body."""
-    out: list[tuple[int, int]] = []
+    all: join the pieces a plain split made, up to the END that closes the body. The body's end is found
+    twice, counting every block word and counting only those that cannot be names; where the two disagree,
+    or the body never closes, the server could end it earlier and run what follows as statements of their
+    own: such a compound statement (taken to the end of the message) is marked ambiguous."""
+    out: list[tuple[int, int, bool]] = []
     i = 0
     while i < len(bounds):
         a, b = bounds[i]
         words = [_word(t) for t in tokens[a:b]]
         if words and words[0] == "CREATE" and "BEGIN" in words and _COMPOUND_OBJECTS & set(words[:12]):
-            depth = _block_depth(tokens[a:b])
-            j = i
-            while depth > 0 and j + 1 < len(bounds):
-                j += 1
-                depth += _block_depth(tokens[bounds[j][0]:bounds[j][1]])
-            out.append((a, bounds[j][1]))
+            ends = []
+            for counter in (lambda part, head: _block_depth(part), _block_depth_sure):
+                depth, j = counter(tokens[a:b], True), i
+                while depth > 0 and j + 1 < len(bounds):
+                    j += 1
+                    depth += counter(tokens[bounds[j][0]:bounds[j][1]], False)
+                ends.append((j, depth))
+            if ends[0] != ends[1] or ends[0][1] > 0:
+                out.append((a, bounds[-1][1], True))
+                return out
+            j = ends[0][0]
+            out.append((a, bounds[j][1], False))
             i = j + 1
         else:
-            out.append((a, b))
+            out.append((a, b, False))
             i += 1
     return out
 
@@ -1359,12 +1416,16 @@ def _set(c: _Classifier, tokens: list[Token], res: _Result) -> None:
 
 # The character sets dbfw reads text in exactly as the server does: anything else (a number naming a
 # collation, a variable, an expression) could be GBK, where a backslash hides inside a character.
-_MYSQL_SAFE_CHARSETS = frozenset({"utf8", "utf8mb3", "utf8mb4", "latin1", "ascii", "binary"})
+# Character sets a session may switch to through dbfw. latin1 is read (LEX_MYSQL_LATIN1) only when the session
+# starts in it: switching to it mid-session is admin.
+_MYSQL_SAFE_CHARSETS = frozenset({"utf8", "utf8mb3", "utf8mb4", "ascii", "binary"})
 
 
-def _safe_charset(words: list[str]) -> bool:
-    """A SET's value (its tokens' texts) is one character set or collation name dbfw reads exactly."""
-    return len(words) == 1 and words[0].strip("'\"`").lower().split("_")[0] in _MYSQL_SAFE_CHARSETS
+def _safe_charset(words: list[str], latin1: bool = False) -> bool:
+    """A SET's value (its tokens' texts) is one character set or collation name dbfw reads exactly (latin1 too
+    in a session read as latin1 already)."""
+    name = words[0].strip("'\"`").lower().split("_")[0] if len(words) == 1 else ""
+    return name in _MYSQL_SAFE_CHARSETS or (latin1 and name == "latin1")
 # How the server reads the text a client sends (character_set_results only says how results are sent back).
 _MYSQL_CHARSET_SETTINGS = frozenset({"character_set_client", "character_set_connection", "collation_connection",
                                      "names"})
@@ -1387,10 +1448,10 @@ def _mysql_set_names(c: _Classifier, tokens: list[Token], res: _Result) -> None:
     res.cls = "session"
     res.literal_sensitive = True  # SET NAMES 'utf8mb4' and SET NAMES 'gbk' are different classes
     rest = [t.text for t in first[k + 1:]]
-    collate_ok = not rest or (len(rest) == 2 and rest[0].upper() == "COLLATE" and _safe_charset(rest[1:]))
-    if not _safe_charset([charset]) or not collate_ok:
-        res.raise_to("admin", f"character set {charset or '?'}: dbfw reads text only in utf8mb4, utf8, latin1, "
-                     "ascii or binary (in others a character can hide a backslash or quote)")
+    collate_ok = not rest or (len(rest) == 2 and rest[0].upper() == "COLLATE" and _safe_charset(rest[1:], c.latin1))
+    if not _safe_charset([charset], c.latin1) or not collate_ok:
+        res.raise_to("admin", f"character set {charset or '?'}: a session switches only to utf8mb4, utf8, "
+                     "ascii or binary (in others a character can hide a backslash, a quote or a space)")
     if len(parts) > 1:
         rest = _mysql_joined(parts[1:])
         _mysql_set_assignments(c, rest, res)
@@ -1404,6 +1465,9 @@ def _mysql_joined(parts: list[list[Token]]) -> list[Token]:
             out.append(Token(TokenType.COMMA, ","))
         out.extend(part)
     return out
+
+
+_MYSQL_ISOLATION_LEVELS = frozenset(("read-committed", "repeatable-read", "serializable"))
 
 
 def _mysql_set_assignments(c: _Classifier, tokens: list[Token], res: _Result) -> None:
@@ -1441,11 +1505,14 @@ def _mysql_set_assignments(c: _Classifier, tokens: list[Token], res: _Result) ->
             res.raise_to("admin", f"SET {scope.upper()} changes the server for everyone")
         elif ".".join(words) not in MYSQL_HARMLESS_SETTINGS:
             res.raise_to("admin", f"SET {'.'.join(words)} is not a harmless setting")
-        elif ".".join(words) in ("tx_isolation", "transaction_isolation") and any("uncommitted" in v for v in rhs):
-            res.raise_to("admin", "READ UNCOMMITTED reads other sessions' uncommitted rows")
-        elif ".".join(words) in _MYSQL_CHARSET_SETTINGS and not _safe_charset(rhs):
-            res.raise_to("admin", f"SET {'.'.join(words)} to {' '.join(rhs) or '?'}: dbfw reads text only in "
-                         "utf8mb4, utf8, latin1, ascii or binary")
+        elif ".".join(words) in ("tx_isolation", "transaction_isolation") and \
+                (len(rhs) != 1 or rhs[0] not in _MYSQL_ISOLATION_LEVELS):
+            # An enum takes its index too (0 is READ-UNCOMMITTED): only these names, spelt out.
+            res.raise_to("admin", "an isolation level other than READ-COMMITTED, REPEATABLE-READ or SERIALIZABLE "
+                         "(READ UNCOMMITTED reads other sessions' uncommitted rows)")
+        elif ".".join(words) in _MYSQL_CHARSET_SETTINGS and not _safe_charset(rhs, c.latin1):
+            res.raise_to("admin", f"SET {'.'.join(words)} to {' '.join(rhs) or '?'}: a session switches only to "
+                         "utf8mb4, utf8, ascii or binary")
 
 
 def _split_top_level(tokens: list[Token]) -> list[list[Token]]:
@@ -1679,6 +1746,9 @@ def _load(c: _Classifier, tokens: list[Token], res: _Result) -> None:
 def _mysql_do(c: _Classifier, tokens: list[Token], res: _Result) -> None:
     # MySQL's DO evaluates expressions: read, unless a function it calls is risky or not a built-in.
     res.cls, res.command = "read", "DO"
+    if _into_variables(tokens):
+        res.raise_to("bulk_export", "values stored into the session (@v := ..., LAST_INSERT_ID(expr)): out of "
+                     "reach of result limits and masking")
     for tok, nxt in itertools.pairwise(tokens[1:]):
         if nxt.token_type == TokenType.L_PAREN and tok.token_type not in _LITERALS \
                 and tok.text.lower() not in MYSQL_BUILTINS:
@@ -1772,7 +1842,8 @@ class SQLClassifier:
             raise ValueError(f"unsupported dialect {dialect!r}")
         self.dialect = dialect
         self._c = _Classifier(dialect)
-        if dialect == "mysql":
+        self.mysql = dialect == "mysql"
+        if self.mysql:
             self._c.stored = self._mysql_stored
         # Plain dicts evicting their oldest entry (insertion order): cheaper than LRU bookkeeping per hit.
         self._exact: dict[tuple[str, str | None], Classification] = {}
@@ -1857,8 +1928,11 @@ class SQLClassifier:
             other = self._classify(sql, key[1], lex, key[3], versioned=False)
             if RANK[other.cls] > RANK[result.cls]:
                 result = other
-            if len(result.statements) == 1:
-                result = replace(result, statements=(replace(result.statements[0], sql=sql),))
+            if len(result.statements) != 1 or len(other.statements) != 1:
+                # Each statement's text would be one reading's: approvals and masking need both.
+                return self._unknown(sql, "several statements in one message with versioned executable comments "
+                                     "(/*!NNNNN ... */): send one statement per message", lex)
+            result = replace(result, statements=(replace(result.statements[0], sql=sql),))
         if any(s.command == "USE" for s in result.statements[:-1]):
             return self._unknown(sql, "USE with more statements after it in one message: each is read in the "
                                  "database the session has when the message arrives", lex)
@@ -1943,7 +2017,7 @@ class SQLClassifier:
             return _unseen_function(called)
         classes: list[str] = []
         c = self._c
-        state = (c._sql, c.database)  # the statement being classified goes on after this call
+        state = (c._sql, c.database, c.latin1)  # the statement being classified goes on after this call
         try:
             for proc in procs:  # (schemas differing only in case: the riskiest)
                 if proc.body is None or self._depth >= 4:
@@ -1954,7 +2028,7 @@ class SQLClassifier:
                     return "procedural", f"{schema}.{name}() has a body dbfw cannot classify"
                 classes.append(cls)
         finally:
-            c._sql, c.database = state
+            c._sql, c.database, c.latin1 = state
         cls = riskiest(["read", *classes])
         return cls, f"{schema}.{name}() runs SQL that is {cls}" if cls != "read" else ""
 
@@ -1981,6 +2055,14 @@ class SQLClassifier:
         self.misses += 1
         stmt = Statement(sql, "unknown", "UNKNOWN", reason=reason, dialect=self.dialect, lex=lex)
         return Classification(self.dialect, (stmt,), "unknown")
+
+    def _results(self, tokens: list[Token], marked: list[tuple[int, int, bool]], text: str, database: str | None,
+                 lexed: pglex.Lexed | None) -> tuple[_Result, ...]:
+        starts = [t.start for t in lexed.tokens] if lexed is not None else None
+        return tuple(_Result("unknown", "CREATE", "where this body ends is ambiguous (a block word used as a name): "
+                             "the server could run what follows it as separate statements")
+                     if ambiguous else self._classify_bounds(tokens, a, b, text, database, lexed, starts)
+                     for a, b, ambiguous in marked)
 
     def _classify_bounds(self, tokens: list[Token], a: int, b: int, text: str, database: str | None,
                          lexed: pglex.Lexed | None = None, starts: list[int] | None = None) -> _Result:
@@ -2016,6 +2098,8 @@ class SQLClassifier:
             # MariaDB's lexer takes only ASCII whitespace as space: to it U+00A0 is part of a name (and
             # `--` before it no comment), where sqlglot reads a space.
             return "a non-ASCII space character: MariaDB reads it as part of a name, not as a space"
+        if lex & LEX_MYSQL_LATIN1 and not sql.isascii() and b"\xa0" in sql.encode("utf-8", "surrogateescape"):
+            return "the byte 0xA0, which MariaDB reads as a space in this latin1 session; dbfw does not read it"
         if lex & LEX_MYSQL_NO_BACKSLASH_ESCAPES and "\\" in sql:
             return "the session's sql_mode has NO_BACKSLASH_ESCAPES, which dbfw does not read; write the text " \
                 "without backslashes"
@@ -2032,6 +2116,7 @@ class SQLClassifier:
         why = self._unreadable(sql, lex)
         if why is not None:
             return self._unknown(sql, why, lex)
+        self._c.latin1 = bool(lex & LEX_MYSQL_LATIN1)
         try:
             text = expand_mysql_executable_comments(sql, versioned) if self.dialect == "mysql" else sql
             tokens = self._tokenize(text)
@@ -2039,6 +2124,8 @@ class SQLClassifier:
             why = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
             return self._unknown(sql, f"cannot tokenize: {why}", lex)
         shape, bounds = _shape_and_bounds(text, tokens)
+        marked = _mysql_compound_bounds(tokens, bounds) if self.mysql else [(a, b, False) for a, b in bounds]
+        bounds = [(a, b) for a, b, _ in marked]
         shape_key = (shape, database, lex, version)
         entry = self._shapes.get(shape_key)
         postgres = self.dialect == "postgres"
@@ -2066,10 +2153,7 @@ class SQLClassifier:
                 if why is not None:
                     return self._unknown(sql, f"PostgreSQL could read this text differently: {why}", lex)
             self.misses += 1
-            if self.dialect == "mysql":
-                bounds = _mysql_compound_bounds(tokens, bounds)
-            starts = [t.start for t in lexed.tokens] if lexed is not None else None
-            results = tuple(self._classify_bounds(tokens, a, b, text, database, lexed, starts) for a, b in bounds)
+            results = self._results(tokens, marked, text, database, lexed)
             entry = _ShapeEntry.of(results)
             cached = False
             if not any(r.literal_sensitive for r in results):

@@ -26,7 +26,7 @@ from ...context import StatementContext
 from ...masking.plan import ColumnMask
 from ...masking.service import StatementMask
 from ...policy.rules import Limits
-from ...sql.classify import LEX_MYSQL_ANSI_QUOTES, LEX_MYSQL_NO_BACKSLASH_ESCAPES
+from ...sql.classify import LEX_MYSQL_ANSI_QUOTES, LEX_MYSQL_LATIN1, LEX_MYSQL_NO_BACKSLASH_ESCAPES
 from ...verdict import Verdict
 from . import packets as p
 from .rows import mask_binary_row, mask_text_row
@@ -94,6 +94,9 @@ _PASSED = frozenset((p.Command.PING, p.Command.STMT_CLOSE, p.Command.STMT_RESET,
                      p.Command.SET_OPTION, p.Command.RESET_CONNECTION, p.Command.FIELD_LIST))
 _NO_REPLY = frozenset((p.Command.STMT_CLOSE, p.Command.STMT_SEND_LONG_DATA))
 _MAY_SET_SQL_MODE = frozenset(("admin", "procedural", "unknown", "privilege", "ddl"))
+# After such a statement (SET sql_mode, SET NAMES latin1 approved, a procedure's body) the server may read text
+# with ANSI_QUOTES or as latin1, which it does not report: from then on both are assumed.
+_ASSUMED_AFTER_RISKY = LEX_MYSQL_ANSI_QUOTES | LEX_MYSQL_LATIN1
 
 
 class Question:
@@ -355,7 +358,7 @@ class MyCore:
         if verdict.cls in _MAY_SET_SQL_MODE:
             # sql_mode may change (SET sql_mode, a procedure's body) and the server does not report ANSI_QUOTES:
             # from here on it is assumed.
-            self.ctx = replace(self.ctx, lex=self.ctx.lex | LEX_MYSQL_ANSI_QUOTES)
+            self.ctx = replace(self.ctx, lex=self.ctx.lex | _ASSUMED_AFTER_RISKY)
         limits = verdict.limits if verdict.limits is not None else self.limits
         record = verdict.record
         response = Response(Expect.RESULT if packet.payload[0] == p.Command.QUERY else Expect.ONE,
@@ -393,7 +396,7 @@ class MyCore:
         prepared.used = True
         self.executions += 1
         if prepared.cls in _MAY_SET_SQL_MODE:
-            self.ctx = replace(self.ctx, lex=self.ctx.lex | LEX_MYSQL_ANSI_QUOTES)
+            self.ctx = replace(self.ctx, lex=self.ctx.lex | _ASSUMED_AFTER_RISKY)
         limits = prepared.limits if prepared.limits is not None else self.limits
         prepared.cursor = None  # a new execution closes the cursor of the one before
         response = Response(Expect.BINARY, prepared.cls, limits, prepared.record, prepared)

@@ -16,12 +16,12 @@ from ...context import StatementContext
 from ...identity import Principal
 from ...masking.plan import ColumnMask
 from ...scram import ScramVerifier
-from ...sql.classify import LEX_MYSQL_ANSI_QUOTES, LEX_MYSQL_NO_BACKSLASH_ESCAPES
+from ...sql.classify import LEX_MYSQL_ANSI_QUOTES, LEX_MYSQL_LATIN1, LEX_MYSQL_NO_BACKSLASH_ESCAPES
 from ..common import Runtime, Session
 from ..tls import start_server_tls
 from . import packets as p
 from .core import EndReason, MaskLookup, MyCore
-from .upstream import MyUpstream, UpstreamError, connect, query_value, read_packet
+from .upstream import MyUpstream, UpstreamError, connect, query_rows, read_packet
 
 AUTH_TIMEOUT = 60.0
 ERRNO_ACCESS_DENIED = 1045
@@ -280,12 +280,17 @@ class Opening:
                                                                 "database; try again later")) from e
         up = self.upstream
         try:
-            # How the server reads text in this session: ANSI_QUOTES is not in its status flags.
-            mode = (await query_value(up, "SELECT @@SESSION.sql_mode") or b"").upper().split(b",")
-        except UpstreamError as e:
+            # How the server reads text in this session: ANSI_QUOTES is not in its status flags, nor the
+            # character set (the server's default is what COM_RESET_CONNECTION goes back to).
+            (row,) = await query_rows(up, "SELECT @@SESSION.sql_mode, @@SESSION.character_set_client, "
+                                          "@@GLOBAL.character_set_client") or [[None, None, None]]
+        except (UpstreamError, ValueError) as e:
             raise Refused(EndReason.UPSTREAM_UNAVAILABLE, p.Err(2013, "HY000", f"dbfw: {e}")) from e
+        mode = (row[0] or b"").upper().split(b",")
+        latin1 = any((charset or b"").lower().startswith(b"latin1") for charset in row[1:])
         lex = (LEX_MYSQL_ANSI_QUOTES if b"ANSI_QUOTES" in mode else 0) | (
-            LEX_MYSQL_NO_BACKSLASH_ESCAPES if b"NO_BACKSLASH_ESCAPES" in mode else 0)
+            LEX_MYSQL_NO_BACKSLASH_ESCAPES if b"NO_BACKSLASH_ESCAPES" in mode else 0) | (
+            LEX_MYSQL_LATIN1 if latin1 else 0)
         self.ctx = StatementContext(identity=principal.name, roles=principal.roles, database=database,
                                     listener=self.listener.name, protocol="mysql", session_id=self.session_id,
                                     client_addr=self.client_addr, lex=lex)

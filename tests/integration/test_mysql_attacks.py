@@ -1,0 +1,238 @@
+"""Attacks on the MySQL listener found by a cold attack (eighth round), through the wire against MariaDB,
+under the default rules with masking, each checked on the server afterwards: a shape-cached LIMIT, the
+latin1 byte 0xA0, masking around versioned comments and SHOW WARNINGS, a masked column rewritten to show
+another through its mask, LAST_INSERT_ID(expr) as a channel, an approval for one table's case covering
+another, and a query built to stall masking."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pymysql
+import pytest
+from pymysql.constants import CLIENT
+
+from tests.conftest import AGENT, AGENT_PASSWORD, DbfwProcess, MyTarget, start_dbfw, write_mysql_config
+from tests.integration.mysql_support import DEFAULT_RULES, approve, canary, request_id
+
+pytestmark = pytest.mark.timeout(180)
+
+MASKING = """
+masking:
+  - name: email
+    columns: ["test.dbfw_my_customers.email"]
+    mask: email
+  - name: card
+    columns: ["*.*.card"]
+    mask: partial
+    options: {keep_last: 4}
+"""
+
+
+@pytest.fixture(scope="module")
+def fw(mysql: MyTarget, tables: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DbfwProcess]:
+    proc = start_dbfw(write_mysql_config(tmp_path_factory.mktemp("dbfw-my-attacks"), mysql,
+                                         rules=DEFAULT_RULES + MASKING))
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def through(fw: DbfwProcess, **kw: Any) -> Any:
+    return pymysql.connect(host="127.0.0.1", port=fw.ports["my"], user=AGENT, password=AGENT_PASSWORD.encode(),
+                           database="test", autocommit=True, **kw)
+
+
+def refused(conn: Any, sql: str | bytes) -> str:
+    with conn.cursor() as cur, pytest.raises(pymysql.MySQLError) as info:
+        cur.execute(sql)
+    assert info.value.args[0] == 1644 and info.value.args[1].startswith("dbfw:"), info.value
+    return str(info.value.args[1])
+
+
+def clear_values(mysql: MyTarget) -> set[str]:
+    direct = mysql.connect()
+    with direct.cursor() as cur:
+        cur.execute("SELECT email, card FROM dbfw_my_customers")
+        out = {v for row in cur.fetchall() for v in row}
+    direct.close()
+    return out
+
+
+def test_a_limit_seen_first_does_not_prove_a_larger_one_bounded(fw: DbfwProcess, mysql: MyTarget) -> None:
+    conn = through(fw)
+    try:
+        with conn.cursor() as cur:  # bounded: one order's id, and there is none this large
+            cur.execute("DELETE c FROM dbfw_my_canary c JOIN (SELECT id FROM dbfw_my_orders WHERE total > 100000 "
+                        "LIMIT 1) q1 WHERE c.id = q1.id")
+        refused(conn, "DELETE c FROM dbfw_my_canary c JOIN (SELECT id FROM dbfw_my_orders WHERE total > 0 "
+                      "LIMIT 100000000) q1 WHERE c.id = q1.id")
+        refused(conn, "UPDATE dbfw_my_canary c JOIN (SELECT id FROM dbfw_my_orders WHERE total > 0 LIMIT 100000000) "
+                      "q2 ON 1 SET c.v = 'pwned' WHERE c.id = q2.id")
+    finally:
+        conn.close()
+    assert canary(mysql) == [(1, "a"), (2, "b"), (3, "c")]
+
+
+@pytest.mark.parametrize("sql", [
+    b"DELETE FROM dbfw_my_canary WHERE id = 1 AND id\xa0OR\xa0id",
+    b"UPDATE dbfw_my_canary SET v = 'pwned' WHERE id = 1 AND id\xa0OR\xa0id",
+    b"SELECT LOAD_FILE\xa0('/etc/hostname')",
+    b"SELECT SLEEP\xa0(1)",
+    b"USE mysql\xa0",
+    b"SELECT REPLACE(email, '@', ' at ') FROM dbfw_my_customers\xa0c",
+])
+def test_in_a_latin1_session_the_byte_a0_is_a_space_dbfw_does_not_read(fw: DbfwProcess, mysql: MyTarget,
+                                                                       sql: bytes) -> None:
+    conn = through(fw, charset="latin1")
+    try:
+        refused(conn, sql.decode("latin1"))
+    finally:
+        conn.close()
+    assert canary(mysql) == [(1, "a"), (2, "b"), (3, "c")]
+
+
+def test_a_session_may_not_switch_to_latin1(fw: DbfwProcess) -> None:
+    """Only a session that starts in latin1 is read as latin1 (where 0xA0 is watched for)."""
+    conn = through(fw)
+    try:
+        for sql in ("SET NAMES latin1", "SET CHARACTER SET latin1", "SET character_set_client = 'latin1'",
+                    "SET NAMES utf8mb4, character_set_connection = latin1"):
+            assert "admin" in refused(conn, sql)
+        with conn.cursor() as cur:
+            cur.execute("SET NAMES utf8mb4")
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT name /*!50000 , upper(email), concat(card, '') */ FROM dbfw_my_customers",
+    "SELECT /*M!100000 reverse(reverse(email)) AS */ name FROM dbfw_my_customers",
+])
+def test_versioned_comments_do_not_hide_columns_from_masking(fw: DbfwProcess, mysql: MyTarget, sql: str) -> None:
+    secrets = clear_values(mysql) | {v.upper() for v in clear_values(mysql)}
+    conn = through(fw)
+    try:
+        with conn.cursor() as cur:
+            try:
+                cur.execute(sql)
+                rows = cur.fetchall()
+            except pymysql.MySQLError as e:
+                assert e.args[0] == 1644, e
+                rows = ()
+        assert not {str(v) for row in rows for v in row} & secrets
+    finally:
+        conn.close()
+
+
+def test_show_warnings_behind_a_comment_still_loses_quoted_values(fw: DbfwProcess, mysql: MyTarget) -> None:
+    secrets = clear_values(mysql)
+    conn = through(fw)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT CAST(email AS SIGNED) FROM dbfw_my_customers WHERE id < 4")
+            cur.fetchall()
+            for show in ("SHOW/*!50000 */WARNINGS", "SHOW /**/ WARNINGS", "SHOW /* x */ ERRORS"):
+                try:
+                    cur.execute(show)
+                    text = " ".join(str(v) for row in cur.fetchall() for v in row)
+                except pymysql.MySQLError as e:
+                    assert e.args[0] == 1644
+                    continue
+                assert not any(s in text for s in secrets), text
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("sql", [
+    "UPDATE dbfw_my_customers SET email = CONCAT('x@', card) WHERE id IN (1, 2, 3)",
+    "UPDATE dbfw_my_customers SET email = CONCAT('x@', REPLACE(email, '@', '_')) WHERE id IN (1, 2, 3)",
+    "UPDATE dbfw_my_customers SET card = CONCAT('XXXXXXXX', SUBSTRING(email, 1, 4)) WHERE id = 1",
+    "INSERT INTO dbfw_my_customers (id, name, email, card) SELECT id + 1000, name, CONCAT('x@', card), card "
+    "FROM dbfw_my_customers WHERE id IN (1, 2, 3) RETURNING email",
+])
+def test_a_masked_column_is_not_rewritten_to_show_others_through_its_mask(fw: DbfwProcess, mysql: MyTarget,
+                                                                          sql: str) -> None:
+    before = clear_values(mysql)
+    conn = through(fw)
+    try:
+        assert "masked" in refused(conn, sql)
+    finally:
+        conn.close()
+    assert clear_values(mysql) == before
+
+
+def test_last_insert_id_is_no_channel_for_masked_values(fw: DbfwProcess) -> None:
+    conn = through(fw, client_flag=CLIENT.MULTI_STATEMENTS)
+    try:
+        assert "bulk_export" in refused(
+            conn, "SELECT LAST_INSERT_ID(CONV(HEX(SUBSTRING(card, 1, 8)), 16, 10)) FROM dbfw_my_customers WHERE id = 2")
+        refused(conn, "DO LAST_INSERT_ID((SELECT id FROM dbfw_my_customers LIMIT 1))")
+    finally:
+        conn.close()
+
+
+def test_an_isolation_level_is_given_by_name(fw: DbfwProcess) -> None:
+    conn = through(fw)
+    try:
+        for sql in ("SET tx_isolation = 0", "SET @@session.transaction_isolation = 0",
+                    "SET tx_isolation = 'READ-UNCOMMITTED'"):
+            assert "admin" in refused(conn, sql)
+        with conn.cursor() as cur:
+            cur.execute("SET tx_isolation = 'READ-COMMITTED'")
+            cur.execute("SELECT @@tx_isolation")
+            assert cur.fetchone() == ("READ-COMMITTED",)
+    finally:
+        conn.close()
+
+
+def test_an_approval_binds_a_table_names_case(fw: DbfwProcess, mysql: MyTarget) -> None:
+    direct = mysql.connect()
+    with direct.cursor() as cur:
+        cur.execute("CREATE TABLE IF NOT EXISTS `Temp` (id INT)")
+        cur.execute("CREATE TABLE IF NOT EXISTS `temp` (v VARCHAR(20))")
+    conn = through(fw)
+    try:
+        rid = request_id(pymysql.MySQLError(refused(conn, "DROP TABLE Temp")))
+        assert approve(fw, rid)["status"] == "approved"
+        assert request_id(pymysql.MySQLError(refused(conn, "DROP TABLE temp"))) != rid
+        with conn.cursor() as cur:
+            cur.execute("DROP TABLE Temp")  # the approved statement itself
+        with direct.cursor() as cur:
+            cur.execute("SHOW TABLES LIKE 'temp'")
+            assert cur.fetchall() == (("temp",),)
+    finally:
+        conn.close()
+        with direct.cursor() as cur:
+            cur.execute("DROP TABLE IF EXISTS `Temp`, `temp`")
+        direct.close()
+
+
+def test_a_compound_statement_whose_end_is_ambiguous_is_not_read(fw: DbfwProcess, mysql: MyTarget) -> None:
+    conn = through(fw, client_flag=CLIENT.MULTI_STATEMENTS)
+    try:
+        for sql in ("CREATE PROCEDURE dbfw_my_p() BEGIN SELECT 1 AS begin; END; DROP TABLE dbfw_my_canary",
+                    "CREATE PROCEDURE dbfw_my_p() BEGIN SELECT end FROM dbfw_my_canary; END; "
+                    "DROP TABLE dbfw_my_canary"):
+            assert "unknown" in refused(conn, sql)
+    finally:
+        conn.close()
+    assert canary(mysql) == [(1, "a"), (2, "b"), (3, "c")]
+
+
+def test_a_query_built_to_stall_masking_is_masked_whole(fw: DbfwProcess, mysql: MyTarget) -> None:
+    """400 nested derived tables: tracing each column through them would hold the event loop for minutes.
+    Past dbfw's budget the query is untraceable: near a masked table, every column is masked."""
+    secrets = clear_values(mysql)
+    sql = "SELECT * FROM " + "(SELECT * FROM " * 30 + "dbfw_my_customers" + ") x" * 30
+    conn = through(fw)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+            rows = cur.fetchall()
+        assert rows and not {str(v) for row in rows for v in row} & secrets
+        assert {row[0] for row in rows} <= {None, "****"}  # even the id: every column
+    finally:
+        conn.close()
