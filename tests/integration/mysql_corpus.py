@@ -466,6 +466,8 @@ HOSTILE: list[str] = [
     'HANDLER mysql.global_priv OPEN',
     "SHOW CREATE USER 'root'@'localhost'",
     "SHOW GRANTS FOR 'root'@'localhost'",
+    "SHOW GRANTS",  # dbfw's own account: its grant line can carry its password hash
+    "SHOW GRANTS FOR CURRENT_USER()",
     'SELECT ID, USER, HOST, DB, INFO FROM information_schema.PROCESSLIST',
     'SHOW FULL PROCESSLIST',
     'SHOW BINLOG EVENTS',
@@ -585,4 +587,20 @@ HOSTILE += [
 HOSTILE += [
     "DELETE FROM dbfw_my_customers WHERE note <=> NULL",
     "UPDATE dbfw_my_customers SET name = 'x' WHERE note <=> (SELECT NULL)",
+]
+
+# An eighth: a LIMIT proved bounded once for its shape (the everyday list runs the LIMIT 1 form first), an
+# isolation level by number, LAST_INSERT_ID(expr) as storage, a procedure body whose end is ambiguous, and a
+# second statement inside a versioned comment.
+EVERYDAY += [
+    "DELETE c FROM dbfw_my_canary c JOIN (SELECT id FROM dbfw_my_orders WHERE total > 100000 LIMIT 1) q1 "
+    "WHERE c.id = q1.id",
+]
+HOSTILE += [
+    "DELETE c FROM dbfw_my_canary c JOIN (SELECT id FROM dbfw_my_orders WHERE total > 0 LIMIT 100000000) q1 "
+    "WHERE c.id = q1.id",
+    "SET tx_isolation = 0",
+    "SELECT LAST_INSERT_ID(id) FROM dbfw_my_customers WHERE id = 2",
+    "CREATE PROCEDURE dbfw_my_p() BEGIN SELECT 1 AS begin; END; DROP TABLE dbfw_my_canary",
+    "SELECT 1 /*!50000 ; DROP TABLE dbfw_my_canary */",
 ]
