@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import DbfwProcess, MyTarget
+from tests.conftest import DbfwProcess, MyTarget, start_dbfw, write_mysql_config
 
 DEFAULT_RULES = (Path(__file__).resolve().parents[2] / "rules" / "default.yaml").read_text()
+# The masking rules the MySQL tests add to the default rules.
+MASKING = """
+masking:
+  - name: email
+    columns: ["test.dbfw_my_customers.email"]
+    mask: email
+  - name: card
+    columns: ["*.*.card"]
+    mask: partial
+    options: {keep_last: 4}
+"""
 
 
 def canary(mysql: MyTarget) -> list[tuple[Any, ...]]:
@@ -33,3 +46,13 @@ def request_id(error: BaseException) -> str:
     text = str(error)
     start = text.index("req_")
     return text[start:start + 20]
+
+
+@contextmanager
+def serving(directory: Path, mysql: MyTarget, **config: Any) -> Iterator[DbfwProcess]:
+    """dbfw with a MySQL listener in front of ``mysql`` (write_mysql_config's options), stopped after."""
+    proc = start_dbfw(write_mysql_config(directory, mysql, **config))
+    try:
+        yield proc
+    finally:
+        proc.stop()

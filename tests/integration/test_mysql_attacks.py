@@ -13,31 +13,16 @@ import pymysql
 import pytest
 from pymysql.constants import CLIENT
 
-from tests.conftest import AGENT, AGENT_PASSWORD, DbfwProcess, MyTarget, start_dbfw, write_mysql_config
-from tests.integration.mysql_support import DEFAULT_RULES, approve, canary, request_id
+from tests.conftest import AGENT, AGENT_PASSWORD, DbfwProcess, MyTarget
+from tests.integration.mysql_support import DEFAULT_RULES, MASKING, approve, canary, request_id, serving
 
 pytestmark = pytest.mark.timeout(180)
 
-MASKING = """
-masking:
-  - name: email
-    columns: ["test.dbfw_my_customers.email"]
-    mask: email
-  - name: card
-    columns: ["*.*.card"]
-    mask: partial
-    options: {keep_last: 4}
-"""
-
-
 @pytest.fixture(scope="module")
 def fw(mysql: MyTarget, tables: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DbfwProcess]:
-    proc = start_dbfw(write_mysql_config(tmp_path_factory.mktemp("dbfw-my-attacks"), mysql,
-                                         rules=DEFAULT_RULES + MASKING))
-    try:
+    with serving(tmp_path_factory.mktemp("dbfw-my-attacks"), mysql,
+                                         rules=DEFAULT_RULES + MASKING) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def through(fw: DbfwProcess, **kw: Any) -> Any:

@@ -18,20 +18,16 @@ from tests.conftest import (
     ASCII_AGENT_PASSWORD,
     DbfwProcess,
     MyTarget,
-    start_dbfw,
-    write_mysql_config,
 )
+from tests.integration.mysql_support import serving
 
 pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture(scope="module")
 def fw(mysql: MyTarget, tables: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DbfwProcess]:
-    proc = start_dbfw(write_mysql_config(tmp_path_factory.mktemp("dbfw-my-change-user"), mysql))
-    try:
+    with serving(tmp_path_factory.mktemp("dbfw-my-change-user"), mysql) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def _connect(fw: DbfwProcess, use_pure: bool) -> object:

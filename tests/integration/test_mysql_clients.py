@@ -17,20 +17,16 @@ from tests.conftest import (
     ASCII_AGENT_PASSWORD,
     DbfwProcess,
     MyTarget,
-    start_dbfw,
-    write_mysql_config,
 )
+from tests.integration.mysql_support import serving
 
 pytestmark = pytest.mark.timeout(180)
 
 
 @pytest.fixture(scope="module")
 def fw(mysql: MyTarget, tables: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DbfwProcess]:
-    proc = start_dbfw(write_mysql_config(tmp_path_factory.mktemp("dbfw-my-clients"), mysql))
-    try:
+    with serving(tmp_path_factory.mktemp("dbfw-my-clients"), mysql) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.mark.parametrize("driver", ["pymysql", "mysqlconnector"])

@@ -11,20 +11,17 @@ import pymysql
 import pytest
 from pymysql.constants import CLIENT
 
-from tests.conftest import AGENT, AGENT_PASSWORD, DbfwProcess, MyTarget, start_dbfw, write_mysql_config
+from tests.conftest import AGENT, AGENT_PASSWORD, DbfwProcess, MyTarget
 from tests.integration.mysql_corpus import EVERYDAY, HOSTILE, NUMERIC_KEY_WRITES
-from tests.integration.mysql_support import DEFAULT_RULES, canary
+from tests.integration.mysql_support import DEFAULT_RULES, canary, serving
 
 pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture(scope="module")
 def guarded(mysql: MyTarget, tables: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DbfwProcess]:
-    proc = start_dbfw(write_mysql_config(tmp_path_factory.mktemp("dbfw-my-corpus"), mysql, rules=DEFAULT_RULES))
-    try:
+    with serving(tmp_path_factory.mktemp("dbfw-my-corpus"), mysql, rules=DEFAULT_RULES) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def through(fw: DbfwProcess) -> Any:

@@ -26,7 +26,7 @@ from tests.conftest import (
     start_dbfw,
     write_mysql_config,
 )
-from tests.integration.mysql_support import DEFAULT_RULES, approve, canary, request_id
+from tests.integration.mysql_support import DEFAULT_RULES, MASKING, approve, canary, request_id, serving
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -41,22 +41,16 @@ def through(fw: DbfwProcess, user: str = AGENT, password: str = AGENT_PASSWORD, 
 @pytest.fixture(scope="module")
 def fw(mysql: MyTarget, tables: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DbfwProcess]:
     """dbfw allowing everything: the protocol itself is under test."""
-    proc = start_dbfw(write_mysql_config(tmp_path_factory.mktemp("dbfw-my"), mysql))
-    try:
+    with serving(tmp_path_factory.mktemp("dbfw-my"), mysql) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture(scope="module")
 def guarded(mysql: MyTarget, tables: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DbfwProcess]:
     """dbfw with the project's default rules."""
     directory = tmp_path_factory.mktemp("dbfw-my-default")
-    proc = start_dbfw(write_mysql_config(directory, mysql, rules=DEFAULT_RULES))
-    try:
+    with serving(directory, mysql, rules=DEFAULT_RULES) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 # --- logins ----------------------------------------------------------------------------------------------
@@ -282,18 +276,6 @@ def test_an_approved_prepared_statement_runs_once(guarded: DbfwProcess, mysql: M
     direct.close()
 
 
-MASKING = """
-masking:
-  - name: email
-    columns: ["test.dbfw_my_customers.email"]
-    mask: email
-  - name: card
-    columns: ["*.*.card"]
-    mask: partial
-    options: {keep_last: 4}
-"""
-
-
 @pytest.fixture(scope="module")
 def masked(mysql: MyTarget, tables: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DbfwProcess]:
     direct = mysql.connect()
@@ -301,12 +283,9 @@ def masked(mysql: MyTarget, tables: None, tmp_path_factory: pytest.TempPathFacto
         cur.execute("CREATE OR REPLACE VIEW dbfw_my_contacts AS SELECT id, name, email AS contact "
                     "FROM dbfw_my_customers")
     direct.close()
-    proc = start_dbfw(write_mysql_config(tmp_path_factory.mktemp("dbfw-my-masked"), mysql,
-                                         rules=DEFAULT_RULES + MASKING))
-    try:
+    with serving(tmp_path_factory.mktemp("dbfw-my-masked"), mysql,
+                                         rules=DEFAULT_RULES + MASKING) as proc:
         yield proc
-    finally:
-        proc.stop()
         direct = mysql.connect()
         with direct.cursor() as cur:
             cur.execute("DROP VIEW IF EXISTS dbfw_my_contacts")

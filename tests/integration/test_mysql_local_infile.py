@@ -11,8 +11,8 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from tests.conftest import AGENT, AGENT_PASSWORD, DbfwProcess, MyTarget, start_dbfw, write_mysql_config
-from tests.integration.mysql_support import DEFAULT_RULES, approve, request_id
+from tests.conftest import AGENT, AGENT_PASSWORD, DbfwProcess, MyTarget
+from tests.integration.mysql_support import DEFAULT_RULES, approve, request_id, serving
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -46,21 +46,15 @@ def _client(fw: DbfwProcess, **kw: object) -> pymysql.Connection:
 
 @pytest.fixture(scope="module")
 def open_fw(mysql: MyTarget, tables: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DbfwProcess]:
-    proc = start_dbfw(write_mysql_config(tmp_path_factory.mktemp("dbfw-my-infile"), mysql))
-    try:
+    with serving(tmp_path_factory.mktemp("dbfw-my-infile"), mysql) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture(scope="module")
 def guarded(mysql: MyTarget, tables: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DbfwProcess]:
-    proc = start_dbfw(write_mysql_config(tmp_path_factory.mktemp("dbfw-my-infile-default"), mysql,
-                                         rules=DEFAULT_RULES))
-    try:
+    with serving(tmp_path_factory.mktemp("dbfw-my-infile-default"), mysql,
+                                         rules=DEFAULT_RULES) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def _csv(directory: Path, name: str, n: int) -> Path:

@@ -9,17 +9,11 @@ from collections.abc import Iterator
 import pymysql
 import pytest
 
-from tests.conftest import AGENT, AGENT_PASSWORD, DbfwProcess, MyTarget, start_dbfw, write_mysql_config
-from tests.integration.mysql_support import DEFAULT_RULES, canary
+from tests.conftest import AGENT, AGENT_PASSWORD, DbfwProcess, MyTarget
+from tests.integration.mysql_support import DEFAULT_RULES, MASKING, canary, serving
 
 pytestmark = pytest.mark.timeout(120)
 
-MASKING = """
-masking:
-  - name: email
-    columns: ["test.dbfw_my_customers.email"]
-    mask: email
-"""
 
 FUNCTIONS = {
     "dbfw_my_fmt": "(x INT) RETURNS VARCHAR(20) DETERMINISTIC RETURN CONCAT('#', x)",
@@ -36,12 +30,9 @@ def fw(mysql: MyTarget, tables: None, tmp_path_factory: pytest.TempPathFactory) 
     with direct.cursor() as cur:
         for name, definition in FUNCTIONS.items():
             cur.execute(f"CREATE OR REPLACE FUNCTION {name}{definition}")
-    proc = start_dbfw(write_mysql_config(tmp_path_factory.mktemp("dbfw-my-routines"), mysql,
-                                         rules=DEFAULT_RULES + MASKING))
-    try:
+    with serving(tmp_path_factory.mktemp("dbfw-my-routines"), mysql,
+                                         rules=DEFAULT_RULES + MASKING) as proc:
         yield proc
-    finally:
-        proc.stop()
         with direct.cursor() as cur:
             for name in FUNCTIONS:
                 cur.execute(f"DROP FUNCTION IF EXISTS {name}")

@@ -30,7 +30,7 @@ from tests.conftest import (
     start_dbfw,
     write_mysql_config,
 )
-from tests.integration.mysql_support import DEFAULT_RULES
+from tests.integration.mysql_support import DEFAULT_RULES, MASKING
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -46,12 +46,7 @@ def tls_fw(mysql: MyTarget, tables: None, tmp_path_factory: pytest.TempPathFacto
     ca.cert_pem.write_to_path(str(directory / "ca.crt"))
     listener = (f"tls: {{cert_file: {directory / 'server.crt'}, key_file: {directory / 'server.key'}, "
                 "required: true}\nauth_methods: [caching_sha2_password, mysql_native_password]")
-    rules = DEFAULT_RULES + """
-masking:
-  - name: email
-    columns: ["test.dbfw_my_customers.email"]
-    mask: email
-"""
+    rules = DEFAULT_RULES + MASKING
     proc = start_dbfw(write_mysql_config(directory, mysql, listener=listener, rules=rules))
     try:
         yield proc, directory / "ca.crt"

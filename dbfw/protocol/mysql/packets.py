@@ -488,13 +488,7 @@ class HandshakeResponse:
             auth = r.cstr()
         database = text(r.cstr()) if caps & Capability.CONNECT_WITH_DB and r.left else None
         plugin = text(r.cstr()) if caps & Capability.PLUGIN_AUTH and r.left else None
-        attributes: dict[str, str] = {}
-        if caps & Capability.CONNECT_ATTRS and r.left:
-            attrs = Reader(r.lenenc_bytes())
-            while attrs.left:
-                key = text(attrs.lenenc_bytes())
-                attributes[key] = text(attrs.lenenc_bytes())
-        return cls(caps, max_packet, charset, user, auth, database or None, plugin, attributes)
+        return cls(caps, max_packet, charset, user, auth, database or None, plugin, _attributes(r, caps))
 
     def encode(self) -> bytes:
         caps = self.capabilities
@@ -526,14 +520,19 @@ def change_user_request(payload: bytes, capabilities: int) -> HandshakeResponse:
     database = text(r.cstr()) if r.left else ""
     charset = r.u16() if r.left >= 2 else UTF8MB4_GENERAL_CI  # a collation id: all 16 bits count
     plugin = text(r.cstr()) if capabilities & Capability.PLUGIN_AUTH and r.left else None
+    return HandshakeResponse(capabilities, DEFAULT_MAX_PACKET, charset, user, auth, database or None, plugin,
+                             _attributes(r, capabilities))
+
+
+def _attributes(r: Reader, capabilities: int) -> dict[str, str]:
+    """The connection attributes that end a login or a COM_CHANGE_USER, if the client sends them."""
     attributes: dict[str, str] = {}
     if capabilities & Capability.CONNECT_ATTRS and r.left:
         attrs = Reader(r.lenenc_bytes())
         while attrs.left:
             key = text(attrs.lenenc_bytes())
             attributes[key] = text(attrs.lenenc_bytes())
-    return HandshakeResponse(capabilities, DEFAULT_MAX_PACKET, charset, user, auth, database or None, plugin,
-                             attributes)
+    return attributes
 
 
 def auth_switch(plugin: str, data: bytes) -> bytes:
