@@ -17,7 +17,16 @@ import pymysql
 import pytest
 import trustme
 
-from tests.conftest import AGENT, AGENT_PASSWORD, IN_CI, DbfwProcess, MyTarget, start_dbfw, write_mysql_config
+from tests.conftest import (
+    AGENT,
+    AGENT_PASSWORD,
+    ALLOW_ALL_RULES,
+    IN_CI,
+    DbfwProcess,
+    MyTarget,
+    start_dbfw,
+    write_mysql_config,
+)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -130,5 +139,37 @@ def test_a_certificate_from_another_ca_is_refused(tls_maria: TlsMaria, tmp_path:
             _login(fw)
         assert info.value.args[0] == 2003 and "cannot connect" in info.value.args[1]
         assert "CERTIFICATE_VERIFY_FAILED" in fw.log_path.read_text()
+    finally:
+        fw.stop()
+
+
+def test_tls_on_both_sides(tls_maria: TlsMaria, tmp_path: Path) -> None:
+    """The client verifies dbfw's certificate, dbfw verifies the server's: the statement crosses two TLS
+    sessions, and masking still applies between them."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.private_key_pem.write_to_path(str(tmp_path / "dbfw.key"))
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "dbfw.crt"))
+    ca.cert_pem.write_to_path(str(tmp_path / "dbfw-ca.crt"))
+    target = MyTarget("127.0.0.1", tls_maria.port, TLS_USER, TLS_PASSWORD, "test", "private")
+    listener = f"tls: {{cert_file: {tmp_path / 'dbfw.crt'}, key_file: {tmp_path / 'dbfw.key'}, required: true}}"
+    rules = ALLOW_ALL_RULES + "masking:\n  - name: v\n    columns: [\"test.t.v\"]\n    mask: redact\n"
+    config = write_mysql_config(tmp_path, target, listener=listener, rules=rules)
+    config.write_text(config.read_text().replace("tls: {mode: disable}",
+                                                 f"tls: {{mode: verify-full, ca_file: {tls_maria.ca}}}"))
+    fw = start_dbfw(config)
+    try:
+        conn = pymysql.connect(host="127.0.0.1", port=fw.ports["my"], user=AGENT, password=AGENT_PASSWORD.encode(),
+                               database="test", ssl={"ca": str(tmp_path / "dbfw-ca.crt"), "check_hostname": True})
+        try:
+            assert conn._sock.version() in ("TLSv1.2", "TLSv1.3")
+            with conn.cursor() as cur:
+                cur.execute("SHOW SESSION STATUS LIKE 'Ssl_version'")
+                ((_, version),) = cur.fetchall()
+                assert version in ("TLSv1.2", "TLSv1.3")
+                cur.execute("SELECT id, v FROM t ORDER BY id")
+                assert cur.fetchall() == ((1, "****"), (2, "****"))
+        finally:
+            conn.close()
     finally:
         fw.stop()
