@@ -279,6 +279,12 @@ class Opening:
             raise Refused(EndReason.UPSTREAM_UNAVAILABLE, p.Err(2003, "08S01", "dbfw: cannot connect to the "
                                                                 "database; try again later")) from e
         up = self.upstream
+        if p.wire_format(caps) != p.wire_format(up.capabilities):
+            # The upstream's greeting changed since dbfw read it (a failover to another server version): the
+            # client was promised a wire format this session does not speak. Read it again; the client retries.
+            _greetings.pop(self.listener.upstream, None)
+            raise Refused(EndReason.UPSTREAM_UNAVAILABLE, p.Err(2003, "08S01", "dbfw: the database's capabilities "
+                                                                "changed since dbfw last saw it; connect again"))
         try:
             # How the server reads text in this session: ANSI_QUOTES is not in its status flags, nor the
             # character set (the server's default is what COM_RESET_CONNECTION goes back to).

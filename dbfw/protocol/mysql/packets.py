@@ -70,6 +70,16 @@ SUPPORTED = (Capability.LONG_PASSWORD | Capability.FOUND_ROWS | Capability.LONG_
              | Capability.SECURE_CONNECTION | Capability.MULTI_STATEMENTS | Capability.MULTI_RESULTS
              | Capability.PS_MULTI_RESULTS | Capability.PLUGIN_AUTH | Capability.CONNECT_ATTRS
              | Capability.PLUGIN_AUTH_LENENC_CLIENT_DATA | Capability.DEPRECATE_EOF | Capability.LOCAL_FILES)
+# Flags that change what travels on the wire once a session runs: the client and dbfw's upstream session
+# must agree on them (dbfw relays results as the server frames them).
+WIRE_FORMAT = (Capability.DEPRECATE_EOF | Capability.MULTI_RESULTS | Capability.PS_MULTI_RESULTS
+               | Capability.MULTI_STATEMENTS | Capability.LOCAL_FILES | Capability.PROTOCOL_41)
+
+
+def wire_format(capabilities: int) -> int:
+    return capabilities & WIRE_FORMAT
+
+
 # What a client must support to talk to dbfw.
 REQUIRED = Capability.PROTOCOL_41 | Capability.SECURE_CONNECTION | Capability.PLUGIN_AUTH
 
