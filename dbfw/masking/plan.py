@@ -376,6 +376,14 @@ def _reach(query: exp.Expression, catalog: Catalog) -> tuple[list[exp.Table], bo
                 for body in bodies:
                     if body is None:
                         continue
+                    if catalog.dialect == "mysql":  # a body's names are read in its function's database
+                        for t in body.find_all(exp.Table):
+                            if not t.db and not isinstance(t.this, exp.Func):
+                                t.set("db", exp.to_identifier(proc.schema))
+                    try:  # a view the body reads reaches its own tables
+                        body = _expand_views(body, catalog)
+                    except Exception:
+                        return tables, True
                     tables += [t for t in body.find_all(exp.Table) if not isinstance(t.this, exp.Func)]
                     following += _called(body)
         if not following:

@@ -23,7 +23,7 @@ import bisect
 import itertools
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -450,11 +450,12 @@ class _Classifier:
         # MySQL: the class of calling a function that is not a built-in, and why (see SQLClassifier).
         self.stored: Callable[[str], tuple[str, str]] = _unseen_function
         self.latin1 = False  # MySQL: the session may read text as latin1 already (LEX_MYSQL_LATIN1)
+        self.stored_names: Container[str] = frozenset()  # MySQL: the catalog's stored function names
 
     # Entry point for one statement's tokens.
     def classify(self, tokens: list[Token], sql: str | None, database: str | None) -> _Result:
-        if sql is None:  # a statement nested in another (EXPLAIN ANALYZE, DECLARE, PREPARE): same text
-            sql = self._sql
+        if sql is None:  # a statement nested in another (EXPLAIN ANALYZE, DECLARE, PREPARE): same text, database
+            sql, database = self._sql, database or self.database
         self._sql, self.database = sql, database
         w = _words(tokens)
         kw = w[0]
@@ -607,7 +608,7 @@ class _Classifier:
             res.raise_to("bulk_export", "values stored into the session (INTO @v, @v := ..., LAST_INSERT_ID(expr)): "
                          "out of reach of result limits and masking")
         if self.mysql:
-            for name in _mysql_unknown_calls(tokens, root):
+            for name in _mysql_unknown_calls(tokens, root, self.stored_names):
                 res.raise_to(*self.stored(name))
         return res
 
@@ -736,9 +737,12 @@ def _unseen_function(name: str) -> tuple[str, str]:
     return "procedural", f"calls {name}(), not a built-in function: a stored function runs a body dbfw does not see"
 
 
-def _mysql_unknown_calls(tokens: list[Token], root: exp.Expression | None) -> list[str]:
-    """Names called in a MySQL statement that are not MariaDB built-ins (stored functions, a name sqlglot
-    happens to know from another dialect, or a schema-qualified call, which is never a built-in)."""
+def _mysql_unknown_calls(tokens: list[Token], root: exp.Expression | None,
+                         stored: Container[str] = frozenset()) -> list[str]:
+    """Names called in a MySQL statement that may not be MariaDB built-ins: stored functions (``stored``: the
+    catalog's function names, lower case; such a name may shadow a built-in of another sql_mode, to_date,
+    trunc), a quoted or unusual name, a name sqlglot knows from another dialect, or a schema-qualified call,
+    which is never a built-in."""
     names = set() if root is None else \
         {t.name for t in root.find_all(exp.Table)} | {a.name for a in root.find_all(exp.TableAlias)}
     # A table's name before "(" is no call (INSERT INTO t (a), REFERENCES t (id)), unless the parser read one.
@@ -748,15 +752,17 @@ def _mysql_unknown_calls(tokens: list[Token], root: exp.Expression | None) -> li
     for i, tok in enumerate(tokens[:-1]):
         if tokens[i + 1].token_type != TokenType.L_PAREN or tok.token_type in _LITERALS:
             continue
-        name = tok.text.lower()
-        if not re.fullmatch(r"[a-z_$][a-z0-9_$]*", name.strip("`")):
-            continue
+        name = tok.text.lower().strip("`")
         if i > 1 and tokens[i - 1].token_type == TokenType.DOT:  # schema.f(: never a built-in
             found.append(f"{tokens[i - 2].text}.{tok.text}")
+        elif name in names:
             continue
-        if name.strip("`") in names or name in _MYSQL_NOT_CALLS:
-            continue
-        if name.strip("`") not in MYSQL_BUILTINS:
+        elif name in stored:
+            found.append(tok.text)
+        elif not re.fullmatch(r"[a-z_$][a-z0-9_$]*", name):
+            if tok.token_type in (TokenType.VAR, TokenType.IDENTIFIER):  # `x-y`(, fé(: a name, never a built-in
+                found.append(tok.text)
+        elif name not in _MYSQL_NOT_CALLS and name not in MYSQL_BUILTINS:
             found.append(tok.text)
     return sorted(set(found))
 
@@ -1488,11 +1494,13 @@ def _mysql_set_assignments(c: _Classifier, tokens: list[Token], res: _Result) ->
         if not lhs:
             raise _Unknown("SET without a name")
         value = part[len(lhs) + 1:]
-        for name in _mysql_unknown_calls(value, None):
+        called = _mysql_unknown_calls(value, None, c.stored_names)
+        for name in called:
             res.raise_to(*c.stored(name))
         if lhs[0] == "@" or (lhs[0].startswith("@") and not lhs[0].startswith("@@")):
-            if "select" in rhs:
-                res.raise_to("bulk_export", "a query's result into a variable: out of reach of result limits")
+            if "select" in rhs or called:  # (a stored function may read a table: its result is a query's)
+                res.raise_to("bulk_export", "a query's result into a variable: out of reach of result limits and "
+                             "masking")
             continue  # a user variable; its value is checked like any expression
         if not _plain_value(value):
             # A setting set from an expression can carry any value read from a table (and be read back with
@@ -1557,6 +1565,12 @@ def _explain(c: _Classifier, tokens: list[Token], res: _Result) -> None:
             if analyze:  # EXPLAIN ANALYZE runs the statement
                 inner = c.classify(tokens[i:], None, None)
                 res.cls, res.reason, res.command = inner.cls, inner.reason, inner.command
+            elif c.mysql:
+                # MariaDB's optimizer runs parts of what it explains (derived tables without FROM, constant
+                # subqueries, deterministic functions, assignments to @variables): as risky as the statement.
+                inner = c.classify(tokens[i:], None, None)
+                res.cls, res.reason = inner.cls, inner.reason and f"EXPLAIN may run parts of it: {inner.reason}"
+                res.functions = inner.functions
             return
     if c.mysql and "CONNECTION" in (_word(t) for t in tokens):  # EXPLAIN FOR CONNECTION n: another session's
         res.cls, res.reason = "admin", "EXPLAIN FOR CONNECTION shows another session's statement"
@@ -1751,7 +1765,7 @@ def _mysql_do(c: _Classifier, tokens: list[Token], res: _Result) -> None:
         if nxt.token_type == TokenType.L_PAREN and tok.token_type not in _LITERALS \
                 and tok.text.lower() not in MYSQL_BUILTINS:
             res.raise_to("procedural", f"DO calls {tok.text}(), not a built-in function")
-    for name in _mysql_unknown_calls(tokens[1:], None):  # a stored function: riskier than its body may be
+    for name in _mysql_unknown_calls(tokens[1:], None, c.stored_names):  # a stored function
         res.raise_to(*c.stored(name))
 
 
@@ -1903,6 +1917,7 @@ class SQLClassifier:
         self._c.server_limits = functions.settings
         self._c.number_columns = functions.number_columns
         self._c.all_columns = functions.columns
+        self._c.stored_names = functions.user
         try:
             result = self._classify(sql, key[1], lex, key[3])
             if self.dialect == "mysql":
@@ -1912,6 +1927,7 @@ class SQLClassifier:
             self._c.server_limits = previous.settings
             self._c.number_columns = previous.number_columns
             self._c.all_columns = previous.columns
+            self._c.stored_names = previous.user
         exact = self._exact
         exact[key] = result
         if len(exact) > self.cache_size:

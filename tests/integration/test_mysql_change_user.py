@@ -117,3 +117,41 @@ def test_a_change_to_a_user_dbfw_does_not_let_in_ends_the_session(fw: DbfwProces
     finally:
         conn.close()  # type: ignore[attr-defined]
     assert "session.internal_error" not in fw.log_path.read_text()
+
+
+def test_a_command_sent_right_behind_the_change_runs(fw: DbfwProcess) -> None:
+    """A client may pipeline: COM_CHANGE_USER and a COM_QUERY in one write. The query runs as the new
+    identity once the change is done, without waiting for more bytes."""
+    import socket
+    import struct
+
+    from dbfw import mysql_auth
+    from dbfw.protocol.mysql.packets import Handshake
+
+    def packet(sock: socket.socket) -> tuple[int, bytes]:
+        header = b""
+        while len(header) < 4:
+            header += sock.recv(4 - len(header))
+        n, body = int.from_bytes(header[:3], "little"), b""
+        while len(body) < n:
+            body += sock.recv(n - len(body))
+        return header[3], body
+
+    def frame(seq: int, payload: bytes) -> bytes:
+        return len(payload).to_bytes(3, "little") + bytes([seq]) + payload
+
+    caps = 0x00000200 | 0x00008000 | 0x00080000 | 0x00000008  # 4.1, secure connection, plugin auth, with db
+    with socket.create_connection(("127.0.0.1", fw.ports["my"]), timeout=10) as sock:
+        _, greeting = packet(sock)
+        nonce = Handshake.decode(greeting).nonce
+        login = (struct.pack("<IIB23x", caps, 1 << 24, 45) + ASCII_AGENT.encode() + b"\0" + b"\x14"
+                 + mysql_auth.native_scramble(ASCII_AGENT_PASSWORD, nonce) + b"test\0mysql_native_password\0")
+        sock.sendall(frame(1, login))
+        assert packet(sock)[1][0] == 0x00
+        scramble = mysql_auth.native_scramble(AGENT_PASSWORD, nonce)
+        change = (b"\x11" + AGENT.encode() + b"\0" + bytes([len(scramble)]) + scramble + b"test\0"
+                  + struct.pack("<H", 45) + b"mysql_native_password\0")
+        sock.sendall(frame(0, change) + frame(0, b"\x03SELECT CURRENT_USER() IS NOT NULL, 5"))
+        _, ok = packet(sock)
+        assert ok[0] == 0x00, ok
+        assert packet(sock)[1] == b"\x02"  # the query's result: two columns

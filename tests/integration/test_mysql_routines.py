@@ -21,6 +21,9 @@ FUNCTIONS = {
                     "RETURN (SELECT email FROM dbfw_my_customers WHERE id = x)",
     "dbfw_my_wipe": "() RETURNS INT MODIFIES SQL DATA BEGIN DELETE FROM dbfw_my_canary; RETURN 1; END",
     "dbfw_my_nap": "() RETURNS INT RETURN (SELECT SLEEP(0))",
+    # Through a view, with the values rewritten so no detector would know them.
+    "dbfw_my_via_view": "() RETURNS TEXT READS SQL DATA RETURN (SELECT GROUP_CONCAT(REPLACE(contact, '@', ' AT ')) "
+                        "FROM dbfw_my_contacts_v)",
 }
 
 
@@ -28,6 +31,7 @@ FUNCTIONS = {
 def fw(mysql: MyTarget, tables: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DbfwProcess]:
     direct = mysql.connect()
     with direct.cursor() as cur:
+        cur.execute("CREATE OR REPLACE VIEW dbfw_my_contacts_v AS SELECT id, email AS contact FROM dbfw_my_customers")
         for name, definition in FUNCTIONS.items():
             cur.execute(f"CREATE OR REPLACE FUNCTION {name}{definition}")
     with serving(tmp_path_factory.mktemp("dbfw-my-routines"), mysql,
@@ -36,6 +40,7 @@ def fw(mysql: MyTarget, tables: None, tmp_path_factory: pytest.TempPathFactory) 
         with direct.cursor() as cur:
             for name in FUNCTIONS:
                 cur.execute(f"DROP FUNCTION IF EXISTS {name}")
+            cur.execute("DROP VIEW IF EXISTS dbfw_my_contacts_v")
         direct.close()
 
 
@@ -79,3 +84,20 @@ def test_a_function_dbfw_cannot_read_or_that_does_more_than_read_needs_an_approv
         _query(fw, sql)
     assert info.value.args[0] == 1644 and cls in info.value.args[1]
     assert canary(mysql) == before
+
+
+def test_masking_follows_a_function_through_the_views_it_reads(fw: DbfwProcess, mysql: MyTarget) -> None:
+    direct = mysql.connect()
+    with direct.cursor() as cur:
+        cur.execute("SELECT email FROM dbfw_my_customers")
+        local_parts = {row[0].split("@")[0] for row in cur.fetchall()}
+    direct.close()
+    ((value,),) = _query(fw, "SELECT dbfw_my_via_view()")
+    assert not any(part in str(value) for part in local_parts), value
+
+
+def test_a_stored_functions_result_is_not_kept_in_a_variable(fw: DbfwProcess) -> None:
+    """A user variable is never masked: SET @a = f() would keep what f read in clear for SELECT @a."""
+    with pytest.raises(pymysql.err.OperationalError) as info:
+        _query(fw, "SET @a = dbfw_my_mail(3)")
+    assert info.value.args[0] == 1644 and "bulk_export" in info.value.args[1]

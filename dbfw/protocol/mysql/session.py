@@ -350,7 +350,7 @@ class MySession(Relay):
         core = self.core
         assert core is not None
         rest, _ = take_buffered(feed)
-        core.client.feed(o.packets.take_buffered() + rest)
+        core.client_data(o.packets.take_buffered() + rest)  # a command sent right behind the change goes on
 
     async def _kill_query(self, connection_id: int) -> Verdict | None:
         """KILL QUERY n naming a session of the same identity (by the id dbfw's handshake gave it): its
