@@ -503,6 +503,11 @@ def _written_values(node: exp.Expression, catalog: Catalog) -> tuple[exp.Table, 
     if isinstance(node, exp.Insert):
         target, source = node.this, node.expression
         table = target.this if isinstance(target, exp.Schema) else target
+        if isinstance(source, exp.Values):
+            # Each row as a query: a call in it (a stored function reading masked columns) is traced too.
+            rows = [exp.Select(expressions=[e.copy() for e in row.expressions]) for row in source.expressions
+                    if isinstance(row, exp.Tuple)]
+            source = rows[0] if len(rows) == 1 else exp.union(*rows, distinct=False) if rows else None
         if not isinstance(table, exp.Table) or not isinstance(source, exp.Query):
             return None
         if isinstance(target, exp.Schema) and target.expressions:

@@ -101,3 +101,29 @@ def test_a_stored_functions_result_is_not_kept_in_a_variable(fw: DbfwProcess) ->
     with pytest.raises(pymysql.err.OperationalError) as info:
         _query(fw, "SET @a = dbfw_my_mail(3)")
     assert info.value.args[0] == 1644 and "bulk_export" in info.value.args[1]
+
+
+@pytest.mark.parametrize("sql", [
+    "INSERT INTO dbfw_my_orders (id, customer_id, total) VALUES (9001, 1, 1) ON DUPLICATE KEY UPDATE total = 1",
+])
+def test_writes_of_ordinary_values_still_run(fw: DbfwProcess, mysql: MyTarget, sql: str) -> None:
+    _query(fw, sql)
+    direct = mysql.connect()
+    with direct.cursor() as cur:
+        cur.execute("DELETE FROM dbfw_my_orders WHERE id = 9001")
+    direct.close()
+
+
+@pytest.mark.parametrize("sql", [
+    "INSERT INTO dbfw_my_canary (id, v) VALUES (9002, dbfw_my_mail(3))",
+    "UPDATE dbfw_my_canary SET v = dbfw_my_mail(3) WHERE id = 1",
+    "INSERT INTO dbfw_my_canary (id, v) SELECT 9003, dbfw_my_mail(3)",
+    "REPLACE INTO dbfw_my_canary (id, v) VALUES (9004, dbfw_my_mail(3))",
+])
+def test_a_function_reading_masked_values_does_not_launder_them_into_a_table(fw: DbfwProcess, mysql: MyTarget,
+                                                                           sql: str) -> None:
+    before = canary(mysql)
+    with pytest.raises(pymysql.err.OperationalError) as info:
+        _query(fw, sql)
+    assert info.value.args[0] == 1644
+    assert canary(mysql) == before
