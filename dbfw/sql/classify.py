@@ -451,6 +451,8 @@ class _Classifier:
         self.stored: Callable[[str], tuple[str, str]] = _unseen_function
         self.latin1 = False  # MySQL: the session may read text as latin1 already (LEX_MYSQL_LATIN1)
         self.stored_names: Container[str] = frozenset()  # MySQL: the catalog's stored function names
+        self.views: Container[tuple[str, str]] = frozenset()  # MySQL: the catalog's views, (schema, name)
+        self.view_class: Callable[[str, str], tuple[str, str]] = lambda schema, name: ("read", "")
 
     # Entry point for one statement's tokens.
     def classify(self, tokens: list[Token], sql: str | None, database: str | None) -> _Result:
@@ -548,6 +550,9 @@ class _Classifier:
     # --- statements read from the tree ---------------------------------------------------------------
 
     def _parse(self, tokens: list[Token], sql: str) -> exp.Expression:
+        if _bare_joins(tokens) > MAX_BARE_JOINS:
+            raise _Unknown(f"more than {MAX_BARE_JOINS} JOINs without ON or USING (sqlglot's reading of them takes "
+                           "time exponential in their number): give each JOIN its ON")
         parsed = self.d.parser().parse(_parser_friendly(tokens), sql)
         if len(parsed) != 1 or parsed[0] is None:
             raise _Unknown("not a single statement")
@@ -608,9 +613,17 @@ class _Classifier:
             res.raise_to("bulk_export", "values stored into the session (INTO @v, @v := ..., LAST_INSERT_ID(expr)): "
                          "out of reach of result limits and masking")
         if self.mysql:
-            for name in _mysql_unknown_calls(tokens, root, self.stored_names):
-                res.raise_to(*self.stored(name))
+            self._mysql_routines(tokens, root, database, res)
         return res
+
+    def _mysql_routines(self, tokens: list[Token], root: exp.Expression, database: str | None, res: _Result) -> None:
+        """What the stored functions a statement calls, and the views it reads, run."""
+        for name in _mysql_unknown_calls(tokens, root, self.stored_names):
+            res.raise_to(*self.stored(name))
+        for table in root.find_all(exp.Table):
+            key = ((table.db or database or "").lower(), table.name.lower())
+            if key in self.views:  # reading a view runs what its definition calls
+                res.raise_to(*self.view_class(*key))
 
     def _replace_from_query(self, root: exp.Insert, database: str | None) -> _Result:
         # Each row it is given replaces the row with its key: from a query, as many rows as the query has.
@@ -733,6 +746,25 @@ def _into_variables(tokens: list[Token]) -> bool:
         for a, b, c in zip(tokens, tokens[1:], tokens[2:], strict=False))
 
 
+# sqlglot's parser tries every nesting of JOINs still waiting for an ON: its time doubles with each one (16
+# take 0.3 s, 31 would take days), on the thread that relays every session.
+MAX_BARE_JOINS = 10
+
+
+def _bare_joins(tokens: Sequence[Token]) -> int:
+    """JOINs (not CROSS or NATURAL, which take no ON) less the ONs and USINGs that close them."""
+    joins = closes = 0
+    previous = ""
+    for tok in tokens:
+        tt = tok.token_type
+        if tt in (TokenType.JOIN, TokenType.STRAIGHT_JOIN) and previous not in ("CROSS", "NATURAL"):
+            joins += 1
+        elif tt in (TokenType.ON, TokenType.USING):
+            closes += 1
+        previous = tok.text.upper() if tt not in _STRINGS else ""
+    return joins - closes
+
+
 def _unseen_function(name: str) -> tuple[str, str]:
     return "procedural", f"calls {name}(), not a built-in function: a stored function runs a body dbfw does not see"
 
@@ -746,7 +778,8 @@ def _mysql_unknown_calls(tokens: list[Token], root: exp.Expression | None,
     names = set() if root is None else \
         {t.name for t in root.find_all(exp.Table)} | {a.name for a in root.find_all(exp.TableAlias)}
     # A table's name before "(" is no call (INSERT INTO t (a), REFERENCES t (id)), unless the parser read one.
-    calls = set() if root is None else {a.name.lower() for a in root.find_all(exp.Anonymous)}
+    calls = set() if root is None else {a.name.lower() for a in root.find_all(exp.Anonymous)} | {
+        f.sql_name().lower() for f in root.find_all(exp.Func)}
     names = {n.lower() for n in names if n} - calls
     found: list[str] = []
     for i, tok in enumerate(tokens[:-1]):
@@ -755,7 +788,7 @@ def _mysql_unknown_calls(tokens: list[Token], root: exp.Expression | None,
         name = tok.text.lower().strip("`")
         if i > 1 and tokens[i - 1].token_type == TokenType.DOT:  # schema.f(: never a built-in
             found.append(f"{tokens[i - 2].text}.{tok.text}")
-        elif name in names:
+        elif name in names:  # (a name the parser read as a call, under an alias of that name too, is none)
             continue
         elif name in stored:
             found.append(tok.text)
@@ -1856,7 +1889,7 @@ class SQLClassifier:
         self._c = _Classifier(dialect)
         self.mysql = dialect == "mysql"
         if self.mysql:
-            self._c.stored = self._mysql_stored
+            self._c.stored, self._c.view_class = self._mysql_stored, self._mysql_view
         # Plain dicts evicting their oldest entry (insertion order): cheaper than LRU bookkeeping per hit.
         self._exact: dict[tuple[str, str | None], Classification] = {}
         self._shapes: dict[tuple[str, str | None], _ShapeEntry] = {}
@@ -1917,7 +1950,7 @@ class SQLClassifier:
         self._c.server_limits = functions.settings
         self._c.number_columns = functions.number_columns
         self._c.all_columns = functions.columns
-        self._c.stored_names = functions.user
+        self._c.stored_names, self._c.views = functions.user, functions.views
         try:
             result = self._classify(sql, key[1], lex, key[3])
             if self.dialect == "mysql":
@@ -1927,7 +1960,7 @@ class SQLClassifier:
             self._c.server_limits = previous.settings
             self._c.number_columns = previous.number_columns
             self._c.all_columns = previous.columns
-            self._c.stored_names = previous.user
+            self._c.stored_names, self._c.views = previous.user, previous.views
         exact = self._exact
         exact[key] = result
         if len(exact) > self.cache_size:
@@ -2045,6 +2078,24 @@ class SQLClassifier:
             c._sql, c.database, c.latin1 = state
         cls = riskiest(["read", *classes])
         return cls, f"{schema}.{name}() runs SQL that is {cls}" if cls != "read" else ""
+
+    def _mysql_view(self, schema: str, name: str) -> tuple[str, str]:
+        """What reading a view runs: its definition's riskiest class, for what it calls (a stored function,
+        SLEEP); at least read."""
+        definition = self._functions.views.get((schema, name))
+        if definition is None or self._depth >= 4:
+            return "procedural", f"the view {schema}.{name} nests deeper than dbfw reads"
+        c = self._c
+        state = (c._sql, c.database, c.latin1)
+        try:
+            cls = self._classify_body(definition, self._depth + 1, schema, LEX_STANDARD)
+        finally:
+            c._sql, c.database, c.latin1 = state
+        if cls == "unknown":
+            return "procedural", f"the view {schema}.{name} has a definition dbfw cannot classify"
+        if cls in ("read", "session", "transaction"):
+            return "read", ""
+        return cls, f"reading the view {schema}.{name} runs SQL that is {cls}"
 
     def _classify_body(self, body: str, depth: int, database: str | None = None, lex: int = LEX_STANDARD) -> str:
         """The class of SQL text a function runs (a LANGUAGE sql body, the text given to query_to_xml)."""

@@ -125,6 +125,8 @@ class FunctionCatalog:
     # MySQL: every (schema, table, column), lower case. A name that is none of them (UTC_DATE, CURRENT_ROLE:
     # functions MariaDB calls without parentheses) is no column, whatever sqlglot reads it as.
     columns: frozenset[tuple[str, str, str]] = frozenset()
+    # MySQL: view definitions by (schema, view), lower case: reading a view runs the functions it calls.
+    views: dict[tuple[str, str], str] = field(default_factory=dict)
     version: int = field(default_factory=lambda: next(_versions))
 
     @staticmethod

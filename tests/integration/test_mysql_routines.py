@@ -34,13 +34,14 @@ def fw(mysql: MyTarget, tables: None, tmp_path_factory: pytest.TempPathFactory) 
         cur.execute("CREATE OR REPLACE VIEW dbfw_my_contacts_v AS SELECT id, email AS contact FROM dbfw_my_customers")
         for name, definition in FUNCTIONS.items():
             cur.execute(f"CREATE OR REPLACE FUNCTION {name}{definition}")
+        cur.execute("CREATE OR REPLACE VIEW dbfw_my_evil_v AS SELECT dbfw_my_wipe() AS x")
     with serving(tmp_path_factory.mktemp("dbfw-my-routines"), mysql,
                                          rules=DEFAULT_RULES + MASKING) as proc:
         yield proc
         with direct.cursor() as cur:
             for name in FUNCTIONS:
                 cur.execute(f"DROP FUNCTION IF EXISTS {name}")
-            cur.execute("DROP VIEW IF EXISTS dbfw_my_contacts_v")
+            cur.execute("DROP VIEW IF EXISTS dbfw_my_contacts_v, dbfw_my_evil_v")
         direct.close()
 
 
@@ -76,6 +77,8 @@ def test_masking_follows_a_functions_body_to_the_columns_it_reads(fw: DbfwProces
     ("SET @x = dbfw_my_wipe()", "procedural"),
     ("SELECT dbfw_my_fmt(1), dbfw_my_wipe()", "procedural"),
     ("SELECT dbfw_my_nap()", "admin"),  # what the body calls counts
+    ("SELECT * FROM dbfw_my_evil_v", "procedural"),  # reading a view runs what its definition calls
+    ("EXPLAIN SELECT * FROM (SELECT dbfw_my_wipe() AS x) t", "procedural"),  # the optimizer may run it
 ])
 def test_a_function_dbfw_cannot_read_or_that_does_more_than_read_needs_an_approval(
         fw: DbfwProcess, mysql: MyTarget, sql: str, cls: str) -> None:

@@ -31,10 +31,14 @@ ROUTINES = [
     [b"shop", b"nested", b"FUNCTION", b"BEGIN DELETE FROM orders; RETURN 1; END", b""],
     [b"shop", b"path", b"FUNCTION", b"BEGIN DELETE FROM orders; RETURN 1; END", b""],
     [b"shop", b"range", b"FUNCTION", b"BEGIN DELETE FROM orders; RETURN 1; END", b""],
+    [b"shop", b"date_trunc", b"FUNCTION", b"BEGIN DELETE FROM orders; RETURN 1; END", b""],
     [b"shop", b"x-y", b"FUNCTION", b"BEGIN DELETE FROM orders; RETURN 1; END", b""],
     [b"shop", b"f\xc3\xa9", b"FUNCTION", b"BEGIN DELETE FROM orders; RETURN 1; END", b""],
 ]
-FUNCTIONS = build_catalog(COLUMNS, [], ROUTINES).functions
+VIEWS = [[b"shop", b"v_evil", b"select `shop`.`wipe`() AS `x`"],
+         [b"shop", b"v_fine", b"select `shop`.`fmt`(`customers`.`id`) AS `f` from `shop`.`customers`"],
+         [b"shop", b"v_nap", b"select sleep(1) AS `s`"]]
+FUNCTIONS = build_catalog(COLUMNS, VIEWS, ROUTINES).functions
 
 
 @pytest.mark.parametrize(("sql", "expected"), [
@@ -66,6 +70,11 @@ FUNCTIONS = build_catalog(COLUMNS, [], ROUTINES).functions
     ("EXPLAIN SELECT * FROM (SELECT wipe() AS x) t", "procedural"),  # the optimizer may run it
     ("EXPLAIN SELECT * FROM (SELECT @x := (SELECT GROUP_CONCAT(email) FROM customers)) t", "bulk_export"),
     ("EXPLAIN SELECT * FROM orders WHERE id = 1", "read"),
+    ("SELECT * FROM v_evil", "procedural"),  # reading a view runs what it calls
+    ("SELECT x FROM shop.v_evil WHERE 1", "procedural"),
+    ("SELECT * FROM v_nap", "admin"),
+    ("SELECT * FROM v_fine", "read"),
+    ("SELECT date_trunc('a', 'b') FROM orders AS date_trunc", "procedural"),  # an alias named as the call
 ])
 def test_calls_are_as_risky_as_the_function_body(sql: str, expected: str) -> None:
     assert SQLClassifier("mysql").classify(sql, "shop", 0, FUNCTIONS).cls == expected

@@ -71,6 +71,7 @@ def build_catalog(columns: list[list[bytes | None]], views: list[list[bytes | No
     for db, view, definition in views:
         if definition:
             cat.views[(p.text(db or b""), p.text(view or b""))] = p.text(definition)
+    cat.functions.views = cat.views
     return cat
 
 
