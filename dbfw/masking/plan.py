@@ -15,6 +15,7 @@ every sensitive column of the database is in its reach. Plans are cached per sta
 from __future__ import annotations
 
 import time
+from collections.abc import Container
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
@@ -343,15 +344,30 @@ def _unexpanded_star(projection: exp.Expression) -> bool:
     return False
 
 
-def _called(query: exp.Expression) -> list[str]:
-    """The names of the functions a query calls, in expressions and in FROM."""
+def _called(query: exp.Expression, stored: Container[str] = frozenset()) -> list[str]:
+    """The names of the functions a query calls, in expressions and in FROM; ``stored`` (MySQL): names of
+    stored functions, which a call sqlglot reads as one of its own functions (MONTHS_BETWEEN, DATE_TRUNC)
+    may be."""
     names = []
     for node in query.walk():
         if isinstance(node, exp.Anonymous):
             names.append(node.name.lower())
         elif isinstance(node, exp.Table) and isinstance(node.this, exp.Anonymous):
             names.append(node.this.name.lower())
+        elif isinstance(node, exp.Func) and stored and node.sql_name().lower() in stored:
+            names.append(node.sql_name().lower())
     return names
+
+
+def stored_calls(query: exp.Expression, catalog: Catalog) -> list[exp.Expression]:
+    """MySQL: the calls of stored functions in a query, however sqlglot reads them."""
+    user = catalog.functions.user
+    if catalog.dialect != "mysql" or not user:
+        return []
+    local = catalog.functions.stored_in(catalog.default_schema)
+    return [node.copy() for node in query.walk() if (isinstance(node, exp.Anonymous) and node.name.lower() in user)
+            or (isinstance(node, exp.Func) and not isinstance(node, exp.Anonymous)
+                and node.sql_name().lower() in local)]
 
 
 def _reach(query: exp.Expression, catalog: Catalog) -> tuple[list[exp.Table], bool]:
@@ -359,7 +375,8 @@ def _reach(query: exp.Expression, catalog: Catalog) -> tuple[list[exp.Table], bo
     views are), and whether it calls a function whose body dbfw cannot read (another language)."""
     tables = [t for t in query.find_all(exp.Table) if not isinstance(t.this, exp.Func)]
     seen: set[str] = set()
-    frontier = _called(query)
+    stored = catalog.functions.stored_in(catalog.default_schema) if catalog.dialect == "mysql" else frozenset()
+    frontier = _called(query, stored)
     for _ in range(MAX_FUNCTION_DEPTH):
         following: list[str] = []
         for name in frontier:
@@ -385,7 +402,7 @@ def _reach(query: exp.Expression, catalog: Catalog) -> tuple[list[exp.Table], bo
                     except Exception:
                         return tables, True
                     tables += [t for t in body.find_all(exp.Table) if not isinstance(t.this, exp.Func)]
-                    following += _called(body)
+                    following += _called(body, stored)
         if not following:
             return tables, False
         frontier = following
@@ -401,8 +418,11 @@ def _untraceable_expression(e: exp.Expression, catalog: Catalog) -> bool:
             return True  # a whole row: t.* inside an expression, or the bare table name
         if isinstance(node, exp.Anonymous):
             name = node.name.lower()
-            if name in _JSON_OR_ROW or name not in catalog.builtins:
-                return True
+            if name in _JSON_OR_ROW or name not in catalog.builtins or isinstance(node.parent, exp.Dot):
+                return True  # (db.upper(x) is a stored function: a qualified call is never a built-in)
+        elif isinstance(node, exp.Func) and catalog.dialect == "mysql" and \
+                node.sql_name().lower() in catalog.functions.stored_in(catalog.default_schema):
+            return True  # a stored function sqlglot reads as one of its own (MONTHS_BETWEEN)
         elif isinstance(node, exp.Func) and node.sql_name().lower() in _JSON_OR_ROW:
             return True
         if isinstance(node, exp.Column) and not node.table and node.name and _is_table_alias(node):

@@ -24,7 +24,7 @@ from ..sql.classify import (
     parse_statement,
 )
 from .catalog import Catalog
-from .plan import ColumnMask, MaskPlan, MaskPlanner, query_of
+from .plan import ColumnMask, MaskPlan, MaskPlanner, query_of, stored_calls
 
 CatalogProvider = Callable[[StatementContext], Awaitable[Catalog]]
 PLAN_CACHE = 5000
@@ -213,6 +213,14 @@ class Masking:
             return None  # the classifier read it; what it cannot parse here is judged by its class
         assert self.catalogs is not None
         catalog = await self.catalogs(ctx)
+        calls = stored_calls(parsed, catalog)
+        if calls:  # what the stored functions it calls read (their bodies and what those call)
+            rule = self.planner._sensitive_tables(exp.Select(expressions=calls), catalog, rules)
+            if rule is not None:
+                # Wherever the call stands (VALUES, SET, ON DUPLICATE KEY UPDATE, a WHERE feeding a
+                # RETURNING...), what it read could be stored in clear.
+                return (f"the statement calls a stored function that reads values masked by rule {rule.name!r}: "
+                        "what it returns could be stored in clear")
         for node in parsed.find_all(exp.Update, exp.Insert):
             if isinstance(node, exp.Insert):
                 source = node.expression if isinstance(node.expression, exp.Query) else None

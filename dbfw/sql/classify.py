@@ -752,17 +752,27 @@ MAX_BARE_JOINS = 10
 
 
 def _bare_joins(tokens: Sequence[Token]) -> int:
-    """JOINs (not CROSS or NATURAL, which take no ON) less the ONs and USINGs that close them."""
-    joins = closes = 0
+    """The most JOINs (not CROSS or NATURAL, which take no ON) waiting for their ON or USING (...) at once,
+    counted per parenthesis level: an ON or USING elsewhere (JSON_TABLE's NULL ON EMPTY, CONVERT(x USING
+    utf8), another level's) closes none of them."""
+    pending: dict[int, int] = {}
+    depth = most = 0
     previous = ""
-    for tok in tokens:
+    for i, tok in enumerate(tokens):
         tt = tok.token_type
-        if tt in (TokenType.JOIN, TokenType.STRAIGHT_JOIN) and previous not in ("CROSS", "NATURAL"):
-            joins += 1
-        elif tt in (TokenType.ON, TokenType.USING):
-            closes += 1
+        if tt == TokenType.L_PAREN:
+            depth += 1
+        elif tt == TokenType.R_PAREN:
+            pending.pop(depth, None)
+            depth -= 1
+        elif tt in (TokenType.JOIN, TokenType.STRAIGHT_JOIN) and previous not in ("CROSS", "NATURAL"):
+            pending[depth] = pending.get(depth, 0) + 1
+            most = max(most, sum(pending.values()))
+        elif pending.get(depth) and (tt == TokenType.ON or (
+                tt == TokenType.USING and i + 1 < len(tokens) and tokens[i + 1].token_type == TokenType.L_PAREN)):
+            pending[depth] -= 1
         previous = tok.text.upper() if tt not in _STRINGS else ""
-    return joins - closes
+    return most
 
 
 def _unseen_function(name: str) -> tuple[str, str]:
@@ -1791,6 +1801,11 @@ def _load(c: _Classifier, tokens: list[Token], res: _Result) -> None:
 def _mysql_do(c: _Classifier, tokens: list[Token], res: _Result) -> None:
     # MySQL's DO evaluates expressions: read, unless a function it calls is risky or not a built-in.
     res.cls, res.command = "read", "DO"
+    if len(tokens) > 1:  # DO evaluates what SELECT would (subqueries, views, functions): as risky
+        first = tokens[1]
+        inner = c.classify([Token(TokenType.SELECT, "SELECT", first.line, first.col, first.start, first.start),
+                            *tokens[1:]], None, None)
+        res.raise_to(inner.cls, inner.reason)
     if _into_variables(tokens):
         res.raise_to("bulk_export", "values stored into the session (@v := ..., LAST_INSERT_ID(expr)): out of "
                      "reach of result limits and masking")
@@ -1950,7 +1965,7 @@ class SQLClassifier:
         self._c.server_limits = functions.settings
         self._c.number_columns = functions.number_columns
         self._c.all_columns = functions.columns
-        self._c.stored_names, self._c.views = functions.user, functions.views
+        self._c.stored_names, self._c.views = functions.stored_in(key[1]), functions.views
         try:
             result = self._classify(sql, key[1], lex, key[3])
             if self.dialect == "mysql":
@@ -1960,7 +1975,7 @@ class SQLClassifier:
             self._c.server_limits = previous.settings
             self._c.number_columns = previous.number_columns
             self._c.all_columns = previous.columns
-            self._c.stored_names, self._c.views = previous.user, previous.views
+            self._c.stored_names, self._c.views = previous.stored_in(self._c.database), previous.views
         exact = self._exact
         exact[key] = result
         if len(exact) > self.cache_size:

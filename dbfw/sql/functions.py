@@ -136,6 +136,17 @@ class FunctionCatalog:
             _BUILTINS = _builtins()
         return _BUILTINS
 
+    def stored_in(self, schema: str | None) -> frozenset[str]:
+        """MySQL: the names of the stored functions of one database (what an unqualified call there may be)."""
+        if not self.user or schema is None:
+            return frozenset()
+        cache = self.__dict__.setdefault("_stored_in", {})
+        found = cache.get(schema.lower())
+        if found is None:
+            found = cache[schema.lower()] = frozenset(
+                name for name, procs in self.user.items() if any(p.schema == schema.lower() for p in procs))
+        return found
+
     def lookup(self, schema: str | None, name: str) -> tuple[Proc, ...]:
         found = self.builtins().get(name, ()) + self.user.get(name, ())
         if schema is not None:

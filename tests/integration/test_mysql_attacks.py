@@ -7,6 +7,7 @@ another, and a query built to stall masking."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pymysql
@@ -235,3 +236,29 @@ def test_joins_without_on_that_would_stall_the_parser_are_not_read(fw: DbfwProce
             assert cur.fetchone() == (50,)
     finally:
         conn.close()
+
+
+def test_a_result_far_past_its_limit_is_stopped_upstream(mysql: MyTarget, tables: None, tmp_path: Path) -> None:
+    """Ten billion rows: past the limit dbfw sends DBF06 and, once it has dropped some 16,000 rows (or 16 MB)
+    more, stops the statement on the server instead of reading and dropping the rest (hours of the relay's
+    thread, with every other session waiting)."""
+    rules = DEFAULT_RULES.replace("max_result_rows: 100000", "max_result_rows: 1000")
+    with serving(tmp_path, mysql, rules=rules) as fw:
+        _past_the_limit(fw)
+
+
+def _past_the_limit(fw: DbfwProcess) -> None:
+    conn = through(fw, read_timeout=120)
+    try:
+        with conn.cursor(pymysql.cursors.SSCursor) as cur:
+            with pytest.raises(pymysql.MySQLError) as info:
+                cur.execute("SELECT seq FROM seq_1_to_10000000000")
+                for _ in cur:
+                    pass
+            assert info.value.args[0] == 1644 and "cut off" in str(info.value)
+        with conn.cursor() as cur:  # the session goes on
+            cur.execute("SELECT 1")
+            assert cur.fetchone() == (1,)
+    finally:
+        conn.close()
+    assert "session.cancel_failed" not in fw.log_path.read_text()

@@ -22,6 +22,11 @@ FUNCTIONS = {
     "dbfw_my_wipe": "() RETURNS INT MODIFIES SQL DATA BEGIN DELETE FROM dbfw_my_canary; RETURN 1; END",
     "dbfw_my_nap": "() RETURNS INT RETURN (SELECT SLEEP(0))",
     # Through a view, with the values rewritten so no detector would know them.
+    # Names sqlglot reads as its own functions, or a built-in's name called with the database's name.
+    "months_between": "(a INT, b INT) RETURNS VARCHAR(100) READS SQL DATA "
+                      "RETURN (SELECT email FROM dbfw_my_customers WHERE id = b)",
+    "upper": "(a VARCHAR(10)) RETURNS VARCHAR(100) READS SQL DATA RETURN (SELECT card FROM dbfw_my_customers "
+             "WHERE id = 3)",
     "dbfw_my_via_view": "() RETURNS TEXT READS SQL DATA RETURN (SELECT GROUP_CONCAT(REPLACE(contact, '@', ' AT ')) "
                         "FROM dbfw_my_contacts_v)",
 }
@@ -79,6 +84,7 @@ def test_masking_follows_a_functions_body_to_the_columns_it_reads(fw: DbfwProces
     ("SELECT dbfw_my_nap()", "admin"),  # what the body calls counts
     ("SELECT * FROM dbfw_my_evil_v", "procedural"),  # reading a view runs what its definition calls
     ("EXPLAIN SELECT * FROM (SELECT dbfw_my_wipe() AS x) t", "procedural"),  # the optimizer may run it
+    ("DO (SELECT x FROM dbfw_my_evil_v)", "procedural"),  # DO evaluates what SELECT would
 ])
 def test_a_function_dbfw_cannot_read_or_that_does_more_than_read_needs_an_approval(
         fw: DbfwProcess, mysql: MyTarget, sql: str, cls: str) -> None:
@@ -117,7 +123,25 @@ def test_writes_of_ordinary_values_still_run(fw: DbfwProcess, mysql: MyTarget, s
     direct.close()
 
 
+@pytest.mark.parametrize("sql", ["SELECT months_between(1, 3)", "SELECT test.upper('a')",
+                                 "SELECT x FROM (SELECT test.upper('b') AS x) t"])
+def test_stored_functions_with_the_names_of_other_functions_are_masked(fw: DbfwProcess, mysql: MyTarget,
+                                                                       sql: str) -> None:
+    direct = mysql.connect()
+    with direct.cursor() as cur:
+        cur.execute("SELECT email, card FROM dbfw_my_customers WHERE id = 3")
+        clear = set(cur.fetchone())
+    direct.close()
+    try:
+        rows = _query(fw, sql)
+    except pymysql.err.OperationalError as e:
+        assert e.args[0] == 1644
+        return
+    assert not {str(v) for row in rows for v in row} & clear, rows
+
+
 @pytest.mark.parametrize("sql", [
+    "INSERT INTO dbfw_my_canary (id, v) VALUES (1, 'x') ON DUPLICATE KEY UPDATE v = dbfw_my_mail(3)",
     "INSERT INTO dbfw_my_canary (id, v) VALUES (9002, dbfw_my_mail(3))",
     "UPDATE dbfw_my_canary SET v = dbfw_my_mail(3) WHERE id = 1",
     "INSERT INTO dbfw_my_canary (id, v) SELECT 9003, dbfw_my_mail(3)",

@@ -32,6 +32,7 @@ ROUTINES = [
     [b"shop", b"path", b"FUNCTION", b"BEGIN DELETE FROM orders; RETURN 1; END", b""],
     [b"shop", b"range", b"FUNCTION", b"BEGIN DELETE FROM orders; RETURN 1; END", b""],
     [b"shop", b"date_trunc", b"FUNCTION", b"BEGIN DELETE FROM orders; RETURN 1; END", b""],
+    [b"other", b"concat", b"FUNCTION", b"BEGIN DELETE FROM orders; RETURN 1; END", b""],  # elsewhere: not ours
     [b"shop", b"x-y", b"FUNCTION", b"BEGIN DELETE FROM orders; RETURN 1; END", b""],
     [b"shop", b"f\xc3\xa9", b"FUNCTION", b"BEGIN DELETE FROM orders; RETURN 1; END", b""],
 ]
@@ -75,6 +76,8 @@ FUNCTIONS = build_catalog(COLUMNS, VIEWS, ROUTINES).functions
     ("SELECT * FROM v_nap", "admin"),
     ("SELECT * FROM v_fine", "read"),
     ("SELECT date_trunc('a', 'b') FROM orders AS date_trunc", "procedural"),  # an alias named as the call
+    ("SELECT CONCAT('a', 'b')", "read"),  # another database's concat() is not what runs here
+    ("SELECT other.concat('a')", "procedural"),
 ])
 def test_calls_are_as_risky_as_the_function_body(sql: str, expected: str) -> None:
     assert SQLClassifier("mysql").classify(sql, "shop", 0, FUNCTIONS).cls == expected

@@ -94,6 +94,10 @@ _PASSED = frozenset((p.Command.PING, p.Command.STMT_CLOSE, p.Command.STMT_RESET,
                      p.Command.SET_OPTION, p.Command.RESET_CONNECTION, p.Command.FIELD_LIST))
 _NO_REPLY = frozenset((p.Command.STMT_CLOSE, p.Command.STMT_SEND_LONG_DATA))
 _MAY_SET_SQL_MODE = frozenset(("admin", "procedural", "unknown", "privilege", "ddl"))
+# Rows dropped past a result limit before the statement is stopped upstream: a little past the limit ends by
+# itself (and a late KILL QUERY could hit the next statement), a stream that goes on is stopped.
+CANCEL_AFTER_DROPPING = 16 << 20
+CANCEL_ROW_WEIGHT = 1 << 10  # each dropped row counts as this many bytes more: 16,384 short rows are enough
 # After such a statement (SET sql_mode, SET NAMES latin1 approved, a procedure's body) the server may read text
 # with ANSI_QUOTES or as latin1, which it does not report: from then on both are assumed.
 _ASSUMED_AFTER_RISKY = LEX_MYSQL_ANSI_QUOTES | LEX_MYSQL_LATIN1
@@ -135,7 +139,8 @@ class Prepared:
 class Response:
     """What the server owes for one command, read packet by packet."""
 
-    __slots__ = ("binary", "cls", "columns", "cut", "error", "expect", "files", "left", "limits", "masks", "number",
+    __slots__ = ("binary", "cls", "columns", "cut", "dropped", "error", "expect", "files", "left", "limits", "masks",
+                 "number",
                  "prepared", "read", "record", "rows", "seq", "size", "started", "statement", "statements", "total",
                  "types")
 
@@ -154,6 +159,7 @@ class Response:
         self.statements: list[StatementMask | None] | None = None  # the verdict's masks, per statement
         self.statement = 0  # the statement whose result arrives now
         self.cut: str | None = None  # a limit passed: what the rest of the response is replaced by
+        self.dropped = 0  # bytes of rows dropped past the limit (and CANCEL_ROW_WEIGHT a row)
         self.seq = 0  # the last sequence id sent to the client
         self.error: str | None = None
         self.started = time.perf_counter()
@@ -226,6 +232,7 @@ class MyCore:
         # A statement time limit for the shell to arm: (command number, seconds), or (n, None) to disarm.
         self.timer: tuple[int, float | None] | None = None
         self._timed_out = 0  # the command dbfw cancelled for running too long
+        self.cancel_now = False  # for the shell: stop the running statement upstream (a result far past its limit)
         self.ctx = read_as_reported(self.ctx, status)
 
     # --- events from outside ---------------------------------------------------------------------------
@@ -634,6 +641,12 @@ class MyCore:
             self._forward(r, packet)
             return
         if r.cut is not None:
+            r.dropped += len(payload) + CANCEL_ROW_WEIGHT
+            if r.dropped >= CANCEL_AFTER_DROPPING and r.dropped - len(payload) - CANCEL_ROW_WEIGHT < \
+                    CANCEL_AFTER_DROPPING:
+                # Far past the limit and still coming (SELECT * FROM seq_1_to_10000000000): stop it upstream
+                # rather than read and drop it all, on the thread that relays every session.
+                self.cancel_now = True
             return
         limits = r.limits
         if limits is not None:

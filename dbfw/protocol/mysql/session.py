@@ -140,6 +140,7 @@ class MySession(Relay):
             try:
                 await asyncio.wait_for(query_rows(side, f"KILL QUERY {int(up.handshake.connection_id)}"),
                                        cfg.connect_timeout)
+                log.event("session.cancelled_upstream", session=self.session_id)
             finally:
                 side.writer.close()
         except Exception as e:  # the statement goes on; the client still gets its answer when it ends
@@ -274,6 +275,9 @@ class MySession(Relay):
             if core.timer is not None:
                 self._arm(*core.timer)
                 core.timer = None
+            if core.cancel_now:
+                core.cancel_now = False
+                self._cancelling = asyncio.get_running_loop().create_task(self._stop_flood())
             if core.ended is not None:
                 self._finish("client", core.ended)
                 return
@@ -351,6 +355,18 @@ class MySession(Relay):
         assert core is not None
         rest, _ = take_buffered(feed)
         core.client_data(o.packets.take_buffered() + rest)  # a command sent right behind the change goes on
+
+    async def _stop_flood(self) -> None:
+        """A result far past its limit: stop it upstream. Reading its rows is held meanwhile, or dropping them
+        would leave the event loop no time for the KILL's own round trips."""
+        t = self._up_t
+        if t is not None:
+            t.pause_reading()
+        try:
+            await self.cancel_upstream()
+        finally:
+            if t is not None and not t.is_closing():
+                t.resume_reading()
 
     async def _kill_query(self, connection_id: int) -> Verdict | None:
         """KILL QUERY n naming a session of the same identity (by the id dbfw's handshake gave it): its
