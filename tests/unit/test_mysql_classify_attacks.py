@@ -107,3 +107,21 @@ def test_lineage_past_its_budget_is_untraceable_not_slow() -> None:
         assert plan.every is not None and plan.every.rule == "email" and "too large" in plan.reason
     small = planner.plan(sqlglot.parse_one("SELECT * FROM (SELECT * FROM customers) x", read="mysql"), CATALOG, rules)
     assert small.every is None and small.columns[1] is not None and small.columns[0] is None
+
+
+@pytest.mark.parametrize("dialect", ["mysql", "postgres"])
+def test_joins_waiting_for_on_are_not_parsed_past_a_bound(dialect: str) -> None:
+    """sqlglot's parser doubles its time with each JOIN waiting for an ON. An ON or USING that closes none of
+    them (CONVERT(x USING utf8), JSON_TABLE's NULL ON EMPTY, one inside a subquery) must not pay for them."""
+    bare = " ".join(f"JOIN t t{i}" for i in range(1, 21))
+    texts = [f"SELECT * FROM t t0 {bare}"]
+    if dialect == "mysql":
+        texts += [f"SELECT {', '.join(['CONVERT(a USING utf8)'] * 20)} FROM t t0 {bare}",
+                  "SELECT * FROM t t0 " + " ".join(f"JOIN t t{i}" for i in range(1, 8))
+                  + " JOIN (SELECT 1 FROM a JOIN b ON 1 JOIN c ON 1 JOIN d ON 1 JOIN e ON 1 JOIN f ON 1) x "
+                  + " ".join(f"JOIN t u{i}" for i in range(1, 8))]
+    for sql in texts:
+        got = SQLClassifier(dialect).classify(sql)
+        assert got.cls == "unknown" and "JOIN" in got.statements[0].reason, sql
+    ok = "SELECT * FROM t t0 " + " ".join(f"JOIN t t{i} ON t{i}.id = t0.id" for i in range(1, 40))
+    assert SQLClassifier(dialect).classify(ok).cls == "read"
