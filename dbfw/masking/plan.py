@@ -89,6 +89,7 @@ def _redact(_: bytes) -> bytes:
 # Budgets of one statement's lineage (see MaskPlanner.plan).
 MAX_TRACED_SELECTS = 24
 MAX_TRACED_TABLES = 32
+MAX_TRACED_NODES = 4000  # nodes of the whole query: expressions, predicates
 TRACE_SECONDS = 0.2
 
 
@@ -124,6 +125,8 @@ class MaskPlanner:
         except Exception:  # a view definition sqlglot cannot read: treat as untraceable
             return self._untraceable(query, catalog, rules, detectors, "a view could not be expanded")
         sensitive_in_reach = self._sensitive_tables(query, catalog, rules)
+        if sum(1 for _ in query.walk()) > MAX_TRACED_NODES:  # email+email+... or 5,000 ANDs: lineage's cost grows
+            return self._untraceable(query, catalog, rules, detectors, "too large to trace (expressions)")
         selects = sum(1 for _ in query.find_all(exp.Select))
         refs = list(query.find_all(exp.Table))
         tables = len(refs)
@@ -402,7 +405,9 @@ def _reach(query: exp.Expression, catalog: Catalog) -> tuple[list[exp.Table], bo
                     except Exception:
                         return tables, True
                     tables += [t for t in body.find_all(exp.Table) if not isinstance(t.this, exp.Func)]
-                    following += _called(body, stored)
+                    # (a call in the body is read where the function lives: its database's stored names)
+                    following += _called(body, catalog.functions.stored_in(proc.schema)
+                                         if catalog.dialect == "mysql" else stored)
         if not following:
             return tables, False
         frontier = following

@@ -232,30 +232,38 @@ class Masking:
                         return (f"the statement writes the result of a query over values masked by rule "
                                 f"{rule.name!r} (VALUES, SET or ON DUPLICATE KEY UPDATE): they would be stored "
                                 "in clear")
-            written = _written_values(node, catalog)
-            if written is None:
-                continue
-            table, columns, query = written
-            plan = self.planner.plan(query, catalog, rules)
-            values = query.selects if isinstance(query, exp.Select) else []
-            for i, column in enumerate(columns):
-                mask = plan.for_column(i)
-                if mask is None or mask.detect:
+            for written in (_written_values(node, catalog), _duplicate_update(node)):
+                if written is None:
                     continue
-                schema = table.db or catalog.default_schema
-                target = self.planner.rule_for(rules, schema, table.name, column)
-                if target is None:
-                    return (f"the statement writes values masked by rule {mask.rule!r} into {table.name}.{column}, "
-                            "which is not masked")
-                value = values[i] if i < len(values) else None
-                while isinstance(value, exp.Alias | exp.Lower | exp.Upper):  # case changes move no character
-                    value = value.this
-                if target.name != mask.rule or not isinstance(value, exp.Column):
-                    # A masked column rewritten from masked values (email = CONCAT('x@', card)) shows them
-                    # through its own mask: only a value copied as it is (or in another case), under the same
-                    # rule, may go there.
-                    return (f"the statement writes a value computed from values masked by rule {mask.rule!r} into "
-                            f"{table.name}.{column}: its mask would show them")
+                refused = self._launders(written, catalog, rules)
+                if refused is not None:
+                    return refused
+        return None
+
+    def _launders(self, written: tuple[exp.Table, list[str], exp.Query], catalog: Catalog,
+                  rules: list[MaskRule]) -> str | None:
+        """Why writing these values into these columns would store masked values where they show, or None."""
+        table, columns, query = written
+        plan = self.planner.plan(query, catalog, rules)
+        values = query.selects if isinstance(query, exp.Select) else []
+        for i, column in enumerate(columns):
+            mask = plan.for_column(i)
+            if mask is None or mask.detect:
+                continue
+            schema = table.db or catalog.default_schema
+            target = self.planner.rule_for(rules, schema, table.name, column)
+            if target is None:
+                return (f"the statement writes values masked by rule {mask.rule!r} into {table.name}.{column}, "
+                        "which is not masked")
+            value = values[i] if i < len(values) else None
+            while isinstance(value, exp.Alias | exp.Lower | exp.Upper):  # case changes move no character
+                value = value.this
+            if target.name != mask.rule or not isinstance(value, exp.Column):
+                # A masked column rewritten from masked values (email = CONCAT('x@', card)) shows them
+                # through its own mask: only a value copied as it is (or in another case), under the same
+                # rule, may go there.
+                return (f"the statement writes a value computed from values masked by rule {mask.rule!r} into "
+                        f"{table.name}.{column}: its mask would show them")
         return None
 
     async def _plan(self, ctx: StatementContext, shape: str, sql: str, command: str,
@@ -490,6 +498,20 @@ def _assignments(a: exp.Expression) -> list[tuple[str, exp.Expression]]:
                 out.append((name, exp.Subquery(this=one)))
             return out
     return [("?", right)]
+
+
+def _duplicate_update(node: exp.Expression) -> tuple[exp.Table, list[str], exp.Query] | None:
+    """An INSERT's ON DUPLICATE KEY UPDATE (ON CONFLICT DO UPDATE) as the UPDATE of the row it is: what it
+    writes, as a query over the table (its SET values may read the row's own columns)."""
+    conflict = node.args.get("conflict") if isinstance(node, exp.Insert) else None
+    target = node.this if isinstance(node, exp.Insert) else None
+    table = target.this if isinstance(target, exp.Schema) else target
+    if conflict is None or not isinstance(table, exp.Table):
+        return None
+    pairs = [pair for a in conflict.expressions or [] for pair in _assignments(a)]
+    if not pairs:
+        return None
+    return table, [c for c, _ in pairs], exp.Select(expressions=[e.copy() for _, e in pairs]).from_(table.copy())
 
 
 def _written_values(node: exp.Expression, catalog: Catalog) -> tuple[exp.Table, list[str], exp.Query] | None:

@@ -98,6 +98,12 @@ def take_buffered(reader: asyncio.StreamReader) -> tuple[bytes, bool]:
     return data, reader.at_eof()
 
 
+# Rows dropped past a result limit (each weighed as its bytes and 1 KiB more) before the statement is stopped
+# upstream: a little past the limit ends by itself (and a late cancel could hit the next statement); a stream
+# that goes on (SELECT * FROM a table of billions) is stopped.
+FLOOD_BYTES = 16 << 20
+
+
 class Relay:
     """What both protocols' asyncio shells share once the relay runs: how a side's end is reported, when
     reading from the client is held (a statement being decided, the upstream full), and the running
@@ -148,6 +154,19 @@ class Relay:
         core = self.core
         if core is not None and core.timed_out(number):
             self._cancelling = asyncio.get_running_loop().create_task(self.cancel_upstream())
+
+    async def _stop_flood(self) -> None:
+        """A result far past its limit (FLOOD_BYTES dropped) and still coming: stop it upstream. Reading it
+        is held meanwhile, or dropping its rows (libuv reads 32 times a wakeup) would leave the event loop no
+        time for the cancel's own round trips."""
+        t = self._up_t
+        if t is not None:
+            t.pause_reading()
+        try:
+            await self.cancel_upstream()
+        finally:
+            if t is not None and not t.is_closing():
+                t.resume_reading()
 
     async def cancel_upstream(self) -> None:
         raise NotImplementedError

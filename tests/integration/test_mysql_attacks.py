@@ -262,3 +262,31 @@ def _past_the_limit(fw: DbfwProcess) -> None:
     finally:
         conn.close()
     assert "session.cancel_failed" not in fw.log_path.read_text()
+
+
+@pytest.mark.parametrize("sql", [
+    "INSERT INTO dbfw_my_customers (id) VALUES (2) ON DUPLICATE KEY UPDATE note = email",
+    "INSERT INTO dbfw_my_customers (id) VALUES (2) ON DUPLICATE KEY UPDATE name = card",
+    "INSERT INTO dbfw_my_customers (id) VALUES (2) ON DUPLICATE KEY UPDATE email = SUBSTRING(email, 2)",
+    "INSERT INTO dbfw_my_customers (id) VALUES (2) ON DUPLICATE KEY UPDATE card = LEFT(card, LENGTH(card) - 4)",
+])
+def test_on_duplicate_key_update_does_not_launder_masked_values(fw: DbfwProcess, mysql: MyTarget, sql: str) -> None:
+    before = clear_values(mysql)
+    conn = through(fw)
+    try:
+        assert "masked" in refused(conn, sql)
+    finally:
+        conn.close()
+    assert clear_values(mysql) == before
+
+
+def test_a_huge_expression_is_masked_whole_not_traced_for_seconds(fw: DbfwProcess, mysql: MyTarget) -> None:
+    secrets = clear_values(mysql)
+    conn = through(fw)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT CONCAT(" + ", ".join(["email"] * 3000) + ") FROM dbfw_my_customers WHERE id = 1")
+            ((value,),) = cur.fetchall()
+        assert not any(s in str(value) for s in secrets)
+    finally:
+        conn.close()

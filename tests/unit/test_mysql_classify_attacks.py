@@ -125,3 +125,12 @@ def test_joins_waiting_for_on_are_not_parsed_past_a_bound(dialect: str) -> None:
         assert got.cls == "unknown" and "JOIN" in got.statements[0].reason, sql
     ok = "SELECT * FROM t t0 " + " ".join(f"JOIN t t{i} ON t{i}.id = t0.id" for i in range(1, 40))
     assert SQLClassifier(dialect).classify(ok).cls == "read"
+
+
+def test_a_huge_expression_or_predicate_is_untraceable_not_slow() -> None:
+    rules = [MaskRule(name="email", columns=["shop.customers.email"], mask="email")]
+    planner = MaskPlanner(rules, b"k")
+    for sql in ("SELECT " + "+".join(["email"] * 6000) + " FROM customers",
+                "SELECT email FROM customers WHERE id = 1" + " AND id = 1" * 5000):
+        plan = planner.plan(sqlglot.parse_one(sql, read="mysql"), CATALOG, rules)
+        assert plan.every is not None and "too large" in plan.reason

@@ -28,6 +28,7 @@ from ...masking.service import StatementMask
 from ...policy.rules import Limits
 from ...sql.classify import LEX_MYSQL_ANSI_QUOTES, LEX_MYSQL_LATIN1, LEX_MYSQL_NO_BACKSLASH_ESCAPES
 from ...verdict import Verdict
+from ..common import FLOOD_BYTES
 from . import packets as p
 from .rows import mask_binary_row, mask_text_row
 
@@ -94,10 +95,7 @@ _PASSED = frozenset((p.Command.PING, p.Command.STMT_CLOSE, p.Command.STMT_RESET,
                      p.Command.SET_OPTION, p.Command.RESET_CONNECTION, p.Command.FIELD_LIST))
 _NO_REPLY = frozenset((p.Command.STMT_CLOSE, p.Command.STMT_SEND_LONG_DATA))
 _MAY_SET_SQL_MODE = frozenset(("admin", "procedural", "unknown", "privilege", "ddl"))
-# Rows dropped past a result limit before the statement is stopped upstream: a little past the limit ends by
-# itself (and a late KILL QUERY could hit the next statement), a stream that goes on is stopped.
-CANCEL_AFTER_DROPPING = 16 << 20
-CANCEL_ROW_WEIGHT = 1 << 10  # each dropped row counts as this many bytes more: 16,384 short rows are enough
+CANCEL_ROW_WEIGHT = 1 << 10  # a dropped row weighs its bytes and this more (see common.FLOOD_BYTES)
 # After such a statement (SET sql_mode, SET NAMES latin1 approved, a procedure's body) the server may read text
 # with ANSI_QUOTES or as latin1, which it does not report: from then on both are assumed.
 _ASSUMED_AFTER_RISKY = LEX_MYSQL_ANSI_QUOTES | LEX_MYSQL_LATIN1
@@ -642,8 +640,8 @@ class MyCore:
             return
         if r.cut is not None:
             r.dropped += len(payload) + CANCEL_ROW_WEIGHT
-            if r.dropped >= CANCEL_AFTER_DROPPING and r.dropped - len(payload) - CANCEL_ROW_WEIGHT < \
-                    CANCEL_AFTER_DROPPING:
+            if r.dropped >= FLOOD_BYTES and r.dropped - len(payload) - CANCEL_ROW_WEIGHT < \
+                    FLOOD_BYTES:
                 # Far past the limit and still coming (SELECT * FROM seq_1_to_10000000000): stop it upstream
                 # rather than read and drop it all, on the thread that relays every session.
                 self.cancel_now = True

@@ -356,18 +356,6 @@ class MySession(Relay):
         rest, _ = take_buffered(feed)
         core.client_data(o.packets.take_buffered() + rest)  # a command sent right behind the change goes on
 
-    async def _stop_flood(self) -> None:
-        """A result far past its limit: stop it upstream. Reading its rows is held meanwhile, or dropping them
-        would leave the event loop no time for the KILL's own round trips."""
-        t = self._up_t
-        if t is not None:
-            t.pause_reading()
-        try:
-            await self.cancel_upstream()
-        finally:
-            if t is not None and not t.is_closing():
-                t.resume_reading()
-
     async def _kill_query(self, connection_id: int) -> Verdict | None:
         """KILL QUERY n naming a session of the same identity (by the id dbfw's handshake gave it): its
         running statement is stopped upstream. None: not such a session (the statement is decided as any)."""
