@@ -179,13 +179,6 @@ async def _login(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up:
     return conn
 
 
-async def query_value(conn: MyUpstream, sql: str) -> bytes | None:
-    """dbfw's own one-value query on the upstream session before the client's first command (the first
-    column of the first row; None for NULL or no row)."""
-    rows = await query_rows(conn, sql)
-    return rows[0][0] if rows and rows[0] else None
-
-
 async def query_rows(conn: MyUpstream, sql: str) -> list[list[bytes | None]]:
     """dbfw's own query on a connection of its own (text rows, every column)."""
     deprecate_eof = bool(conn.capabilities & p.Capability.DEPRECATE_EOF)
