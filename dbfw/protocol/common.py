@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .. import log
 from ..audit.recorder import Recorder
 from ..config import Settings
 from ..identity import Identities
@@ -162,11 +163,16 @@ class Relay:
         t = self._up_t
         if t is not None:
             t.pause_reading()
+        # The client's next statement waits too: a cancel arriving after the flood ended on its own must find
+        # the server idle (where it is ignored), not running that statement.
+        self._hold_client("cancelling", True)
+        log.warning("session.result_stopped_upstream", session=getattr(self, "session_id", ""))
         try:
             await self.cancel_upstream()
         finally:
             if t is not None and not t.is_closing():
                 t.resume_reading()
+            self._hold_client("cancelling", False)
 
     async def cancel_upstream(self) -> None:
         raise NotImplementedError

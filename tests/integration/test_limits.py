@@ -74,3 +74,24 @@ def test_extended_protocol_and_psql_see_the_cut_off(limited: DbfwProcess) -> Non
                           "-d", "test", "-c", "select generate_series(1, 1000)"], env=env, capture_output=True,
                          text=True, timeout=30)
     assert (out.returncode != 0 and "DBF06" in out.stderr) or "max_result_rows" in out.stderr
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("prepare", [False, True], ids=["simple", "extended"])
+def test_a_result_far_past_the_limit_is_stopped_upstream(limited: DbfwProcess, pg: PgTarget, prepare: bool) -> None:
+    """Ten billion rows: past the limit dbfw drops rows by their headers, and once it has dropped some 16,000
+    (or 16 MB) it cancels the statement on the server rather than read the rest for hours; the client gets
+    the DBF06 the cut would have been, and its session goes on."""
+    sql = "select generate_series(1, 10000000000) as g, 'far past the limit' as tag"
+    with psycopg.connect(limited.conninfo(), autocommit=True) as conn:
+        with pytest.raises(psycopg.Error) as info:
+            conn.execute(sql, prepare=prepare).fetchall()
+        assert info.value.sqlstate == "DBF06", info.value
+        assert "limits.max_result_rows (50 rows)" in str(info.value)
+        for _ in range(3):  # the cancel hit the flood, not the statements after it
+            assert conn.execute("select 1", prepare=prepare).fetchone() == (1,)
+    with psycopg.connect(pg.conninfo()) as direct:
+        running = direct.execute("select count(*) from pg_stat_activity where query like "
+                                 "'%far past the limit%' and pid <> pg_backend_pid()").fetchone()
+    assert running == (0,)
+    assert "session.result_stopped_upstream" in limited.log_path.read_text()

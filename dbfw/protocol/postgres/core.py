@@ -40,6 +40,7 @@ from ...policy.rules import Limits
 from ...sql.classify import LEX_ASCII_ONLY, LEX_BACKSLASH_ESCAPES, LEX_STANDARD, LEX_UNSETTLED
 from ...sql.pglex import unsafe_encoding
 from ...verdict import Verdict
+from ..common import FLOOD_BYTES
 from . import messages as m
 from .results import (
     MAX_ERROR_BYTES,
@@ -317,6 +318,11 @@ class Limiter:
         scanner.bytes_left = None if size is None else size - portal.size  # type: ignore[union-attr]
         self._counted = portal
 
+    @property
+    def counted(self) -> Portal | None:
+        """The portal the scanner counts rows for."""
+        return self._counted
+
     def save(self) -> None:
         portal, scanner = self._counted, self.scanner
         if portal is None or portal.limits is None:
@@ -330,6 +336,7 @@ class Limiter:
     def cut(self, portal: Portal | None, defaults: Limits) -> bytes:
         """The portal passed a limit: the rows before it were sent, its end becomes dbfw's DBF06."""
         self.scanner.limit_hit = False
+        self.scanner.dropped = 0
         limits = portal.limits if portal is not None and portal.limits is not None else defaults
         rows, size = limits.max_result_rows, limits.max_result_bytes
         which = (f"limits.max_result_rows ({rows} rows)" if rows is not None and portal is not None
@@ -389,6 +396,8 @@ class PgCore:
         self._timed_since = 0.0
         self._timed_seconds: float | None = None  # the time limit armed now, if any
         self._timed_out = 0  # the Query or Execute dbfw cancelled for running too long
+        self._flooded = 0  # the Query or Execute dbfw cancelled for a result far past its limit
+        self.cancel_now = False  # for the shell: stop the running statement upstream (a result far past its limit)
         self._asked_at = 0.0
         self.limiter = Limiter(scanner, self.responses, ctx.session_id)
         self._copy_mask: StatementMask | None = None
@@ -720,6 +729,12 @@ class PgCore:
                 wanted = _MASKING_COPY if responses.copying else _MASKING
             self.limiter.allowance()
             pieces = scanner.feed(b"", wanted, responses.row_masker() if masking else None)
+        if scanner.dropped >= FLOOD_BYTES and not self._flooded and scanner.limit_hit:
+            # Far past the limit and still coming (SELECT * FROM generate_series(1, 1e10)): stop it upstream
+            # rather than read and drop it all, on the thread that relays every session. Its cancel error
+            # becomes the DBF06 the cut would have been.
+            self._flooded = responses.running()[0] or -1
+            self.cancel_now = self._flooded > 0
         self._arm()
 
     def _backend(self, tag: int, raw: memoryview) -> bytes | None:
@@ -740,9 +755,14 @@ class PgCore:
             return None
         if tag == Tag.ERROR:
             self.limiter.save()
-            running, seconds, _ = responses.running()
+            running, seconds, portal = responses.running()
             responses.error()
+            if self._flooded and self._flooded == running and self.scanner.limit_hit:
+                self._flooded = 0
+                if m.ErrorResponse.decode(raw[5:]).sqlstate == "57014":
+                    return self.limiter.cut(self.limiter.counted or portal, self.limits)
             self.scanner.limit_hit = False
+            self.scanner.dropped = 0
             replaced = self._error(raw, running, seconds)
             if replaced is None and (responses.sanitize or len(raw) > MAX_ERROR_BYTES):
                 # Values quoted in an error are not rows: masking and limits would not see them.
@@ -797,6 +817,8 @@ class PgCore:
     def _ready(self) -> None:
         self.responses.ready()
         self.scanner.limit_hit = False
+        self.scanner.dropped = 0
+        self._flooded = 0
         self.inflight -= 1
         self.received += 1
         if self.received == self.sent and self.ctx.lex & LEX_UNSETTLED and self.phase == Phase.RELAY:

@@ -214,8 +214,8 @@ class RelayScanner:
     says so; the caller sets them as results start and end.
     """
 
-    __slots__ = ("_carry", "_data", "_drop", "_pos", "_skip", "bytes_left", "limit_hit", "max_size", "more",
-                 "rows_left")
+    __slots__ = ("_carry", "_data", "_drop", "_pos", "_skip", "bytes_left", "dropped", "limit_hit", "max_size",
+                 "more", "rows_left")
 
     def __init__(self, max_size: int = DEFAULT_MAX_MESSAGE, initial: bytes = b""):
         self._carry = initial
@@ -228,6 +228,7 @@ class RelayScanner:
         self.rows_left: int | None = None
         self.bytes_left: int | None = None
         self.limit_hit = False
+        self.dropped = 0  # rows dropped past the limit, each weighed as its bytes and 1 KiB more
 
     def feed(self, data: bytes, wanted: frozenset[int],
              row_fn: Callable[[memoryview], bytes] | None = None) -> list[memoryview | bytes | tuple[int, memoryview]]:
@@ -320,6 +321,7 @@ class RelayScanner:
         rows_left, bytes_left = self.rows_left, self.bytes_left
         if (rows_left is not None and rows_left <= 0) or (bytes_left is not None and bytes_left < size):
             self.limit_hit = True
+            self.dropped += size + 1024
             if bytes_left is not None:
                 self.bytes_left = 0  # no shorter row after it: the result is cut here
             return True

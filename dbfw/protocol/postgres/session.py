@@ -271,6 +271,9 @@ class PgSession(Relay):
             if core.timer is not None:
                 self._arm(*core.timer)
                 core.timer = None
+            if core.cancel_now:
+                core.cancel_now = False
+                self._cancelling = asyncio.get_running_loop().create_task(self._stop_flood())
             if core.ended is not None:
                 self._finish("client", core.ended)
                 return
