@@ -20,7 +20,7 @@ from .masking.service import Masking
 from .policy.engine import Decision, decide, decide_statement
 from .policy.rules import RuleSet
 from .sql.classify import Classification, SQLClassifier, Statement
-from .sql.functions import SNAPSHOT_ONLY, FunctionCatalog, FunctionRules
+from .sql.functions import SNAPSHOT_ONLY, UNREAD, FunctionCatalog, FunctionRules
 from .sql.offload import OVER_BUDGET, BudgetExceeded, ClassifyPool
 from .verdict import ALLOW, ALLOWED, Verdict, describe_statement
 
@@ -129,7 +129,7 @@ class Firewall:
             catalog = await self.catalogs(ctx)
         except Exception as e:  # the side connection failed: the built-ins still decide, user calls fail closed
             log.warning("functions.unavailable", session=ctx.session_id, error=type(e).__name__)
-            self._function_catalogs[(ctx.listener, ctx.database)] = (SNAPSHOT_ONLY, time.monotonic() + 10.0)
+            self._function_catalogs[(ctx.listener, ctx.database)] = (UNREAD, time.monotonic() + 10.0)
             return
         functions = getattr(catalog, "functions", None) or SNAPSHOT_ONLY
         self._function_catalogs[(ctx.listener, ctx.database)] = (functions, time.monotonic() + FUNCTIONS_TTL)
@@ -166,8 +166,8 @@ class Firewall:
             return None
         started = time.perf_counter()
         classification = self.classify(ctx, sql)
-        if any(s.cls == "ddl" for s in classification.statements):
-            return None  # check() also makes masking plans stale when the schema changes
+        if any(s.cls in ("ddl", "unknown") for s in classification.statements):
+            return None  # check() also makes masking plans stale when the schema changes, refuses unseen text
         shape = classification.shape
         # The rules look at each statement's class, command and tables, and at who asks, where. The shape
         # fixes commands and tables; a class can turn on a literal (WHERE 1 = 1), so the classes are in
@@ -302,6 +302,13 @@ class Firewall:
     async def _check(self, ctx: StatementContext, sql: str,
                      classification: Classification) -> tuple[Verdict, Decision]:
         decision = decide(self.rules, ctx, classification)
+        unseen = next((s for s in classification.statements if s.unseen), None)
+        if unseen is not None:
+            # No rule or approval could say what it runs: an approval of EXECUTE IMMEDIATE @q would cover
+            # whatever @q holds when it runs.
+            return Verdict(False, "DBF05", "dbfw: the statement runs SQL text dbfw cannot see, so it does not run",
+                           describe_statement(unseen), "send the SQL text itself (EXECUTE IMMEDIATE '...', "
+                           "PREPARE s FROM '...'), or the statement directly", classification, decision), decision
         return await self._decided(ctx, sql, classification, decision), decision
 
     async def _decided(self, ctx: StatementContext, sql: str, classification: Classification,
@@ -391,6 +398,12 @@ def _may_change_path(classification: Classification) -> bool:
     the server reads text (client_encoding, standard_conforming_strings): until the session settles, nothing
     ambiguous is read."""
     for s in classification.statements:
+        if s.dialect == "mysql":
+            # What an approved statement runs may also hang on user variables (EXECUTE s USING @a), the
+            # statements PREPARE named, and what code left behind.
+            if s.cls in _MAY_CHANGE_PATH or "@" in s.sql or s.command in ("SET", "USE", "DEALLOCATE"):
+                return True
+            continue
         text = s.sql.lower()
         if s.command in ("SET", "RESET", "DISCARD") or s.cls in _MAY_CHANGE_PATH or "set_config" in text \
                 or "search_path" in text:

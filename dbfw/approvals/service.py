@@ -120,7 +120,8 @@ class ApprovalService:
         policies = decision.rules
         record = ApprovalRecord(
             id=f"req_{secrets.token_hex(8)}", status="pending", requester=ctx.identity, database=ctx.database,
-            listener=ctx.listener, sql=sql, statement_hash=bound_fingerprint(classification.fingerprint, ctx.path),
+            listener=ctx.listener, sql=_storable(sql),
+            statement_hash=bound_fingerprint(classification.fingerprint, ctx.path),
             cls=classification.cls,
             policy=" + ".join(p.name for p in policies) if policies else decision.policy,
             required_approvals=max((p.approvals for p in policies), default=1),
@@ -148,14 +149,13 @@ class ApprovalService:
             metrics.approvals_total.labels("consumed").inc()
             return _consumed(request_id)
         record = await self.store.by_token(th)
-        if record is None:
-            why = "no approval has this token"
+        if record is None or record.requester != ctx.identity or record.database != ctx.database:
+            # (another identity's token: nothing about its request is told)
+            why = "no approval of yours for this database has this token"
         elif record.status == "consumed":
             why = f"the approval of request {record.id} was already used"
         elif record.effective_status(now) == "expired":
             why = f"the approval of request {record.id} expired"
-        elif record.requester != ctx.identity or record.database != ctx.database:
-            why = f"the approval of request {record.id} is for another identity or database"
         elif record.statement_hash != statement_hash:
             why = f"the approval of request {record.id} is for another statement"
         else:
@@ -285,3 +285,15 @@ def _reviewers_text(reviewers: tuple[str, ...]) -> str:
 
 def _clock(t: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
+
+
+def _storable(sql: str) -> str:
+    """The text as reviewers read it: bytes that are not UTF-8 (a MySQL client may send any, kept as
+    surrogates) as \\xNN escapes, which every store and JSON can hold. Matching uses the statement's hash."""
+    if sql.isascii():
+        return sql
+    try:
+        sql.encode("utf-8")
+        return sql
+    except UnicodeEncodeError:
+        return sql.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..config import Upstream
 from ..sideconn import SideConnectionError, connect_side
-from ..sql.functions import FunctionCatalog, Proc
+from ..sql.functions import WRITE_EVENTS, FunctionCatalog, Proc, Trigger
 from ..sql.settings import LIMIT_SETTINGS, limit_value
 
 CATALOG_TTL = 60.0  # functions created outside dbfw are known within a minute (unknown ones fail closed meanwhile)
@@ -38,6 +39,24 @@ JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
 JOIN pg_catalog.pg_language l ON l.oid = p.prolang
 WHERE p.oid >= 16384
 """
+# Triggers (their function) and rules (their definition) on the database's tables: a write fires them.
+_TRIGGERS_SQL = """
+SELECT n.nspname, c.relname, t.tgname, t.tgtype, pn.nspname, p.proname
+FROM pg_catalog.pg_trigger t
+JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
+WHERE NOT t.tgisinternal
+"""
+_RULES_SQL = """
+SELECT n.nspname, c.relname, r.rulename, r.ev_type, pg_catalog.pg_get_ruledef(r.oid)
+FROM pg_catalog.pg_rewrite r
+JOIN pg_catalog.pg_class c ON c.oid = r.ev_class
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE r.ev_type <> '1'
+"""
+_RULE_EVENTS = {"2": "UPDATE", "3": "INSERT", "4": "DELETE"}
 _LIMITS_SQL = "SELECT name, reset_val, unit FROM pg_catalog.pg_settings WHERE name = ANY($1::text[])"
 _BODY_14 = "CASE WHEN p.prosqlbody IS NOT NULL THEN pg_catalog.pg_get_function_sqlbody(p.oid) ELSE p.prosrc END"
 
@@ -85,10 +104,24 @@ async def load_catalog(up: Upstream, database: str) -> Catalog:
             amount = limit_value(name, f"{value}{unit or ''}")
             if amount is not None:
                 limits[name] = amount
-        cat.functions = FunctionCatalog({k: tuple(v) for k, v in user.items()}, live=True, settings=limits)
+        cat.functions = FunctionCatalog({k: tuple(v) for k, v in user.items()}, live=True, settings=limits,
+                                        triggers=await _triggers(conn))
         return cat
     finally:
         await conn.close()
+
+
+async def _triggers(conn: Any) -> dict[str, tuple[Trigger, ...]]:
+    found: dict[str, list[Trigger]] = {}
+    for nsp, rel, name, tgtype, fn_nsp, fn_name in await conn.fetch(_TRIGGERS_SQL):
+        events = frozenset(event for bit, event in ((4, "INSERT"), (8, "DELETE"), (16, "UPDATE"), (32, "TRUNCATE"))
+                           if tgtype & bit)
+        found.setdefault(rel.lower(), []).append(Trigger(nsp, rel.lower(), name, events, function=(fn_nsp, fn_name)))
+    for nsp, rel, name, ev_type, definition in await conn.fetch(_RULES_SQL):
+        event = _RULE_EVENTS.get(_char(ev_type))
+        found.setdefault(rel.lower(), []).append(Trigger(nsp, rel.lower(), name, frozenset([event] if event else
+                                                                                           WRITE_EVENTS), definition))
+    return {table: tuple(triggers) for table, triggers in found.items()}
 
 
 def _char(value: bytes | str) -> str:

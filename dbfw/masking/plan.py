@@ -91,6 +91,37 @@ MAX_TRACED_SELECTS = 24
 MAX_TRACED_TABLES = 32
 MAX_TRACED_NODES = 4000  # nodes of the whole query: expressions, predicates
 TRACE_SECONDS = 0.2
+MAX_TRACE_STEPS = 200_000  # lineage nodes made and walked, for the whole query
+
+
+class _OverBudget(Exception):
+    pass
+
+
+class _TraceBudget:
+    """Lineage's cost, bounded inside a column too: sqlglot builds a node per path through the query, and
+    derived tables that each combine two columns of the one below double the paths at every level. Every
+    node lineage makes, and every node walked, is a step; past the deadline or MAX_TRACE_STEPS, lineage is
+    stopped and the query is untraceable."""
+
+    def __init__(self, deadline: float):
+        self.deadline = deadline
+        self.steps = 0
+        self.over = False
+
+    def step(self) -> bool:
+        """One more step; whether the budget is spent."""
+        self.steps += 1
+        if self.steps > MAX_TRACE_STEPS or time.perf_counter() > self.deadline:
+            self.over = True
+        return self.over
+
+    def on_node(self, _node: object) -> None:
+        if self.step():
+            raise _OverBudget
+
+    def spent(self) -> bool:
+        return self.over or time.perf_counter() > self.deadline
 
 
 class MaskPlanner:
@@ -159,32 +190,38 @@ class MaskPlanner:
         except Exception:
             return self._untraceable(query, catalog, rules, detectors, "the query's scopes could not be built")
         columns: list[ColumnMask | None] = []
-        deadline = time.perf_counter() + TRACE_SECONDS
+        budget = _TraceBudget(time.perf_counter() + TRACE_SECONDS)
         for projection in outer.selects:
-            if time.perf_counter() > deadline:  # SELECT * over a wide join: many columns, each through many tables
-                return self._untraceable(query, catalog, rules, detectors, "too many columns to trace in time")
-            columns.append(self._column(projection, qualified, scope, catalog, rules, detectors, sensitive_in_reach))
+            if budget.spent():  # SELECT * over a wide join: many columns, each through many tables
+                return self._untraceable(query, catalog, rules, detectors, "too costly to trace in time")
+            columns.append(self._column(projection, qualified, scope, catalog, rules, detectors, sensitive_in_reach,
+                                        budget))
+        if budget.spent():
+            return self._untraceable(query, catalog, rules, detectors, "too costly to trace in time")
         if names is not None and not all(c is None or c.sql is not None for c in columns):
             names = None
         return MaskPlan(tuple(columns), sql_names=names)
 
     def _column(self, projection: exp.Expression, qualified: exp.Expression, scope: object, catalog: Catalog,
-                rules: list[MaskRule], detectors: tuple[str, ...], sensitive_in_reach: MaskRule | None
-                ) -> ColumnMask | None:
+                rules: list[MaskRule], detectors: tuple[str, ...], sensitive_in_reach: MaskRule | None,
+                budget: _TraceBudget | None = None) -> ColumnMask | None:
         inner = projection.this if isinstance(projection, exp.Alias) else projection
         if isinstance(inner, _HARMLESS_AGGREGATES):
             return None
         untraceable = _untraceable_expression(inner, catalog)
         try:
             node = lineage(projection.alias_or_name, qualified, catalog.schema, dialect=catalog.dialect, scope=scope,
-                           copy=False)
-        except Exception:
+                           copy=False, on_node=budget.on_node if budget is not None else None)
+        except Exception:  # (_OverBudget included: the plan is then untraceable whole)
             untraceable = True
             node = None
         sources: list[tuple[str, str, str]] = []
         if node is not None:
             tables = {t.alias_or_name: t for t in qualified.find_all(exp.Table)}
             for n in node.walk():
+                if budget is not None and budget.step():
+                    untraceable = True
+                    break
                 if n.downstream:
                     continue
                 parts = [p.strip('"') for p in n.name.split(".")]

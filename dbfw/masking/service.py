@@ -8,6 +8,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
+import sqlglot
 from sqlglot import exp
 
 from .. import log
@@ -23,6 +24,8 @@ from ..sql.classify import (
     mysql_words,
     parse_statement,
 )
+from ..sql.functions import Trigger
+from ..sql.triggers import fired_events, row_statements, trigger_row_columns
 from .catalog import Catalog
 from .plan import ColumnMask, MaskPlan, MaskPlanner, query_of, stored_calls
 
@@ -178,6 +181,11 @@ class Masking:
             # MySQL's warnings and plans quote values the server read (Truncated incorrect DOUBLE value:
             # 'x@y', a const table's row in EXPLAIN): a value that quotes anything is withheld.
             return StatementMask(plan=MaskPlan(every=ColumnMask(rules[0].name, _unquoted)))
+        if ctx.protocol == "mysql" and stmt.tables_written and stmt.cls != "ddl":
+            fired = await self._trigger_launders(ctx, stmt, rules)
+            if fired is not None:
+                return StatementMask(refuse=fired, refuse_hint="masked values may be read only masked; a trigger "
+                                     "that copies them runs only for identities they are not masked for")
         if command not in _ROW_COMMANDS and stmt.cls not in ("procedural", "unknown"):
             return None
         if stmt.cls in ("write", "destructive_write"):
@@ -238,6 +246,48 @@ class Masking:
                 refused = self._launders(written, catalog, rules)
                 if refused is not None:
                     return refused
+        return None
+
+    async def _trigger_launders(self, ctx: StatementContext, stmt: Statement, rules: list[MaskRule]) -> str | None:
+        """MySQL: a write that fires a trigger reading values masked for this identity (NEW.col or OLD.col of a
+        masked column, or a masked table): whatever the trigger does with them (copies them into another
+        column or table, compares them), they leave the mask."""
+        assert self.catalogs is not None
+        catalog = await self.catalogs(ctx)
+        first = mysql_words(stmt.sql, 1)
+        events = fired_events(first[0] if first else "", stmt.command, list(stmt.tables_written), True,
+                              upsert="DUPLICATE" in stmt.sql.upper())
+        for table in stmt.tables_written if events else ():
+            for trigger in catalog.functions.fired(table, events, exact=True):
+                rule = self._trigger_reads(trigger, catalog, rules)
+                if rule is not None:
+                    return (f"the statement fires the trigger {trigger.schema}.{trigger.name}, which reads values "
+                            f"masked by rule {rule.name!r}: it could store them in clear")
+        return None
+
+    def _trigger_reads(self, trigger: Trigger, catalog: Catalog, rules: list[MaskRule]) -> MaskRule | None:
+        if trigger.body is None:
+            return self.planner._any_sensitive(rules, catalog)  # a body dbfw may not read: it may read anything
+        for schema, table, column in trigger_row_columns(trigger):
+            rule = self.planner.rule_for(rules, schema, table, column)
+            if rule is not None:
+                return rule
+        try:
+            statements = row_statements(trigger.body, "mysql")
+            if statements is None:
+                raise ValueError("unreadable")
+            parsed = sqlglot.parse(statements, read="mysql") if statements.strip() else []
+        except Exception:
+            return self.planner._any_sensitive(rules, catalog)
+        for tree in parsed:
+            if tree is not None:
+                qualified = tree.copy()
+                for t in qualified.find_all(exp.Table):
+                    if not t.db:
+                        t.set("db", exp.to_identifier(trigger.schema))
+                rule = self.planner._sensitive_tables(qualified, catalog, rules)
+                if rule is not None:
+                    return rule
         return None
 
     def _launders(self, written: tuple[exp.Table, list[str], exp.Query], catalog: Catalog,

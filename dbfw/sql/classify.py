@@ -20,10 +20,11 @@ A message is as risky as its riskiest statement.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import itertools
 import logging
 import re
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Callable, Container, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -46,6 +47,7 @@ from .dialects import (
 from .fingerprint import digest as _fingerprint
 from .fingerprint import postgres_fingerprint
 from .functions import NO_RULES, SNAPSHOT_ONLY, SQL_TEXT_FUNCTIONS, FunctionCatalog, FunctionRules, proc_class
+from .triggers import fired_events, trigger_class
 
 # sqlglot warns about statements it falls back on, quoting them; SQL text must never reach dbfw's logs.
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
@@ -67,6 +69,9 @@ class Statement:
     # USE, the client file of a LOAD DATA LOCAL INFILE.
     handle: str = ""
     hold: bool = False  # DECLARE ... WITH HOLD: the cursor outlives its transaction
+    # MySQL: it runs SQL text dbfw cannot see (EXECUTE IMMEDIATE @q, PREPARE s FROM @q): never run, whatever
+    # the rules say, as no approval could say what it covers.
+    unseen: bool = False
     dialect: str = "postgres"
     lex: int = 0  # how the server reads the text (LEX_* flags): part of what an approval is bound to
 
@@ -356,6 +361,7 @@ class _Result:
     anonymous: set[str] = field(default_factory=set)  # calls sqlglot's parser does not know by name
     handle: str = ""  # see Statement.handle
     hold: bool = False
+    unseen: bool = False  # see Statement.unseen
 
     def raise_to(self, cls: str, reason: str) -> None:
         if RANK[cls] > RANK[self.cls]:
@@ -453,6 +459,10 @@ class _Classifier:
         self.stored_names: Container[str] = frozenset()  # MySQL: the catalog's stored function names
         self.views: Container[tuple[str, str]] = frozenset()  # MySQL: the catalog's views, (schema, name)
         self.view_class: Callable[[str, str], tuple[str, str]] = lambda schema, name: ("read", "")
+        # The class of the triggers and rules a write of a table fires for some events, and why (see triggers).
+        self.fires: Callable[[str, frozenset[str]], tuple[str, str] | None] = lambda table, events: None
+        # MySQL: the class of SQL text a statement runs (EXECUTE IMMEDIATE 'text'), read as a message of its own.
+        self.sql_text: Callable[[str], tuple[str, str]] = lambda text: ("unknown", "not read")
 
     # Entry point for one statement's tokens.
     def classify(self, tokens: list[Token], sql: str | None, database: str | None) -> _Result:
@@ -478,6 +488,13 @@ class _Classifier:
             res = _Result("unknown", kw or "UNKNOWN", f"cannot parse: {str(e).splitlines()[0][:200]}")
         except Exception as e:  # a parser failure of any kind (deep nesting, a sqlglot bug) fails closed
             res = _Result("unknown", kw or "UNKNOWN", f"cannot parse ({type(e).__name__})")
+        if res.written and res.cls != "unknown":
+            events = fired_events(kw, res.command, res.written, self.mysql,
+                                  upsert=any(_word(t) in ("DUPLICATE", "CONFLICT") for t in tokens))
+            for table in res.written if events else ():
+                fired = self.fires(table, events)
+                if fired is not None:
+                    res.raise_to(*fired)
         if kw in _HANDLE_KEYWORDS and not self.mysql and res.cls != "unknown":
             res.handle = _handle(kw, tokens)
             res.hold = kw == "DECLARE" and _holds(tokens)
@@ -796,10 +813,10 @@ def _mysql_unknown_calls(tokens: list[Token], root: exp.Expression | None,
         if tokens[i + 1].token_type != TokenType.L_PAREN or tok.token_type in _LITERALS:
             continue
         name = tok.text.lower().strip("`")
+        if name in names:  # (a name the parser read as a call, under an alias of that name too, is none)
+            continue
         if i > 1 and tokens[i - 1].token_type == TokenType.DOT:  # schema.f(: never a built-in
             found.append(f"{tokens[i - 2].text}.{tok.text}")
-        elif name in names:  # (a name the parser read as a call, under an alias of that name too, is none)
-            continue
         elif name in stored:
             found.append(tok.text)
         elif not re.fullmatch(r"[a-z_$][a-z0-9_$]*", name):
@@ -1727,6 +1744,9 @@ def _show(c: _Classifier, tokens: list[Token], res: _Result) -> None:
     if form is None:
         # (SHOW GRANTS too: the account is dbfw's own, and its grant line can carry its password hash.)
         res.cls, res.reason = "admin", f"SHOW {' '.join(words[:2])} shows the server, other sessions or accounts"
+    named = {t.text.strip("`").lower() for t in tokens[1:] if t.token_type not in _LITERALS}
+    if named & _MYSQL_SYSTEM_SCHEMAS:  # SHOW COLUMNS FROM mysql.user, SHOW TABLES FROM mysql
+        res.raise_to("admin", f"SHOW about the {sorted(named & _MYSQL_SYSTEM_SCHEMAS)[0]} schema")
     words_all = [_word(t) for t in tokens]
     if "WHERE" in words_all and any(t.token_type == TokenType.L_PAREN for t in tokens[words_all.index("WHERE"):]):
         # SHOW ... WHERE evaluates an expression: a subquery or a function there runs as in a SELECT.
@@ -1773,6 +1793,48 @@ def _mysql_string_value(raw: str) -> str:
     return "".join(out)
 
 
+def _mysql_sql_text(c: _Classifier, tokens: list[Token], res: _Result, what: str) -> None:
+    """The SQL text a MySQL PREPARE ... FROM or EXECUTE IMMEDIATE runs: one string literal is classified as the
+    statement it is (at least procedural); anything else (a variable, an expression) is text dbfw cannot see."""
+    res.literal_sensitive = True
+    if len(tokens) != 1 or tokens[0].token_type not in _STRINGS or c._sql[tokens[0].start] not in "'\"":
+        res.unseen = True
+        res.raise_to("unknown", f"{what} runs SQL text held in a variable or computed, which dbfw cannot see")
+        return
+    text = _mysql_string_value(c._sql[tokens[0].start:tokens[0].end + 1])
+    cls, why = c.sql_text(text)
+    if cls == "unknown":
+        res.unseen = True
+        res.raise_to("unknown", f"{what} runs SQL text dbfw cannot classify: {why}")
+    else:
+        res.raise_to(cls, f"{what} runs SQL text that is {cls}" + (f": {why}" if why else ""))
+
+
+def _mysql_prepare(c: _Classifier, tokens: list[Token], res: _Result) -> None:
+    # PREPARE name FROM 'text' | @var | expression
+    res.cls, res.command, res.reason = "procedural", "PREPARE", "PREPARE stores SQL text to run later"
+    if len(tokens) < 4 or _word(tokens[2]) != "FROM":
+        raise _Unknown("PREPARE without FROM")
+    _mysql_sql_text(c, tokens[3:], res, "PREPARE")
+
+
+def _mysql_execute(c: _Classifier, tokens: list[Token], res: _Result) -> None:
+    # EXECUTE name [USING ...] runs what PREPARE stored (approved, or seen, then); EXECUTE IMMEDIATE runs its text.
+    res.cls, res.command, res.reason = "procedural", "EXECUTE", "EXECUTE runs stored SQL text"
+    if len(tokens) < 2 or _word(tokens[1]) != "IMMEDIATE" or tokens[1].token_type == TokenType.IDENTIFIER:
+        return
+    depth, end = 0, len(tokens)
+    for i, tok in enumerate(tokens[2:], 2):
+        if tok.token_type == TokenType.L_PAREN:
+            depth += 1
+        elif tok.token_type == TokenType.R_PAREN:
+            depth -= 1
+        elif depth == 0 and _word(tok) == "USING":
+            end = i
+            break
+    _mysql_sql_text(c, tokens[2:end], res, "EXECUTE IMMEDIATE")
+
+
 def _load(c: _Classifier, tokens: list[Token], res: _Result) -> None:
     w = _words(tokens, 2)
     if w[1] in ("DATA", "XML"):
@@ -1793,6 +1855,8 @@ def _load(c: _Classifier, tokens: list[Token], res: _Result) -> None:
             while end + 1 < len(tokens) and tokens[end].token_type == TokenType.DOT:
                 end += 2
             table = ".".join(t.text for t in tokens[into + 1:end:2]).lower()
+            if "." not in table and c.database:
+                table = f"{c.database.lower()}.{table}"
             res.tables, res.written = [table], [table]
     else:
         res.cls, res.command, res.reason = "admin", "LOAD", "LOAD brings code into the server"
@@ -1873,7 +1937,7 @@ _MYSQL_KEYWORDS: dict[str, Handler] = {
     "STOP": _fixed("admin"), "RENAME": _rename, "UNLOCK": _fixed("session"), "HANDLER": _handler_statement,
     "LOCK TABLES": _lock, "UNLOCK TABLES": _fixed("session"),
     "DO": _mysql_do, "XA": _fixed("admin"), "CACHE": _fixed("admin"), "BINLOG": _fixed("admin"),
-    "HELP": _fixed("read"),
+    "HELP": _fixed("read"), "PREPARE": _mysql_prepare, "EXECUTE": _mysql_execute,
 }
 
 
@@ -1883,13 +1947,14 @@ _MYSQL_KEYWORDS: dict[str, Handler] = {
 @dataclass(frozen=True, slots=True)
 class _ShapeEntry:
     # Per statement: everything but its text and fingerprint, ready to build a Statement from.
-    statements: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...], tuple[str, ...], str, bool, str, bool], ...]
+    statements: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...], tuple[str, ...], str, bool, str, bool, bool],
+                      ...]
     cls: str
 
     @classmethod
     def of(cls, results: tuple[_Result, ...]) -> _ShapeEntry:
         frozen = tuple((r.cls, r.command, tuple(r.tables), tuple(r.written), tuple(r.functions), r.reason,
-                        r.tables_complete, r.handle, r.hold) for r in results)
+                        r.tables_complete, r.handle, r.hold, r.unseen) for r in results)
         return cls(frozen, riskiest([r.cls for r in results]))
 
 
@@ -1905,6 +1970,9 @@ class SQLClassifier:
         self.mysql = dialect == "mysql"
         if self.mysql:
             self._c.stored, self._c.view_class = self._mysql_stored, self._mysql_view
+        self._c.fires = self._fires
+        self._c.sql_text = self._sql_text
+        self._lex = LEX_STANDARD  # how the message being classified is read
         # Plain dicts evicting their oldest entry (insertion order): cheaper than LRU bookkeeping per hit.
         self._exact: dict[tuple[str, str | None], Classification] = {}
         self._shapes: dict[tuple[str, str | None], _ShapeEntry] = {}
@@ -1961,7 +2029,7 @@ class SQLClassifier:
         if found is not None:
             self.hits += 1
             return found
-        previous, self._functions = self._functions, functions
+        (previous, previous_lex), self._functions, self._lex = (self._functions, self._lex), functions, lex
         self._c.server_limits = functions.settings
         self._c.number_columns = functions.number_columns
         self._c.all_columns = functions.columns
@@ -1971,7 +2039,7 @@ class SQLClassifier:
             if self.dialect == "mysql":
                 result = self._mysql_message(sql, key, lex, result)
         finally:
-            self._functions = previous
+            self._functions, self._lex = previous, previous_lex
             self._c.server_limits = previous.settings
             self._c.number_columns = previous.number_columns
             self._c.all_columns = previous.columns
@@ -2078,9 +2146,7 @@ class SQLClassifier:
         if not procs or any(p.kind != "f" for p in procs):
             return _unseen_function(called)
         classes: list[str] = []
-        c = self._c
-        state = (c._sql, c.database, c.latin1)  # the statement being classified goes on after this call
-        try:
+        with self._nested():  # the statement being classified goes on after this call
             for proc in procs:  # (schemas differing only in case: the riskiest)
                 if proc.body is None or self._depth >= 4:
                     return "procedural", f"{schema}.{name}() has a body dbfw does not classify (only RETURN " \
@@ -2089,8 +2155,6 @@ class SQLClassifier:
                 if cls == "unknown":
                     return "procedural", f"{schema}.{name}() has a body dbfw cannot classify"
                 classes.append(cls)
-        finally:
-            c._sql, c.database, c.latin1 = state
         cls = riskiest(["read", *classes])
         return cls, f"{schema}.{name}() runs SQL that is {cls}" if cls != "read" else ""
 
@@ -2100,17 +2164,60 @@ class SQLClassifier:
         definition = self._functions.views.get((schema, name))
         if definition is None or self._depth >= 4:
             return "procedural", f"the view {schema}.{name} nests deeper than dbfw reads"
-        c = self._c
-        state = (c._sql, c.database, c.latin1)
-        try:
+        with self._nested():
             cls = self._classify_body(definition, self._depth + 1, schema, LEX_STANDARD)
-        finally:
-            c._sql, c.database, c.latin1 = state
         if cls == "unknown":
             return "procedural", f"the view {schema}.{name} has a definition dbfw cannot classify"
         if cls in ("read", "session", "transaction"):
             return "read", ""
         return cls, f"reading the view {schema}.{name} runs SQL that is {cls}"
+
+    @contextlib.contextmanager
+    def _nested(self) -> Iterator[None]:
+        """Classify something a statement runs (a body, a view), then go on with the statement."""
+        c = self._c
+        state = c._sql, c.database, c.latin1, c.stored_names
+        try:
+            yield
+        finally:
+            c._sql, c.database, c.latin1, c.stored_names = state
+
+    def _fires(self, written: str, events: frozenset[str]) -> tuple[str, str] | None:
+        """The riskiest of what writing ``written`` fires (triggers, rules), or None."""
+        catalog = self._functions
+        if not catalog.triggers_known:
+            return "procedural", "dbfw could not read the database's triggers: this write may fire any"
+        found = catalog.fired(written, events, exact=self.mysql)
+        if not found:
+            return None
+        if self._depth >= 4:
+            return "procedural", f"fires triggers nested deeper than dbfw reads ({found[0].name})"
+        with self._nested():
+            results = [trigger_class(t, self.dialect, lambda text, schema, lex: self._classify_body(
+                text, self._depth + 1, schema or None, lex), self._trigger_function) for t in found]
+        return max(results, key=lambda r: RANK[r[0]])
+
+    def _sql_text(self, text: str) -> tuple[str, str]:
+        """SQL text a statement runs, classified as one message in the same database and reading."""
+        if self._depth >= 4:
+            return "unknown", "nested deeper than dbfw reads"
+        saved, self._depth = self._depth, self._depth + 1
+        try:
+            with self._nested():
+                result = self.classify(text, self._c.database, self._lex, self._functions)
+        finally:
+            self._depth = saved
+        if len(result.statements) != 1:
+            return "unknown", "several statements"
+        stmt = result.statements[0]
+        return ("unknown", stmt.reason) if stmt.unseen else (stmt.cls, stmt.reason)
+
+    def _trigger_function(self, schema: str, name: str) -> tuple[str, str]:
+        procs = [p for p in self._functions.lookup(schema, name) if p.nargs == 0]
+        if not procs:
+            return "procedural", f"calls {schema}.{name}(), which dbfw does not find in the catalog"
+        results = [proc_class(p, self._function_rules, self._classify_body, self._depth) for p in procs]
+        return max(results, key=lambda r: RANK[r[0]])
 
     def _classify_body(self, body: str, depth: int, database: str | None = None, lex: int = LEX_STANDARD) -> str:
         """The class of SQL text a function runs (a LANGUAGE sql body, the text given to query_to_xml)."""
@@ -2244,11 +2351,11 @@ class SQLClassifier:
         dialect = self.dialect
         if len(bounds) == 1:
             a, b = bounds[0]
-            statements: tuple[Statement, ...] = (
-                Statement(text[tokens[a].start:tokens[b - 1].end + 1], *entry.statements[0], dialect, lex),)
+            statements: tuple[Statement, ...] = (Statement(
+                text[tokens[a].start:tokens[b - 1].end + 1], *entry.statements[0], dialect=dialect, lex=lex),)
         else:
             statements = tuple(
-                Statement(text[tokens[a].start:tokens[b - 1].end + 1], *f, dialect, lex)  # type: ignore[arg-type]
+                Statement(text[tokens[a].start:tokens[b - 1].end + 1], *f, dialect=dialect, lex=lex)  # type: ignore[arg-type]
                 for (a, b), f in zip(bounds, entry.statements, strict=True))
         return Classification(dialect, statements, entry.cls, shape, cached)
 

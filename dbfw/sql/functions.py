@@ -103,6 +103,23 @@ def _builtins() -> dict[str, tuple[Proc, ...]]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    """What runs when a table is written: a trigger (PostgreSQL: its function; MySQL: its body) or a
+    PostgreSQL rule (its action). A write is as risky as what it fires."""
+
+    schema: str
+    table: str
+    name: str
+    events: frozenset[str]  # INSERT, UPDATE, DELETE, TRUNCATE
+    body: str | None = None  # MySQL: the statement(s) it runs; PostgreSQL rule: its definition
+    function: tuple[str, str] | None = None  # PostgreSQL trigger: (schema, name) of its function
+    lex: int = 0  # MySQL: the sql_mode it was created under
+
+
+WRITE_EVENTS = frozenset({"INSERT", "UPDATE", "DELETE", "TRUNCATE"})
+
+
 _BUILTINS: dict[str, tuple[Proc, ...]] | None = None
 _versions = itertools.count(1)
 
@@ -127,6 +144,10 @@ class FunctionCatalog:
     columns: frozenset[tuple[str, str, str]] = frozenset()
     # MySQL: view definitions by (schema, view), lower case: reading a view runs the functions it calls.
     views: dict[tuple[str, str], str] = field(default_factory=dict)
+    # Triggers and rules by the lower-case name of the table they are on. ``triggers_known`` is False when
+    # the database could not be read: then any write may fire anything.
+    triggers: dict[str, tuple[Trigger, ...]] = field(default_factory=dict)
+    triggers_known: bool = True
     version: int = field(default_factory=lambda: next(_versions))
 
     @staticmethod
@@ -147,6 +168,18 @@ class FunctionCatalog:
                 name for name, procs in self.user.items() if any(p.schema == schema.lower() for p in procs))
         return found
 
+    def fired(self, written: str, events: frozenset[str], exact: bool = False) -> list[Trigger]:
+        """The triggers and rules a write of ``written`` (``schema.table`` as the classifier names it) may
+        fire for ``events``. PostgreSQL: the table is matched by its name in any schema (which one an
+        unqualified name writes depends on the search path); ``exact`` (MySQL, whose names are always
+        qualified by the classifier): in its schema."""
+        written = written.lower()
+        parts = written.split(".")
+        # (a quoted name may hold dots: every suffix is a candidate name)
+        names = {".".join(parts[k:]) for k in range(len(parts))}
+        return [t for name in names for t in self.triggers.get(name, ()) if t.events & events
+                and (not exact or written == f"{t.schema.lower()}.{t.table}")]
+
     def lookup(self, schema: str | None, name: str) -> tuple[Proc, ...]:
         found = self.builtins().get(name, ()) + self.user.get(name, ())
         if schema is not None:
@@ -155,6 +188,9 @@ class FunctionCatalog:
 
 
 SNAPSHOT_ONLY = FunctionCatalog()
+# The database could not be read: its own functions are unknown (procedural), and any write may fire
+# triggers dbfw does not know.
+UNREAD = FunctionCatalog(triggers_known=False)
 
 ClassifyBody = Callable[[str, int], str]
 

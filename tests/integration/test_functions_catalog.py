@@ -42,6 +42,20 @@ def schema(pg: PgTarget) -> Iterator[str]:
         # A function named like a built-in: which one runs depends on search_path.
         conn.execute(f"CREATE FUNCTION {name}.upper(text) RETURNS text LANGUAGE plpgsql AS "
                      f"$$BEGIN DELETE FROM {name}.t; RETURN $1; END$$")
+        # What writes fire: a PL/pgSQL trigger function, one the rules name, and a rule.
+        conn.execute(f"CREATE TABLE {name}.w (id int PRIMARY KEY, v text)")
+        conn.execute(f"CREATE TABLE {name}.tw (id int PRIMARY KEY, v text)")
+        conn.execute(f"CREATE TABLE {name}.r (id int)")
+        conn.execute(f"INSERT INTO {name}.w VALUES (1, 'a')")
+        conn.execute(f"CREATE FUNCTION {name}.wipe_rows() RETURNS trigger LANGUAGE plpgsql AS "
+                     f"$$BEGIN DELETE FROM {name}.t; RETURN NEW; END$$")
+        conn.execute(f"CREATE FUNCTION {name}.trusted_touch() RETURNS trigger LANGUAGE plpgsql AS "
+                     f"$$BEGIN RETURN NEW; END$$")
+        conn.execute(f"CREATE TRIGGER wipe BEFORE INSERT ON {name}.w FOR EACH ROW EXECUTE FUNCTION {name}.wipe_rows()")
+        conn.execute(f"CREATE TRIGGER touch BEFORE INSERT OR UPDATE ON {name}.tw FOR EACH ROW "
+                     f"EXECUTE FUNCTION {name}.trusted_touch()")
+        conn.execute(f"CREATE TRIGGER wipe_all AFTER TRUNCATE ON {name}.tw EXECUTE FUNCTION {name}.wipe_rows()")
+        conn.execute(f"CREATE RULE wipe_too AS ON INSERT TO {name}.r DO ALSO DELETE FROM {name}.t")
     yield name
     with psycopg.connect(pg.conninfo(), autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA {name} CASCADE")
@@ -95,3 +109,27 @@ def test_a_function_dbfw_has_not_seen_fails_closed(guarded: DbfwProcess, pg: PgT
         with psycopg.connect(pg.conninfo(), autocommit=True) as direct:  # created behind dbfw's back
             direct.execute(f"CREATE FUNCTION {name}() RETURNS int LANGUAGE sql AS 'SELECT 1'")
         assert sqlstate_of(conn, f"SELECT {name}()", False) == "DBF01"
+
+
+@pytest.mark.parametrize("extended", [False, True], ids=["simple", "extended"])
+def test_a_write_is_as_risky_as_the_triggers_and_rules_it_fires(guarded: DbfwProcess, pg: PgTarget, schema: str,
+                                                               extended: bool) -> None:
+    with psycopg.connect(guarded.conninfo(), autocommit=True) as conn:
+        for sql in [f"INSERT INTO {schema}.w VALUES (2, 'b')",            # a PL/pgSQL trigger: procedural
+                    f"INSERT INTO {schema}.W (id, v) SELECT 3, 'c'",
+                    f"WITH x AS (SELECT 1) INSERT INTO {schema}.w VALUES (4, 'd')",
+                    f"INSERT INTO {schema}.r VALUES (1)",                 # a rule that deletes: destructive
+                    f"TRUNCATE {schema}.tw"]:                             # a TRUNCATE trigger
+            state = sqlstate_of(conn, sql, extended)
+            assert state == "DBF01", (sql, state)
+            assert _rows(pg, schema) == 10, f"rows deleted through dbfw by {sql!r}"
+        with pytest.raises(psycopg.Error) as info:
+            conn.execute(f"INSERT INTO {schema}.r VALUES (1)")
+        assert "destructive_write" in str(info.value) and "wipe_too" in str(info.value)
+        # A trigger for other events does not fire; a trigger function the rules class as read is a read.
+        assert sqlstate_of(conn, f"UPDATE {schema}.w SET v = 'z' WHERE id = 1", extended) is None
+        assert sqlstate_of(conn, f"INSERT INTO {schema}.tw VALUES (1, 'a') ON CONFLICT (id) DO UPDATE SET v = 'b'",
+                           extended) is None
+    with psycopg.connect(pg.conninfo()) as direct:
+        assert direct.execute(f"SELECT v FROM {schema}.w ORDER BY id").fetchall() == [("z",)]
+        assert direct.execute(f"SELECT count(*) FROM {schema}.r").fetchone() == (0,)

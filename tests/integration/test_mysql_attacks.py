@@ -290,3 +290,70 @@ def test_a_huge_expression_is_masked_whole_not_traced_for_seconds(fw: DbfwProces
         assert not any(s in str(value) for s in secrets)
     finally:
         conn.close()
+
+
+# --- a tenth round ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sql", [
+    "EXECUTE IMMEDIATE @dbfw_q",
+    "PREPARE dbfw_s FROM @dbfw_q",
+    "EXECUTE IMMEDIATE CONCAT('UPDATE dbfw_my_canary SET v = ''x''', '')",
+    "EXECUTE IMMEDIATE 'EXECUTE IMMEDIATE @dbfw_q'",
+    "PREPARE dbfw_s FROM '/*!DELETE FROM dbfw_my_canary */ SELECT 1'",
+])
+def test_sql_text_dbfw_cannot_see_never_runs(fw: DbfwProcess, mysql: MyTarget, sql: str) -> None:
+    """An approval of EXECUTE IMMEDIATE @q would cover whatever @q holds when it runs: such text is refused
+    outright (DBF05), and no request is made that a reviewer could approve blind."""
+    before = canary(mysql)
+    conn = through(fw)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET @dbfw_q = 'UPDATE dbfw_my_canary SET v = ''swapped'''")
+        message = refused(conn, sql)
+        assert "cannot see" in message or "cannot classify" in message, message
+        assert "req_" not in message
+    finally:
+        conn.close()
+    assert canary(mysql) == before
+
+
+def test_sql_text_given_as_a_literal_is_judged_and_approved_as_that_text(fw: DbfwProcess, mysql: MyTarget) -> None:
+    sql = "EXECUTE IMMEDIATE 'UPDATE dbfw_my_canary SET v = ''approved'' WHERE id = 3'"
+    conn = through(fw)
+    try:
+        with conn.cursor() as cur:
+            message = refused(conn, sql)
+            assert "procedural" in message
+            approve(fw, request_id(message))
+            cur.execute("SET @dbfw_x = 1")  # anything that may change what the approved statement runs
+            message = refused(conn, sql)  # ... and the approval made before it no longer applies here
+            approve(fw, request_id(message))
+            cur.execute(sql)
+        assert (3, "approved") in canary(mysql)
+        refused(conn, sql)  # once
+    finally:
+        with mysql.connect().cursor() as cur:
+            cur.execute("UPDATE dbfw_my_canary SET v = 'c' WHERE id = 3")
+        conn.close()
+
+
+def test_an_approval_request_keeps_text_that_is_not_utf8(fw: DbfwProcess, mysql: MyTarget) -> None:
+    before = canary(mysql)
+    conn = through(fw)
+    try:
+        message = refused(conn, b"UPDATE dbfw_my_canary SET v = 'p' #\xc0\n")
+        assert "req_" in message, message  # a request was made, not "cannot record the request"
+    finally:
+        conn.close()
+    assert canary(mysql) == before
+
+
+@pytest.mark.parametrize("sql", ["SHOW CREATE TABLE mysql.user", "SHOW COLUMNS FROM `mysql`.`user`",
+                                 "SHOW TABLES FROM mysql", "SHOW INDEX FROM performance_schema.threads"])
+def test_show_about_the_servers_own_schemas_is_admin(fw: DbfwProcess, sql: str) -> None:
+    conn = through(fw)
+    try:
+        assert "admin" in refused(conn, sql)
+    finally:
+        conn.close()

@@ -134,3 +134,28 @@ def test_a_huge_expression_or_predicate_is_untraceable_not_slow() -> None:
                 "SELECT email FROM customers WHERE id = 1" + " AND id = 1" * 5000):
         plan = planner.plan(sqlglot.parse_one(sql, read="mysql"), CATALOG, rules)
         assert plan.every is not None and "too large" in plan.reason
+
+
+@pytest.mark.parametrize(("sql", "cls", "unseen"), [
+    ("EXECUTE IMMEDIATE @q", "unknown", True),
+    ("EXECUTE IMMEDIATE CONCAT('SELECT ', 1)", "unknown", True),
+    ("EXECUTE IMMEDIATE _utf8mb4'SELECT 1'", "unknown", True),   # an introducer: not one plain literal
+    ("EXECUTE IMMEDIATE 'SELECT 1' 'x'", "unknown", True),        # adjacent literals concatenate
+    ("EXECUTE IMMEDIATE 'EXECUTE IMMEDIATE @q'", "unknown", True),
+    ("EXECUTE IMMEDIATE 'SELECT 1; DROP TABLE t'", "unknown", True),
+    ("PREPARE s FROM @q", "unknown", True),
+    ("PREPARE s FROM '/*!DELETE FROM t*/ SELECT 1'", "unknown", True),
+    ("EXECUTE IMMEDIATE 'SELECT 1'", "procedural", False),
+    ("EXECUTE IMMEDIATE 'SELECT ?' USING @a", "procedural", False),
+    ("PREPARE s FROM 'SELECT LOAD_FILE(''/etc/passwd'')'", "admin", False),  # the text's own class counts
+    ("EXECUTE s USING @a", "procedural", False),
+])
+def test_sql_text_a_statement_runs_is_read_or_never_run(sql: str, cls: str, unseen: bool) -> None:
+    stmt = SQLClassifier("mysql").classify(sql, "test").statements[0]
+    assert (stmt.cls, stmt.unseen) == (cls, unseen), stmt
+
+
+@pytest.mark.parametrize("sql", ["SHOW CREATE TABLE mysql.user", "SHOW COLUMNS FROM `mysql`.user",
+                                 "SHOW TABLES FROM mysql", "SHOW INDEX FROM sys.x_t"])
+def test_show_about_the_servers_own_schemas_is_admin(sql: str) -> None:
+    assert SQLClassifier("mysql").classify(sql, "test").cls == "admin"

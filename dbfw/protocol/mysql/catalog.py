@@ -15,7 +15,7 @@ from ...config import Upstream
 from ...masking.catalog import Catalog
 from ...sql.classify import LEX_MYSQL_ANSI_QUOTES, LEX_MYSQL_NO_BACKSLASH_ESCAPES
 from ...sql.dialects import MYSQL_BUILTINS
-from ...sql.functions import FunctionCatalog, Proc
+from ...sql.functions import WRITE_EVENTS, FunctionCatalog, Proc, Trigger
 from . import packets as p
 from .upstream import connect, query_rows
 
@@ -34,7 +34,29 @@ _VIEWS = f"SELECT LOWER(table_schema), LOWER(table_name), view_definition FROM i
 # Stored functions and procedures. routine_definition is NULL where dbfw's upstream user may not read it.
 _ROUTINES = ("SELECT LOWER(routine_schema), LOWER(routine_name), routine_type, routine_definition, sql_mode "
              f"FROM information_schema.routines WHERE routine_schema NOT IN {_SYSTEM}")
+# Triggers: what a write of their table runs. (The upstream user sees the triggers of the tables it holds
+# the TRIGGER privilege on.)
+_TRIGGERS = ("SELECT LOWER(event_object_schema), LOWER(event_object_table), trigger_name, event_manipulation, "
+             f"action_statement, sql_mode FROM information_schema.triggers WHERE event_object_schema NOT IN {_SYSTEM}")
 _RETURN = re.compile(r"\s*RETURN\b", re.IGNORECASE)
+
+
+def _lex(mode: bytes | None) -> int:
+    modes = p.text(mode or b"").upper().split(",")
+    return (LEX_MYSQL_ANSI_QUOTES if "ANSI_QUOTES" in modes else 0) | (
+        LEX_MYSQL_NO_BACKSLASH_ESCAPES if "NO_BACKSLASH_ESCAPES" in modes else 0)
+
+
+def triggers(rows: list[list[bytes | None]]) -> dict[str, tuple[Trigger, ...]]:
+    """Triggers by the lower-case name of their table; a body the upstream user may not read is None
+    (procedural)."""
+    out: dict[str, list[Trigger]] = {}
+    for schema, table, name, events, body, mode in rows:
+        named = frozenset(e.strip().upper() for e in p.text(events or b"").split(",") if e.strip())
+        trigger = Trigger(p.text(schema or b""), p.text(table or b""), p.text(name or b""),
+                          named or WRITE_EVENTS, p.text(body) if body is not None else None, lex=_lex(mode))
+        out.setdefault(trigger.table, []).append(trigger)
+    return {table: tuple(found) for table, found in out.items()}
 
 
 def routines(rows: list[list[bytes | None]]) -> dict[str, tuple[Proc, ...]]:
@@ -47,9 +69,7 @@ def routines(rows: list[list[bytes | None]]) -> dict[str, tuple[Proc, ...]]:
         body = None
         if text is not None and _RETURN.match(text):
             body = "SELECT " + _RETURN.sub("", text, count=1).strip().removesuffix(";")
-        modes = p.text(mode or b"").upper().split(",")
-        lex = (LEX_MYSQL_ANSI_QUOTES if "ANSI_QUOTES" in modes else 0) | (
-            LEX_MYSQL_NO_BACKSLASH_ESCAPES if "NO_BACKSLASH_ESCAPES" in modes else 0)
+        lex = _lex(mode)
         proc = Proc(p.text(schema or b""), p.text(name or b""), "v", "f" if kind == b"FUNCTION" else "p", "sql", 0,
                     0, True, body, False, lex)
         out.setdefault(proc.name, []).append(proc)
@@ -57,13 +77,14 @@ def routines(rows: list[list[bytes | None]]) -> dict[str, tuple[Proc, ...]]:
 
 
 def build_catalog(columns: list[list[bytes | None]], views: list[list[bytes | None]],
-                  stored: list[list[bytes | None]] | None = None) -> Catalog:
+                  stored: list[list[bytes | None]] | None = None,
+                  fired: list[list[bytes | None]] | None = None) -> Catalog:
     schema: dict[str, dict[str, dict[str, str]]] = {}
     for db, table, column, data_type in columns:
         schema.setdefault(p.text(db or b""), {}).setdefault(p.text(table or b""), {})[p.text(column or b"")] = \
             p.text(data_type or b"")
     cat = Catalog(schema=schema, builtins=MYSQL_BUILTINS, dialect="mysql", default_schema="",
-                  functions=FunctionCatalog(user=routines(stored or []), live=True,
+                  functions=FunctionCatalog(user=routines(stored or []), live=True, triggers=triggers(fired or []),
                                             number_columns=number_columns(columns),
                                             columns=frozenset((p.text(d or b""), p.text(t or b""), p.text(c or b""))
                                                               for d, t, c, _ in columns)),
@@ -117,8 +138,9 @@ class MyCatalogCache:
                 columns = await asyncio.wait_for(query_rows(conn, _COLUMNS), up.connect_timeout)
                 views = await asyncio.wait_for(query_rows(conn, _VIEWS), up.connect_timeout)
                 stored = await asyncio.wait_for(query_rows(conn, _ROUTINES), up.connect_timeout)
+                fired = await asyncio.wait_for(query_rows(conn, _TRIGGERS), up.connect_timeout)
             finally:
                 conn.writer.close()
-            catalog = build_catalog(columns, views, stored)
+            catalog = build_catalog(columns, views, stored, fired)
             self._cached[name] = (catalog, time.monotonic() + TTL)
             return catalog

@@ -14,6 +14,7 @@ statement execution) and masked column by column.
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from collections.abc import Callable
@@ -348,6 +349,8 @@ class MyCore:
             self.database_pending = None
             self._refuse(verdict)
             return
+        if verdict.unsettles:
+            self.ctx = unsettled(self.ctx)
         self.executions += 1
         self._use_at = None
         statements = verdict.classification.statements if verdict.classification is not None else ()
@@ -375,6 +378,8 @@ class MyCore:
         if not verdict.allowed:
             self._refuse(verdict)
             return
+        if verdict.unsettles:
+            self.ctx = unsettled(self.ctx)
         prepared = Prepared(sql, verdict)
         self._preparing = prepared
         self._send_command(packet, Response(Expect.PREPARE, prepared.cls, None, None, prepared))
@@ -703,6 +708,15 @@ def read_as_reported(ctx: StatementContext, status: int) -> StatementContext:
     if status & p.Status.NO_BACKSLASH_ESCAPES:
         lex |= LEX_MYSQL_NO_BACKSLASH_ESCAPES
     return ctx if lex == ctx.lex else replace(ctx, lex=lex)
+
+
+_path_tokens = itertools.count(1)
+
+
+def unsettled(ctx: StatementContext) -> StatementContext:
+    """After a statement that may change what a later one runs (a user variable, PREPARE, code), approvals
+    made before no longer apply in the session: they are bound to the context's path token."""
+    return replace(ctx, path=f"changed-{next(_path_tokens)}")
 
 
 def refusal(verdict: Verdict, errno: int | None = None) -> p.Err:
