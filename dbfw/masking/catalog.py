@@ -25,7 +25,7 @@ WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f')
 ORDER BY n.nspname, c.relname, a.attnum
 """
 _VIEWS_SQL = """
-SELECT n.nspname, c.relname, pg_catalog.pg_get_viewdef(c.oid, true)
+SELECT n.nspname, c.relname, pg_catalog.pg_get_viewdef(c.oid, true), c.relkind
 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('v', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
 """
@@ -89,8 +89,11 @@ async def load_catalog(up: Upstream, database: str) -> Catalog:
             cat.schema.setdefault(nsp, {}).setdefault(rel, {})[att] = "text" if typid in (25, 1043) else "unknown"
             cat.column_types[(nsp, rel, att)] = typid
             cat.by_oid[(reloid, attnum)] = (nsp, rel, att)
-        for nsp, rel, definition in await conn.fetch(_VIEWS_SQL):
+        plain: dict[tuple[str, str], str] = {}  # reading these runs their definition (not materialized ones)
+        for nsp, rel, definition, kind in await conn.fetch(_VIEWS_SQL):
             cat.views[(nsp, rel)] = definition
+            if _char(kind) == "v":
+                plain[(nsp, rel)] = definition
         cat.builtins = frozenset(r[0] for r in await conn.fetch(_BUILTINS_SQL))
         cat.server_version = int(await conn.fetchval("SELECT current_setting('server_version_num')"))
         sql = _FUNCTIONS_SQL.format(body=_BODY_14 if cat.server_version >= 140000 else "p.prosrc")
@@ -105,7 +108,7 @@ async def load_catalog(up: Upstream, database: str) -> Catalog:
             if amount is not None:
                 limits[name] = amount
         cat.functions = FunctionCatalog({k: tuple(v) for k, v in user.items()}, live=True, settings=limits,
-                                        triggers=await _triggers(conn))
+                                        triggers=await _triggers(conn), views=plain)
         return cat
     finally:
         await conn.close()

@@ -458,6 +458,7 @@ class _Classifier:
         self.latin1 = False  # MySQL: the session may read text as latin1 already (LEX_MYSQL_LATIN1)
         self.stored_names: Container[str] = frozenset()  # MySQL: the catalog's stored function names
         self.views: Container[tuple[str, str]] = frozenset()  # MySQL: the catalog's views, (schema, name)
+        self.views_named: dict[str, list[tuple[str, str]]] = {}  # PostgreSQL: the catalog's views by name
         self.view_class: Callable[[str, str], tuple[str, str]] = lambda schema, name: ("read", "")
         # The class of the triggers and rules a write of a table fires for some events, and why (see triggers).
         self.fires: Callable[[str, frozenset[str]], tuple[str, str] | None] = lambda table, events: None
@@ -631,7 +632,20 @@ class _Classifier:
                          "out of reach of result limits and masking")
         if self.mysql:
             self._mysql_routines(tokens, root, database, res)
+        elif self.views_named:
+            self._pg_views(root, res)
         return res
+
+    def _pg_views(self, root: exp.Expression, res: _Result) -> None:
+        """Reading a view runs what its definition calls (a volatile function that writes): as risky as
+        that. Unqualified, a view of that name in any schema counts (the search path decides which)."""
+        for table in root.find_all(exp.Table):
+            if not table.name or isinstance(table.this, exp.Func) or (not table.db and _cte_in_scope(table)):
+                continue
+            name, schema = _pg_folded(table.this), _pg_folded(table.args.get("db")) or None
+            for key in self.views_named.get(name, ()):
+                if schema in (None, key[0]):
+                    res.raise_to(*self.view_class(*key))
 
     def _mysql_routines(self, tokens: list[Token], root: exp.Expression, database: str | None, res: _Result) -> None:
         """What the stored functions a statement calls, and the views it reads, run."""
@@ -1968,8 +1982,9 @@ class SQLClassifier:
         self.dialect = dialect
         self._c = _Classifier(dialect)
         self.mysql = dialect == "mysql"
+        self._c.view_class = self._view
         if self.mysql:
-            self._c.stored, self._c.view_class = self._mysql_stored, self._mysql_view
+            self._c.stored = self._mysql_stored
         self._c.fires = self._fires
         self._c.sql_text = self._sql_text
         self._lex = LEX_STANDARD  # how the message being classified is read
@@ -2034,6 +2049,7 @@ class SQLClassifier:
         self._c.number_columns = functions.number_columns
         self._c.all_columns = functions.columns
         self._c.stored_names, self._c.views = functions.stored_in(key[1]), functions.views
+        self._c.views_named = {} if self.mysql else functions.views_named()
         try:
             result = self._classify(sql, key[1], lex, key[3])
             if self.dialect == "mysql":
@@ -2044,6 +2060,7 @@ class SQLClassifier:
             self._c.number_columns = previous.number_columns
             self._c.all_columns = previous.columns
             self._c.stored_names, self._c.views = previous.stored_in(self._c.database), previous.views
+            self._c.views_named = {} if self.mysql else previous.views_named()
         exact = self._exact
         exact[key] = result
         if len(exact) > self.cache_size:
@@ -2158,11 +2175,11 @@ class SQLClassifier:
         cls = riskiest(["read", *classes])
         return cls, f"{schema}.{name}() runs SQL that is {cls}" if cls != "read" else ""
 
-    def _mysql_view(self, schema: str, name: str) -> tuple[str, str]:
+    def _view(self, schema: str, name: str) -> tuple[str, str]:
         """What reading a view runs: its definition's riskiest class, for what it calls (a stored function,
-        SLEEP); at least read."""
+        SLEEP, a volatile function); at least read."""
         definition = self._functions.views.get((schema, name))
-        if definition is None or self._depth >= 4:
+        if definition is None or self._depth >= 12:  # (views on views: each level read once per catalog)
             return "procedural", f"the view {schema}.{name} nests deeper than dbfw reads"
         with self._nested():
             cls = self._classify_body(definition, self._depth + 1, schema, LEX_STANDARD)

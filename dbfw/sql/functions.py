@@ -168,6 +168,15 @@ class FunctionCatalog:
                 name for name, procs in self.user.items() if any(p.schema == schema.lower() for p in procs))
         return found
 
+    def views_named(self) -> dict[str, list[tuple[str, str]]]:
+        """The views by name: (schema, name) of each."""
+        found = self.__dict__.get("_views_named")
+        if found is None:
+            found = self.__dict__["_views_named"] = {}
+            for key in self.views:
+                found.setdefault(key[1], []).append(key)
+        return found
+
     def fired(self, written: str, events: frozenset[str], exact: bool = False) -> list[Trigger]:
         """The triggers and rules a write of ``written`` (``schema.table`` as the classifier names it) may
         fire for ``events``. PostgreSQL: the table is matched by its name in any schema (which one an

@@ -56,6 +56,10 @@ def schema(pg: PgTarget) -> Iterator[str]:
                      f"EXECUTE FUNCTION {name}.trusted_touch()")
         conn.execute(f"CREATE TRIGGER wipe_all AFTER TRUNCATE ON {name}.tw EXECUTE FUNCTION {name}.wipe_rows()")
         conn.execute(f"CREATE RULE wipe_too AS ON INSERT TO {name}.r DO ALSO DELETE FROM {name}.t")
+        # Views: reading one runs what its definition calls.
+        conn.execute(f"CREATE VIEW {name}.evil_v AS SELECT {name}.wipe_pl(1) AS x")
+        conn.execute(f"CREATE VIEW {name}.evil_on_evil AS SELECT x FROM {name}.evil_v")
+        conn.execute(f"CREATE VIEW {name}.nice_v AS SELECT {name}.plus_one(id) AS x FROM {name}.t")
     yield name
     with psycopg.connect(pg.conninfo(), autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA {name} CASCADE")
@@ -133,3 +137,15 @@ def test_a_write_is_as_risky_as_the_triggers_and_rules_it_fires(guarded: DbfwPro
     with psycopg.connect(pg.conninfo()) as direct:
         assert direct.execute(f"SELECT v FROM {schema}.w ORDER BY id").fetchall() == [("z",)]
         assert direct.execute(f"SELECT count(*) FROM {schema}.r").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("extended", [False, True], ids=["simple", "extended"])
+def test_reading_a_view_is_as_risky_as_what_its_definition_calls(guarded: DbfwProcess, pg: PgTarget, schema: str,
+                                                                 extended: bool) -> None:
+    with psycopg.connect(guarded.conninfo(), autocommit=True) as conn:
+        for sql in [f"SELECT * FROM {schema}.evil_v", f"SELECT count(*) FROM {schema}.evil_on_evil",
+                    f"SELECT 1 WHERE EXISTS (SELECT 1 FROM {schema}.evil_v)"]:
+            state = sqlstate_of(conn, sql, extended)
+            assert state == "DBF01", (sql, state)
+            assert _rows(pg, schema) == 10, f"rows deleted through dbfw by {sql!r}"
+        assert sqlstate_of(conn, f"SELECT * FROM {schema}.nice_v", extended) is None

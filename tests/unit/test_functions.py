@@ -68,3 +68,17 @@ def test_classifications_follow_the_catalog_version() -> None:
     assert c.classify("SELECT app.plus_one(1)", functions=CATALOG).cls == "read"
     changed = FunctionCatalog({"plus_one": (_proc("app", "plus_one"),)}, live=True)  # replaced by plpgsql
     assert c.classify("SELECT app.plus_one(1)", functions=changed).cls == "procedural"
+
+
+def test_reading_a_postgres_view_is_as_risky_as_its_definition() -> None:
+    wipe = Proc("app", "wipe", "v", "f", "plpgsql", 0, 0, False, None, False)
+    catalog = FunctionCatalog(user={"wipe": (wipe,)}, live=True, views={
+        ("app", "evil"): "SELECT app.wipe() AS x", ("app", "on_evil"): "SELECT x FROM app.evil",
+        ("public", "nice"): "SELECT now() AS x"})
+    c = SQLClassifier("postgres")
+    for sql in ["SELECT * FROM evil", "SELECT * FROM app.evil", "SELECT * FROM EVIL", "SELECT * FROM on_evil",
+                "SELECT 1 WHERE EXISTS (SELECT 1 FROM app.evil)", "INSERT INTO t SELECT x FROM evil"]:
+        assert c.classify(sql, functions=catalog).cls == "procedural", sql
+    for sql in ["SELECT * FROM nice", 'SELECT * FROM "EVIL"', "SELECT * FROM other.evil",
+                "WITH evil AS (SELECT 1) SELECT * FROM evil"]:
+        assert c.classify(sql, functions=catalog).cls == "read", sql
