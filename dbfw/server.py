@@ -10,11 +10,13 @@ import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
 from . import __version__ as VERSION
 from . import log, metrics
+from .approvals.impact import estimate_postgres
 from .approvals.notify import Notifier
 from .approvals.service import ApprovalService, ApprovalSettings
 from .audit.recorder import Recorder
@@ -27,10 +29,11 @@ from .masking.service import Masking, masking_key
 from .policy.rules import RuleSet, load_rules
 from .protocol.common import Runtime
 from .protocol.mysql.catalog import MyCatalogCache
+from .protocol.mysql.impact import estimate_mysql
 from .protocol.mysql.session import MySession
 from .protocol.postgres.session import PgSession
 from .sideconn import SyntaxChecker
-from .sql.classify import LEX_BACKSLASH_ESCAPES
+from .sql.classify import LEX_BACKSLASH_ESCAPES, Classification
 from .sql.offload import ClassifyPool
 from .store.base import Store, StoreError
 from .store.factory import open_store
@@ -103,6 +106,14 @@ class Server:
                                               ctx.database)
         return await self.catalogs.get(listener.upstream, self.settings.upstreams[listener.upstream], ctx.database)
 
+    async def _impact(self, ctx: StatementContext, classification: Classification) -> dict[str, Any]:
+        """What a statement waiting for approval would do (dbfw.approvals.impact)."""
+        listener = next(lst for lst in self.settings.listeners if lst.name == ctx.listener)
+        up = self.settings.upstreams[listener.upstream]
+        if listener.protocol == "mysql":
+            return await estimate_mysql(up, ctx.database, classification)
+        return await estimate_postgres(up, ctx.database, classification)
+
     def _invalidate_catalogs(self, database: str) -> None:
         self.catalogs.invalidate(database)
         self.my_catalogs.invalidate(database)
@@ -133,6 +144,7 @@ class Server:
         public = self.settings.approvals.public_url or (f"http://{admin.listen}" if admin else "")
         self.approvals = ApprovalService(self.store, ApprovalSettings(self.settings.approvals.pending_ttl, public),
                                          Notifier(notify) if notify else None)
+        self.approvals.impact = self._impact
         self.approvals.start()
         if self.settings.audit.record:
             await self.store.start_writer()

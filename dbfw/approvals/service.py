@@ -13,7 +13,9 @@ import hashlib
 import re
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from .. import log, metrics
 from ..context import StatementContext
@@ -23,6 +25,7 @@ from ..sql.classify import Classification
 from ..sql.fingerprint import bound_fingerprint
 from ..store.base import ApprovalRecord, Store
 from ..verdict import Verdict, describe_statement
+from .impact import bounded, describe
 from .notify import Notifier
 
 _TOKEN_COMMENT = re.compile(r"\A\s*/\*\s*dbfw:approval=([A-Za-z0-9_\-]{8,128})\s*\*/")
@@ -115,8 +118,12 @@ class ApprovalService:
             return await self._hold(ctx, record, statement_hash, hold, decision)
         return _required(record, decision)
 
+    # What the statement would do, for the reviewer (dbfw.approvals.impact): set by the server.
+    impact: Callable[[StatementContext, Classification], Awaitable[dict[str, Any]]] | None = None
+
     async def _request(self, ctx: StatementContext, sql: str, classification: Classification,
                        decision: Decision, now: float) -> ApprovalRecord:
+        impact = await bounded(self.impact(ctx, classification)) if self.impact is not None else None
         policies = decision.rules
         record = ApprovalRecord(
             id=f"req_{secrets.token_hex(8)}", status="pending", requester=ctx.identity, database=ctx.database,
@@ -127,7 +134,7 @@ class ApprovalService:
             required_approvals=max((p.approvals for p in policies), default=1),
             reviewers=tuple(dict.fromkeys("|".join(p.reviewers) for p in policies)) or ("role:reviewer",),
             token_ttl=min((p.ttl for p in policies), default=900.0), created_at=now,
-            expires_at=now + self.settings.pending_ttl)
+            expires_at=now + self.settings.pending_ttl, impact=impact)
         record, created = await self.store.create_request(record)
         if created:
             self.pending += 1
@@ -267,8 +274,8 @@ def _required(record: ApprovalRecord, decision: Decision) -> Verdict:
     what = describe_statement(decision.statement) or f"A {record.cls} statement."
     return Verdict(
         False, "DBF01", f'dbfw: approval required by policy "{record.policy}": request {record.id}',
-        f"{what} {record.required_approvals} approval(s) needed from {_reviewers_text(record.reviewers)}; the request "
-        f"waits until {_clock(record.expires_at)}.",
+        f"{what} {(describe(record.impact) + ' ') if record.impact else ''}{record.required_approvals} approval(s) "
+        f"needed from {_reviewers_text(record.reviewers)}; the request waits until {_clock(record.expires_at)}.",
         f"a reviewer other than you approves it (dbfw approvals approve {record.id}); then run the same "
         "statement again", None, decision, request_id=record.id)
 

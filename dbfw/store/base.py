@@ -93,6 +93,11 @@ MIGRATIONS: list[list[str]] = [
             flush TEXT NOT NULL
         )""",
     ],
+    [
+        # What a request's statement would do, estimated when the request was made (JSON; see
+        # dbfw.approvals.impact).
+        "ALTER TABLE approvals ADD COLUMN impact TEXT",
+    ],
 ]
 
 GENESIS = "0" * 64
@@ -320,6 +325,7 @@ class ApprovalRecord:
     token_expires_at: float | None = None
     consumed_at: float | None = None
     votes: tuple[Vote, ...] = field(default=())
+    impact: dict[str, Any] | None = None  # what the statement would do (dbfw.approvals.impact)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -330,7 +336,7 @@ class ApprovalRecord:
             "approvals": [{"reviewer": v.reviewer, "comment": v.comment, "at": _iso(v.at)} for v in self.votes],
             "required_approvals": self.required_approvals, "reviewers": list(self.reviewers),
             "decided_at": _iso(self.decided_at) if self.decided_at else None, "decided_by": self.decided_by,
-            "reason": self.reason,
+            "reason": self.reason, "impact": self.impact,
         }
 
     def effective_status(self, now: float | None = None) -> str:
@@ -350,16 +356,16 @@ def _iso(t: float | None) -> str | None:
 
 _COLUMNS = ("id, status, requester, database_name, listener, sql_text, statement_hash, class, policy, "
             "required_approvals, reviewers, token_ttl, created_at, expires_at, decided_at, decided_by, reason, "
-            "token_hash, token_expires_at, consumed_at")
+            "token_hash, token_expires_at, consumed_at, impact")
 
 
 def record_from_row(row: Sequence[Any], votes: Sequence[Vote] = ()) -> ApprovalRecord:
     (rid, status, requester, database, listener, sql, statement_hash, cls, policy, required, reviewers, ttl,
-     created_at, expires_at, decided_at, decided_by, reason, token_hash, token_expires_at, consumed_at) = row
+     created_at, expires_at, decided_at, decided_by, reason, token_hash, token_expires_at, consumed_at, impact) = row
     return ApprovalRecord(rid, status, requester, database, listener, sql, statement_hash, cls, policy,
                           int(required), tuple(json.loads(reviewers)), float(ttl), float(created_at),
                           float(expires_at), decided_at, decided_by, reason, token_hash, token_expires_at,
-                          consumed_at, tuple(votes))
+                          consumed_at, tuple(votes), json.loads(impact) if impact else None)
 
 
 class Store(ABC):
@@ -421,10 +427,11 @@ class Store(ABC):
             ("UPDATE approvals SET status = 'expired' WHERE requester = ? AND database_name = ? AND "
              "statement_hash = ? AND status = 'pending' AND expires_at <= ?",
              (rec.requester, rec.database, rec.statement_hash, rec.created_at)),
-            (f"INSERT INTO approvals ({_COLUMNS}) VALUES ({', '.join('?' * 20)}) ON CONFLICT DO NOTHING RETURNING id",
+            (f"INSERT INTO approvals ({_COLUMNS}) VALUES ({', '.join('?' * 21)}) ON CONFLICT DO NOTHING RETURNING id",
              (rec.id, "pending", rec.requester, rec.database, rec.listener, rec.sql, rec.statement_hash, rec.cls,
               rec.policy, rec.required_approvals, json.dumps(list(rec.reviewers)), rec.token_ttl, rec.created_at,
-              rec.expires_at, None, None, None, None, None, None)),
+              rec.expires_at, None, None, None, None, None, None,
+              json.dumps(rec.impact) if rec.impact is not None else None)),
         ])
         if rows[1]:
             return rec, True
