@@ -201,7 +201,8 @@ class Firewall:
         if _names_handles(classification):
             verdict = replace(verdict, classification=classification)
         self._account(ctx, verdict, started, record)
-        if classification.cls in _PATH_CLASSES and _may_change_path(classification):
+        if (classification.dialect == "mysql" or classification.cls in _PATH_CLASSES) \
+                and _may_change_path(classification):
             verdict = replace(verdict, unsettles=True)
         return verdict
 
@@ -219,8 +220,8 @@ class Firewall:
             verdict, decision = await self._check(ctx, sql, classification)
         if verdict.allowed and any(s.cls in _CHANGES_FUNCTIONS for s in classification.statements):
             self.functions_changed(ctx)
-        if verdict.allowed and any(s.cls in _PATH_CLASSES for s in classification.statements) \
-                and _may_change_path(classification):
+        if verdict.allowed and (classification.dialect == "mysql" or any(
+                s.cls in _PATH_CLASSES for s in classification.statements)) and _may_change_path(classification):
             verdict = replace(verdict, unsettles=True)
         if not verdict.cls:
             verdict = replace(verdict, cls=classification.cls)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..config import Upstream
@@ -41,7 +41,7 @@ WHERE p.oid >= 16384
 """
 # Triggers (their function) and rules (their definition) on the database's tables: a write fires them.
 _TRIGGERS_SQL = """
-SELECT n.nspname, c.relname, t.tgname, t.tgtype, pn.nspname, p.proname
+SELECT n.nspname, c.relname, t.tgname, t.tgtype, pn.nspname, p.proname, t.tgrelid, p.prosrc
 FROM pg_catalog.pg_trigger t
 JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -50,13 +50,24 @@ JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
 WHERE NOT t.tgisinternal
 """
 _RULES_SQL = """
-SELECT n.nspname, c.relname, r.rulename, r.ev_type, pg_catalog.pg_get_ruledef(r.oid)
+SELECT n.nspname, c.relname, r.rulename, r.ev_type, pg_catalog.pg_get_ruledef(r.oid), r.ev_class
 FROM pg_catalog.pg_rewrite r
 JOIN pg_catalog.pg_class c ON c.oid = r.ev_class
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE r.ev_type <> '1'
 """
 _RULE_EVENTS = {"2": "UPDATE", "3": "INSERT", "4": "DELETE"}
+# What else a write of a table reaches: its partitions and inheritance children (rows routed or updated
+# there fire their triggers), and tables whose foreign keys cascade from it (ON DELETE/UPDATE CASCADE, SET
+# NULL, SET DEFAULT: their DELETE and UPDATE triggers fire; TRUNCATE ... CASCADE their TRUNCATE triggers).
+_REACH_SQL = """
+SELECT inhparent, inhrelid, false FROM pg_catalog.pg_inherits
+UNION ALL
+SELECT confrelid, conrelid, true FROM pg_catalog.pg_constraint
+WHERE contype = 'f' AND (confdeltype IN ('c', 'n', 'd') OR confupdtype IN ('c', 'n', 'd'))
+"""
+_RELATIONS_SQL = "SELECT c.oid, c.relname FROM pg_catalog.pg_class c WHERE c.relkind IN ('r', 'p', 'v', 'f')"
+_CASCADE_EVENTS = frozenset({"UPDATE", "DELETE", "TRUNCATE"})
 _LIMITS_SQL = "SELECT name, reset_val, unit FROM pg_catalog.pg_settings WHERE name = ANY($1::text[])"
 _BODY_14 = "CASE WHEN p.prosqlbody IS NOT NULL THEN pg_catalog.pg_get_function_sqlbody(p.oid) ELSE p.prosrc END"
 
@@ -115,16 +126,47 @@ async def load_catalog(up: Upstream, database: str) -> Catalog:
 
 
 async def _triggers(conn: Any) -> dict[str, tuple[Trigger, ...]]:
-    found: dict[str, list[Trigger]] = {}
-    for nsp, rel, name, tgtype, fn_nsp, fn_name in await conn.fetch(_TRIGGERS_SQL):
+    own: dict[int, list[Trigger]] = {}  # by the OID of the relation they are on
+    for nsp, rel, name, tgtype, fn_nsp, fn_name, oid, source in await conn.fetch(_TRIGGERS_SQL):
         events = frozenset(event for bit, event in ((4, "INSERT"), (8, "DELETE"), (16, "UPDATE"), (32, "TRUNCATE"))
                            if tgtype & bit)
-        found.setdefault(rel.lower(), []).append(Trigger(nsp, rel.lower(), name, events, function=(fn_nsp, fn_name)))
-    for nsp, rel, name, ev_type, definition in await conn.fetch(_RULES_SQL):
+        own.setdefault(oid, []).append(Trigger(nsp, rel.lower(), name, events, source, function=(fn_nsp, fn_name)))
+    for nsp, rel, name, ev_type, definition, oid in await conn.fetch(_RULES_SQL):
         event = _RULE_EVENTS.get(_char(ev_type))
-        found.setdefault(rel.lower(), []).append(Trigger(nsp, rel.lower(), name, frozenset([event] if event else
-                                                                                           WRITE_EVENTS), definition))
+        own.setdefault(oid, []).append(Trigger(nsp, rel.lower(), name, frozenset([event] if event else
+                                                                                 WRITE_EVENTS), definition))
+    edges: dict[int, list[tuple[int, bool]]] = {}
+    for parent, child, cascade in await conn.fetch(_REACH_SQL):
+        edges.setdefault(parent, []).append((child, cascade))
+    names = {oid: name.lower() for oid, name in await conn.fetch(_RELATIONS_SQL)}
+    found: dict[str, list[Trigger]] = {}
+    for oid, name in names.items():
+        for trigger in _reached(oid, own, edges):
+            found.setdefault(name, []).append(trigger)
     return {table: tuple(triggers) for table, triggers in found.items()}
+
+
+def _reached(oid: int, own: dict[int, list[Trigger]], edges: dict[int, list[tuple[int, bool]]]) -> list[Trigger]:
+    """The triggers a write of relation ``oid`` may fire: its own, its partitions' and children's (for the
+    same events), and those of tables a foreign key cascades to (their UPDATE, DELETE and TRUNCATE ones fire
+    for any of those events here)."""
+    out = list(own.get(oid, ()))
+    seen = {oid}
+    frontier: list[tuple[int, bool]] = [(oid, False)]
+    while frontier:
+        rel, cascaded = frontier.pop()
+        for child, cascade in edges.get(rel, ()):
+            if child in seen:
+                continue
+            seen.add(child)
+            via_cascade = cascaded or cascade
+            for trigger in own.get(child, ()):
+                if not via_cascade:
+                    out.append(trigger)
+                elif trigger.events & _CASCADE_EVENTS:
+                    out.append(replace(trigger, events=_CASCADE_EVENTS))
+            frontier.append((child, via_cascade))
+    return out
 
 
 def _char(value: bytes | str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -25,9 +26,9 @@ from ..sql.classify import (
     parse_statement,
 )
 from ..sql.functions import Trigger
-from ..sql.triggers import fired_events, row_statements, trigger_row_columns
+from ..sql.triggers import fired_events, has_executable_comment, row_statements, trigger_row_columns
 from .catalog import Catalog
-from .plan import ColumnMask, MaskPlan, MaskPlanner, query_of, stored_calls
+from .plan import ColumnMask, MaskPlan, MaskPlanner, _expand_views, query_of, stored_calls
 
 CatalogProvider = Callable[[StatementContext], Awaitable[Catalog]]
 PLAN_CACHE = 5000
@@ -181,8 +182,9 @@ class Masking:
             # MySQL's warnings and plans quote values the server read (Truncated incorrect DOUBLE value:
             # 'x@y', a const table's row in EXPLAIN): a value that quotes anything is withheld.
             return StatementMask(plan=MaskPlan(every=ColumnMask(rules[0].name, _unquoted)))
-        if ctx.protocol == "mysql" and stmt.tables_written and stmt.cls != "ddl":
-            fired = await self._trigger_launders(ctx, stmt, rules)
+        if stmt.tables_written and stmt.cls != "ddl":
+            fired = await (self._trigger_launders(ctx, stmt, rules) if ctx.protocol == "mysql" else
+                           self._pg_trigger_launders(ctx, stmt, rules))
             if fired is not None:
                 return StatementMask(refuse=fired, refuse_hint="masked values may be read only masked; a trigger "
                                      "that copies them runs only for identities they are not masked for")
@@ -250,23 +252,62 @@ class Masking:
 
     async def _trigger_launders(self, ctx: StatementContext, stmt: Statement, rules: list[MaskRule]) -> str | None:
         """MySQL: a write that fires a trigger reading values masked for this identity (NEW.col or OLD.col of a
-        masked column, or a masked table): whatever the trigger does with them (copies them into another
-        column or table, compares them), they leave the mask."""
+        masked column, or a masked table, through views too), directly or through the triggers its own writes
+        fire: whatever the trigger does with them (copies them into another column or table, compares
+        them), they leave the mask."""
         assert self.catalogs is not None
         catalog = await self.catalogs(ctx)
         first = mysql_words(stmt.sql, 1)
         events = fired_events(first[0] if first else "", stmt.command, list(stmt.tables_written), True,
                               upsert="DUPLICATE" in stmt.sql.upper())
-        for table in stmt.tables_written if events else ():
-            for trigger in catalog.functions.fired(table, events, exact=True):
-                rule = self._trigger_reads(trigger, catalog, rules)
-                if rule is not None:
-                    return (f"the statement fires the trigger {trigger.schema}.{trigger.name}, which reads values "
-                            f"masked by rule {rule.name!r}: it could store them in clear")
+        written = dict.fromkeys(list(stmt.tables_written) + (list(stmt.tables) if stmt.command in ("UPDATE", "DELETE")
+                                                            else []))
+        written.update(dict.fromkeys(_view_bases(list(written), catalog)))  # a view written through: its tables
+        seen: set[tuple[str, str]] = set()
+        for _ in range(4):  # triggers whose writes fire triggers
+            following: dict[str, None] = {}
+            for table in written if events else ():
+                for trigger in catalog.functions.fired(table, events, exact=True):
+                    if (trigger.schema, trigger.name) in seen:
+                        continue
+                    seen.add((trigger.schema, trigger.name))
+                    rule = self._trigger_reads(trigger, catalog, rules)
+                    if rule is not None:
+                        return (f"the statement fires the trigger {trigger.schema}.{trigger.name}, which reads "
+                                f"values masked by rule {rule.name!r}: it could store them in clear")
+                    following.update(dict.fromkeys(_trigger_writes(trigger)))
+            written, events = following, fired_events("", "", [], True)
+            written.update(dict.fromkeys(_view_bases(list(written), catalog)))
+        return None
+
+    async def _pg_trigger_launders(self, ctx: StatementContext, stmt: Statement, rules: list[MaskRule]) -> str | None:
+        """PostgreSQL: a write that fires a trigger or rule whose code names a column masked for this identity
+        (or a view that shows one), or runs SQL text it builds (EXECUTE), is refused: what it does with the
+        values is out of masking's sight. Read from the function's source and the rule's definition, by
+        name: a name in a comment counts too."""
+        assert self.catalogs is not None
+        catalog = await self.catalogs(ctx)
+        if not catalog.functions.triggers:
+            return None
+        events = fired_events(stmt.command, stmt.command, list(stmt.tables_written), False)
+        written = list(stmt.tables_written) + (list(stmt.tables) if stmt.command in ("UPDATE", "DELETE") else [])
+        written += [f"{schema}.{view}" for name in written for schema, view in
+                    catalog.functions.views_named().get(name.rpartition(".")[2].lower(), [])]
+        names = _masked_names(self.planner, catalog, rules)
+        for table in dict.fromkeys(written):
+            for trigger in catalog.functions.fired(table, events or fired_events("", "", [], False)):
+                code = trigger.body or ""
+                found = ("EXECUTE" if trigger.function is not None and re.search(r"\bEXECUTE\b", code, re.I)
+                         else next((n for n in re.findall(r"[A-Za-z_][A-Za-z0-9_$]*", code) if n.lower() in names),
+                                   None))
+                if found is not None:
+                    return (f"the statement fires {trigger.name} on {trigger.schema}.{trigger.table}, whose code "
+                            f"reads {found!r}, which is masked (or runs SQL it builds): it could store the values in "
+                            "clear")
         return None
 
     def _trigger_reads(self, trigger: Trigger, catalog: Catalog, rules: list[MaskRule]) -> MaskRule | None:
-        if trigger.body is None:
+        if trigger.body is None or has_executable_comment(trigger.body):
             return self.planner._any_sensitive(rules, catalog)  # a body dbfw may not read: it may read anything
         for schema, table, column in trigger_row_columns(trigger):
             rule = self.planner.rule_for(rules, schema, table, column)
@@ -285,6 +326,10 @@ class Masking:
                 for t in qualified.find_all(exp.Table):
                     if not t.db:
                         t.set("db", exp.to_identifier(trigger.schema))
+                try:
+                    qualified = _expand_views(qualified, catalog)  # a view the body reads reaches its tables
+                except Exception:
+                    return self.planner._any_sensitive(rules, catalog)
                 rule = self.planner._sensitive_tables(qualified, catalog, rules)
                 if rule is not None:
                     return rule
@@ -596,3 +641,57 @@ def _written_values(node: exp.Expression, catalog: Catalog) -> tuple[exp.Table, 
             columns = list(catalog.schema.get(table.db or catalog.default_schema, {}).get(table.name, {}))
         return table, columns, source.copy()
     return None
+
+
+def _trigger_writes(trigger: Trigger) -> list[str]:
+    """The tables a MySQL trigger's body writes (``schema.table``, lower case), as far as it can be read."""
+    try:
+        statements = row_statements(trigger.body or "", "mysql")
+        trees = sqlglot.parse(statements, read="mysql") if statements else []
+    except Exception:
+        return []
+    out: list[str] = []
+    for tree in trees:
+        for node in tree.find_all(exp.Insert, exp.Update, exp.Delete) if tree is not None else ():
+            target = node.this.this if isinstance(node.this, exp.Schema) else node.this
+            for t in [target, *(node.args.get("tables") or [])]:
+                if isinstance(t, exp.Table) and t.name:
+                    out.append(f"{(t.db or trigger.schema).lower()}.{t.name.lower()}")
+    return out
+
+
+def _view_bases(names: list[str], catalog: Catalog) -> list[str]:
+    """MySQL: the tables the views among ``names`` read (``schema.table``), through views on views."""
+    out: list[str] = []
+    frontier = names
+    for _ in range(8):
+        following: list[str] = []
+        for name in frontier:
+            schema, _, table = name.lower().rpartition(".")
+            definition = catalog.views.get((schema, table))
+            if definition is None:
+                continue
+            try:
+                tree = sqlglot.parse_one(definition, read="mysql")
+            except Exception:
+                continue
+            following += [f"{(t.db or schema).lower()}.{t.name.lower()}" for t in tree.find_all(exp.Table) if t.name]
+        out += following
+        frontier = following
+    return out
+
+
+def _masked_names(planner: MaskPlanner, catalog: Catalog, rules: list[MaskRule]) -> frozenset[str]:
+    """The names that reach a value masked for these rules: the columns, and the views reading their tables."""
+    names: set[str] = set()
+    tables: set[str] = set()
+    for schema, relations in catalog.schema.items():
+        for table, columns in relations.items():
+            for column in columns:
+                if planner.rule_for(rules, schema, table, column) is not None:
+                    names.add(column.lower())
+                    tables.add(table.lower())
+    for (_schema, view), definition in catalog.views.items():
+        if any(re.search(rf"\b{re.escape(t)}\b", definition, re.I) for t in tables):
+            names.add(view.lower())
+    return frozenset(names)

@@ -215,6 +215,9 @@ def _identity_keys(tokens: Sequence[Token], fold_case: bool) -> list[list[str]]:
 _TOKENIZERS: dict[str, Any] = {}
 
 
+_VERSION_MARKERS = re.compile(r"/\*[mM]?!\d*")
+
+
 def statement_fingerprint(sql: str, dialect: str, lex: int = LEX_STANDARD) -> str:
     """What an approval is bound to. PostgreSQL: the server's own tokens (pglex), unquoted names and
     keywords folded as the server folds them, quoted names exact, literals by kind and value, and the
@@ -228,9 +231,11 @@ def statement_fingerprint(sql: str, dialect: str, lex: int = LEX_STANDARD) -> st
         text = expand_mysql_executable_comments(sql) if dialect == "mysql" else sql
         tokens = tokenizer.tokenize(text)
         if dialect == "mysql" and has_versioned_comment(sql):
-            # Bound to both readings: what a server that runs the comment and one that skips it would run.
+            # Bound to both readings: what a server that runs the comment and one that skips it would run;
+            # and to the comments' markers, which decide which reading a server runs (/*!50000 runs on
+            # MariaDB 10.11, /*M!999999 does not).
             stripped = tokenizer.tokenize(expand_mysql_executable_comments(sql, False))
-            return _fingerprint([dialect, lex, "versioned", _identity_keys(
+            return _fingerprint([dialect, lex, "versioned", _VERSION_MARKERS.findall(sql), _identity_keys(
                 [t for t in tokens if t.token_type != TokenType.SEMICOLON], False), _identity_keys(
                 [t for t in stripped if t.token_type != TokenType.SEMICOLON], False)])
     except (TokenError, ValueError, IndexError):
@@ -492,7 +497,9 @@ class _Classifier:
         if res.written and res.cls != "unknown":
             events = fired_events(kw, res.command, res.written, self.mysql,
                                   upsert=any(_word(t) in ("DUPLICATE", "CONFLICT") for t in tokens))
-            for table in res.written if events else ():
+            # An UPDATE or DELETE of several tables (or of a table under an alias) writes any of them.
+            targets = dict.fromkeys(res.written + (res.tables if res.command in ("UPDATE", "DELETE") else []))
+            for table in targets if events else ():
                 fired = self.fires(table, events)
                 if fired is not None:
                     res.raise_to(*fired)
@@ -2199,20 +2206,42 @@ class SQLClassifier:
         finally:
             c._sql, c.database, c.latin1, c.stored_names = state
 
-    def _fires(self, written: str, events: frozenset[str]) -> tuple[str, str] | None:
-        """The riskiest of what writing ``written`` fires (triggers, rules), or None."""
+    def _fires(self, written: str, events: frozenset[str], depth: int = 0) -> tuple[str, str] | None:
+        """The riskiest of what writing ``written`` fires (triggers, rules; through a view, what writing the
+        tables it reads fires), or None."""
         catalog = self._functions
         if not catalog.triggers_known:
             return "procedural", "dbfw could not read the database's triggers: this write may fire any"
+        if not catalog.triggers_visible(written, self.mysql):
+            return "procedural", "dbfw's upstream user cannot see this database's triggers (it lacks the TRIGGER " \
+                "privilege): this write may fire any"
         found = catalog.fired(written, events, exact=self.mysql)
-        if not found:
+        bases = self._view_tables(written) if catalog.views else []
+        if not found and not bases:
             return None
-        if self._depth >= 4:
-            return "procedural", f"fires triggers nested deeper than dbfw reads ({found[0].name})"
+        if self._depth >= 4 or depth >= 4:
+            return "procedural", f"fires triggers nested deeper than dbfw reads ({written})"
         with self._nested():
             results = [trigger_class(t, self.dialect, lambda text, schema, lex: self._classify_body(
                 text, self._depth + 1, schema or None, lex), self._trigger_function) for t in found]
-        return max(results, key=lambda r: RANK[r[0]])
+            results += [r for base in bases if (r := self._fires(base, events, depth + 1)) is not None]
+        return max(results, key=lambda r: RANK[r[0]]) if results else None
+
+    def _view_tables(self, written: str) -> list[str]:
+        """A view written through (an updatable view, or one with INSTEAD OF triggers): the tables its
+        definition reads, which the write may reach."""
+        catalog = self._functions
+        schema, _, name = written.lower().rpartition(".")
+        if self.mysql:
+            keys = [(schema, name)] if (schema, name) in catalog.views else []
+        else:
+            keys = catalog.views_named().get(name, [])
+        tables: list[str] = []
+        for key in keys:
+            with self._nested():
+                result = self.classify(catalog.views[key], key[0], LEX_STANDARD, catalog)
+            tables += [t for stmt in result.statements for t in stmt.tables]
+        return tables
 
     def _sql_text(self, text: str) -> tuple[str, str]:
         """SQL text a statement runs, classified as one message in the same database and reading."""

@@ -112,7 +112,7 @@ class Trigger:
     table: str
     name: str
     events: frozenset[str]  # INSERT, UPDATE, DELETE, TRUNCATE
-    body: str | None = None  # MySQL: the statement(s) it runs; PostgreSQL rule: its definition
+    body: str | None = None  # MySQL: the statement(s) it runs; PostgreSQL: the rule's definition, the function's source
     function: tuple[str, str] | None = None  # PostgreSQL trigger: (schema, name) of its function
     lex: int = 0  # MySQL: the sql_mode it was created under
 
@@ -148,6 +148,8 @@ class FunctionCatalog:
     # the database could not be read: then any write may fire anything.
     triggers: dict[str, tuple[Trigger, ...]] = field(default_factory=dict)
     triggers_known: bool = True
+    # MySQL: the databases whose triggers dbfw's upstream user sees (TRIGGER privilege); None: all of them.
+    trigger_schemas: frozenset[str] | None = None
     version: int = field(default_factory=lambda: next(_versions))
 
     @staticmethod
@@ -176,6 +178,11 @@ class FunctionCatalog:
             for key in self.views:
                 found.setdefault(key[1], []).append(key)
         return found
+
+    def triggers_visible(self, written: str, mysql: bool) -> bool:
+        if self.trigger_schemas is None or not mysql:
+            return True
+        return written.lower().rpartition(".")[0] in self.trigger_schemas
 
     def fired(self, written: str, events: frozenset[str], exact: bool = False) -> list[Trigger]:
         """The triggers and rules a write of ``written`` (``schema.table`` as the classifier names it) may

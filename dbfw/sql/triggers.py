@@ -71,6 +71,11 @@ def _set_of_new(statement: list[Token]) -> bool:
                and part[3].token_type in (TokenType.EQ, TokenType.COLON_EQ) for part in _assignments(statement[1:]))
 
 
+def has_executable_comment(body: str) -> bool:
+    """MySQL runs /*! ... */ and /*M! ... */ in a body as code."""
+    return "/*!" in body or "/*M!" in body.upper()
+
+
 class _StoresRow(Exception):
     pass
 
@@ -163,6 +168,7 @@ def row_statements(body: str, dialect: str) -> str | None:
 
 
 _RULE_ACTION = re.compile(r"\bDO\s+(?:(?:INSTEAD|ALSO)\s+)?", re.IGNORECASE)
+_RULE_CONDITION = re.compile(r"\bWHERE\b(.*)$", re.IGNORECASE | re.DOTALL)
 
 
 def rule_actions(definition: str) -> list[str]:
@@ -172,6 +178,10 @@ def rule_actions(definition: str) -> list[str]:
     text = definition.strip().removesuffix(";").strip()
     out: list[str] = []
     for m in _RULE_ACTION.finditer(text):
+        # The rule's condition runs for every row written, whatever the action (DO INSTEAD NOTHING too).
+        condition = _RULE_CONDITION.search(text[:m.start()])
+        if condition is not None:
+            out.append("SELECT " + condition.group(1).strip())
         action = text[m.end():].strip()
         if action.upper() == "NOTHING":
             action = ""
@@ -188,11 +198,13 @@ ClassifyFunction = Callable[[str, str], tuple[str, str]]  # (schema, name) -> (c
 def trigger_class(trigger: Trigger, dialect: str, classify_text: ClassifyText,
                   classify_function: ClassifyFunction) -> tuple[str, str]:
     """The class of what one trigger or rule runs, and why."""
-    what = f"the trigger {trigger.schema}.{trigger.name}" if trigger.body is None or dialect == "mysql" \
+    what = f"the trigger {trigger.schema}.{trigger.name}" if trigger.function is not None or dialect == "mysql" \
         else f"the rule {trigger.name} on {trigger.schema}.{trigger.table}"
     if trigger.function is not None:
         cls, why = classify_function(*trigger.function)
         return cls, f"fires {what}: {why}" if why else f"fires {what}"
+    if dialect == "mysql" and has_executable_comment(trigger.body or ""):
+        return "procedural", f"fires {what}, whose body holds executable comments (/*! */) dbfw does not read"
     texts = [trigger.body or ""] if dialect == "mysql" else rule_actions(trigger.body or "")
     classes = ["read"]
     for text in texts or [None]:

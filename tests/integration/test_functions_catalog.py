@@ -56,6 +56,21 @@ def schema(pg: PgTarget) -> Iterator[str]:
                      f"EXECUTE FUNCTION {name}.trusted_touch()")
         conn.execute(f"CREATE TRIGGER wipe_all AFTER TRUNCATE ON {name}.tw EXECUTE FUNCTION {name}.wipe_rows()")
         conn.execute(f"CREATE RULE wipe_too AS ON INSERT TO {name}.r DO ALSO DELETE FROM {name}.t")
+        # What a write reaches beyond its table: a view's table, a cascading foreign key, a partition, a child.
+        conn.execute(f"CREATE VIEW {name}.w_v AS SELECT * FROM {name}.w")
+        conn.execute(f"CREATE TABLE {name}.p (id int PRIMARY KEY)")
+        conn.execute(f"CREATE TABLE {name}.c (id int, pid int REFERENCES {name}.p ON DELETE CASCADE)")
+        conn.execute(f"CREATE TRIGGER wipe_c AFTER DELETE ON {name}.c FOR EACH ROW EXECUTE FUNCTION {name}.wipe_rows()")
+        conn.execute(f"CREATE TABLE {name}.part (id int, v text) PARTITION BY RANGE (id)")
+        conn.execute(f"CREATE TABLE {name}.part1 PARTITION OF {name}.part FOR VALUES FROM (0) TO (100)")
+        conn.execute(f"CREATE TRIGGER wipe_part AFTER INSERT ON {name}.part1 FOR EACH ROW "
+                     f"EXECUTE FUNCTION {name}.wipe_rows()")
+        conn.execute(f"CREATE TABLE {name}.inh_parent (id int, v text)")
+        conn.execute(f"CREATE TABLE {name}.inh_child () INHERITS ({name}.inh_parent)")
+        conn.execute(f"CREATE TRIGGER wipe_child AFTER UPDATE ON {name}.inh_child FOR EACH ROW "
+                     f"EXECUTE FUNCTION {name}.wipe_rows()")
+        conn.execute(f"INSERT INTO {name}.p VALUES (1)")
+        conn.execute(f"INSERT INTO {name}.c VALUES (1, 1)")
         # Views: reading one runs what its definition calls.
         conn.execute(f"CREATE VIEW {name}.evil_v AS SELECT {name}.wipe_pl(1) AS x")
         conn.execute(f"CREATE VIEW {name}.evil_on_evil AS SELECT x FROM {name}.evil_v")
@@ -123,7 +138,11 @@ def test_a_write_is_as_risky_as_the_triggers_and_rules_it_fires(guarded: DbfwPro
                     f"INSERT INTO {schema}.W (id, v) SELECT 3, 'c'",
                     f"WITH x AS (SELECT 1) INSERT INTO {schema}.w VALUES (4, 'd')",
                     f"INSERT INTO {schema}.r VALUES (1)",                 # a rule that deletes: destructive
-                    f"TRUNCATE {schema}.tw"]:                             # a TRUNCATE trigger
+                    f"TRUNCATE {schema}.tw",                              # a TRUNCATE trigger
+                    f"INSERT INTO {schema}.w_v VALUES (5, 'e')",          # through a view
+                    f"DELETE FROM {schema}.p WHERE id = 1",               # a cascade to a table with a trigger
+                    f"INSERT INTO {schema}.part VALUES (5, 'x')",         # a partition's trigger
+                    f"UPDATE {schema}.inh_parent SET v = 'b' WHERE id = 1"]:  # an inheritance child's
             state = sqlstate_of(conn, sql, extended)
             assert state == "DBF01", (sql, state)
             assert _rows(pg, schema) == 10, f"rows deleted through dbfw by {sql!r}"

@@ -357,3 +357,23 @@ def test_show_about_the_servers_own_schemas_is_admin(fw: DbfwProcess, sql: str) 
         assert "admin" in refused(conn, sql)
     finally:
         conn.close()
+
+
+def test_an_approval_does_not_survive_a_change_of_the_variables_it_reads(fw: DbfwProcess, mysql: MyTarget) -> None:
+    """EXECUTE ... USING @a runs with whatever @a holds: after anything that may set a variable (a SET in a
+    message with other statements, sent twice so the second takes the fast path), approvals made before no
+    longer apply in the session."""
+    sql = "EXECUTE IMMEDIATE 'UPDATE dbfw_my_canary SET v = ''y'' WHERE id = ?' USING @dbfw_a"
+    conn = through(fw, client_flag=CLIENT.MULTI_STATEMENTS)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET @dbfw_a = 3")
+            approve(fw, request_id(refused(conn, sql)))
+            for _ in range(2):
+                cur.execute("UPDATE dbfw_my_orders SET total = 1 WHERE id = 1; SET @dbfw_a = 2")
+                while cur.nextset():
+                    pass
+            refused(conn, sql)  # a new request: the approval was for the session as it was
+    finally:
+        conn.close()
+    assert (2, "b") in canary(mysql)

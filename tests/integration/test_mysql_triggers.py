@@ -23,6 +23,9 @@ TABLES = {
     "dbfw_my_trg_people": "(id INT PRIMARY KEY, name VARCHAR(50), card VARCHAR(32))",
     "dbfw_my_trg_log": "(id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(100))",
     "dbfw_my_trg_late": "(id INT PRIMARY KEY)",
+    "dbfw_my_trg_chain": "(id INT PRIMARY KEY)",
+    "dbfw_my_trg_stage": "(id INT PRIMARY KEY)",
+    "dbfw_my_trg_viewed": "(id INT PRIMARY KEY)",
 }
 TRIGGERS = [
     # an INSERT that empties another table
@@ -40,6 +43,13 @@ TRIGGERS = [
     # masked values copied where they are not masked
     "CREATE TRIGGER dbfw_t_copy AFTER UPDATE ON dbfw_my_trg_people FOR EACH ROW "
     "INSERT INTO dbfw_my_trg_log (v) VALUES (OLD.card)",
+    # ... through another trigger, and through a view
+    "CREATE TRIGGER dbfw_t_chain AFTER INSERT ON dbfw_my_trg_chain FOR EACH ROW "
+    "INSERT INTO dbfw_my_trg_stage VALUES (NEW.id)",
+    "CREATE TRIGGER dbfw_t_stage AFTER INSERT ON dbfw_my_trg_stage FOR EACH ROW "
+    "INSERT INTO dbfw_my_trg_log (v) SELECT card FROM dbfw_my_trg_people WHERE id = NEW.id",
+    "CREATE TRIGGER dbfw_t_viewed AFTER INSERT ON dbfw_my_trg_viewed FOR EACH ROW "
+    "INSERT INTO dbfw_my_trg_log (v) SELECT c FROM dbfw_my_trg_people_v WHERE id = NEW.id",
 ]
 
 
@@ -50,6 +60,7 @@ def fw(mysql: MyTarget, tables: None, tmp_path_factory: pytest.TempPathFactory) 
         for name, columns in TABLES.items():
             cur.execute(f"DROP TABLE IF EXISTS {name}")
             cur.execute(f"CREATE TABLE {name} {columns}")
+        cur.execute("CREATE OR REPLACE VIEW dbfw_my_trg_people_v AS SELECT id, card AS c FROM dbfw_my_trg_people")
         for trigger in TRIGGERS:
             cur.execute(trigger)
         cur.execute("INSERT INTO dbfw_my_trg_touch (id, v) VALUES (1, 'a')")
@@ -60,6 +71,7 @@ def fw(mysql: MyTarget, tables: None, tmp_path_factory: pytest.TempPathFactory) 
         yield proc
     with direct.cursor() as cur:
         cur.execute(f"DROP TABLE IF EXISTS {', '.join(TABLES)}")
+        cur.execute("DROP VIEW IF EXISTS dbfw_my_trg_people_v")
     direct.close()
 
 
@@ -178,4 +190,15 @@ def test_a_trigger_reading_masked_values_is_not_fired_by_a_masked_identity(fw: D
         _query(fw, "UPDATE dbfw_my_trg_people SET name = 'bob' WHERE id = 1")
     assert info.value.args[0] == 1644 and "dbfw_t_copy" in info.value.args[1] and "masked" in info.value.args[1]
     assert _direct(mysql, "SELECT name FROM dbfw_my_trg_people") == [("ann",)]
+    assert _direct(mysql, "SELECT count(*) FROM dbfw_my_trg_log") == [(0,)]
+
+
+@pytest.mark.parametrize("sql", ["INSERT INTO dbfw_my_trg_chain VALUES (1)",
+                                 "INSERT INTO dbfw_my_trg_viewed VALUES (1)",
+                                 "UPDATE dbfw_my_trg_people_v SET c = c WHERE id = 1"])
+def test_a_trigger_reading_masked_values_further_on_is_not_fired_either(fw: DbfwProcess, mysql: MyTarget,
+                                                                       sql: str) -> None:
+    with pytest.raises(pymysql.err.OperationalError) as info:
+        _query(fw, sql)
+    assert info.value.args[0] == 1644 and "masked" in info.value.args[1], info.value.args[1]
     assert _direct(mysql, "SELECT count(*) FROM dbfw_my_trg_log") == [(0,)]

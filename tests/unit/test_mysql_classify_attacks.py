@@ -159,3 +159,11 @@ def test_sql_text_a_statement_runs_is_read_or_never_run(sql: str, cls: str, unse
                                  "SHOW TABLES FROM mysql", "SHOW INDEX FROM sys.x_t"])
 def test_show_about_the_servers_own_schemas_is_admin(sql: str) -> None:
     assert SQLClassifier("mysql").classify(sql, "test").cls == "admin"
+
+
+def test_an_approval_binds_which_versioned_comments_a_server_runs() -> None:
+    """MariaDB 10.11 runs /*!50000 ... */ and skips /*M!999999 ... */: the same words, other statements."""
+    skipped = statement_fingerprint("DELETE FROM canary WHERE id = 1 /*M!999999 OR 1 */", "mysql")
+    run = statement_fingerprint("DELETE FROM canary WHERE id = 1 /*!50000 OR 1 */", "mysql")
+    assert skipped != run
+    assert run == statement_fingerprint("DELETE  FROM canary WHERE id = 1 /*!50000   OR 1 */", "mysql")

@@ -39,7 +39,16 @@ def test_rule_actions_are_every_reading_after_do() -> None:
     assert rule_actions("CREATE RULE r AS ON INSERT TO t DO INSTEAD NOTHING;") == [""]
     readings = rule_actions("CREATE RULE r AS ON UPDATE TO t WHERE (new.s = 'a DO b') DO ALSO (INSERT INTO a "
                             "VALUES (1); DELETE FROM b);")
-    assert len(readings) == 2 and readings[1].strip() == "INSERT INTO a VALUES (1); DELETE FROM b"
+    assert "INSERT INTO a VALUES (1); DELETE FROM b" in [r.strip() for r in readings]
+    assert "SELECT (new.s = 'a DO b')" in readings  # the condition runs for every row too
+
+
+def test_a_rules_condition_counts_even_when_it_does_nothing() -> None:
+    fn = Proc("app", "wipe", "v", "f", "plpgsql", 0, 0, False, None, False)
+    catalog = FunctionCatalog(user={"wipe": (fn,)}, live=True, triggers={"t": (Trigger(
+        "app", "t", "r", frozenset({"INSERT"}),
+        "CREATE RULE r AS\n    ON INSERT TO app.t\n   WHERE (app.wipe() IS NOT NULL) DO INSTEAD NOTHING;"),)})
+    assert SQLClassifier("postgres").classify("INSERT INTO app.t VALUES (1)", functions=catalog).cls == "procedural"
 
 
 @pytest.mark.parametrize(("keyword", "command", "written", "mysql", "events"), [
@@ -111,3 +120,40 @@ def test_a_database_whose_triggers_could_not_be_read_fails_closed() -> None:
     for dialect in ("mysql", "postgres"):
         result = SQLClassifier(dialect).classify("INSERT INTO t VALUES (1)", "test", functions=UNREAD)
         assert result.cls == "procedural" and "triggers" in result.statements[0].reason
+
+
+@pytest.mark.parametrize("sql", [
+    "UPDATE items, orders SET orders.id = 2 WHERE items.id = 1 AND orders.id = 1",   # several tables
+    "DELETE o FROM orders o JOIN items i ON i.id = o.id WHERE i.id = 1",              # an alias
+    "DELETE FROM o USING orders o JOIN items i ON i.id = o.id WHERE i.id = 1",
+    "UPDATE orders_v SET id = 2 WHERE id = 1",                                        # through a view
+])
+def test_a_table_written_under_another_name_fires_its_triggers(sql: str) -> None:
+    catalog = _mysql_catalog(("test", "orders", "t_up", "UPDATE", "CALL wipe()"),
+                             ("test", "orders", "t_del", "DELETE", "CALL wipe()"))
+    catalog.views = {("test", "orders_v"): "select `test`.`orders`.`id` AS `id` from `test`.`orders`"}
+    assert SQLClassifier("mysql").classify(sql, "test", functions=catalog).cls == "procedural", sql
+
+
+def test_a_postgres_view_written_through_fires_its_tables_triggers() -> None:
+    fn = Proc("app", "wipe", "v", "f", "plpgsql", 0, 0, False, None, False)
+    catalog = FunctionCatalog(user={"wipe": (fn,)}, live=True, views={("app", "vw"): "SELECT id FROM app.t"},
+                              triggers={"t": (Trigger("app", "t", "tr", frozenset({"UPDATE"}),
+                                                      function=("app", "wipe")),)})
+    assert SQLClassifier("postgres").classify("UPDATE app.vw SET id = 2 WHERE id = 1",
+                                              functions=catalog).cls == "procedural"
+
+
+def test_a_mysql_body_with_executable_comments_is_not_read() -> None:
+    catalog = _mysql_catalog(("test", "orders", "t", "INSERT", "BEGIN /*!50000 DELETE FROM canary; */ END"))
+    assert SQLClassifier("mysql").classify("INSERT INTO orders VALUES (1)", "test", functions=catalog).cls == \
+        "procedural"
+
+
+def test_mysql_triggers_dbfw_cannot_see_fail_closed() -> None:
+    catalog = _mysql_catalog()
+    catalog.trigger_schemas = frozenset({"test"})
+    c = SQLClassifier("mysql")
+    assert c.classify("INSERT INTO orders VALUES (1)", "test", functions=catalog).cls == "write"
+    result = c.classify("INSERT INTO other.orders VALUES (1)", "test", functions=catalog)
+    assert result.cls == "procedural" and "TRIGGER privilege" in result.statements[0].reason

@@ -17,7 +17,7 @@ from ...sql.classify import LEX_MYSQL_ANSI_QUOTES, LEX_MYSQL_NO_BACKSLASH_ESCAPE
 from ...sql.dialects import MYSQL_BUILTINS
 from ...sql.functions import WRITE_EVENTS, FunctionCatalog, Proc, Trigger
 from . import packets as p
-from .upstream import connect, query_rows
+from .upstream import MyUpstream, connect, query_rows
 
 TTL = 60.0
 # Types whose comparison with a number is a comparison of strings as numbers (MySQL's rules): not exact.
@@ -38,6 +38,16 @@ _ROUTINES = ("SELECT LOWER(routine_schema), LOWER(routine_name), routine_type, r
 # the TRIGGER privilege on.)
 _TRIGGERS = ("SELECT LOWER(event_object_schema), LOWER(event_object_table), trigger_name, event_manipulation, "
              f"action_statement, sql_mode FROM information_schema.triggers WHERE event_object_schema NOT IN {_SYSTEM}")
+# Where dbfw's upstream user may see triggers: everywhere with a global TRIGGER privilege, else in the
+# databases it holds it on (a write elsewhere may fire triggers dbfw cannot see: procedural).
+# (The current user as information_schema names grantees, 'user'@'host': a user that may read mysql.user
+# sees every account's privileges there.)
+_GRANTEE = ("CONCAT(CHAR(39), SUBSTRING_INDEX(CURRENT_USER(), '@', 1), CHAR(39, 64, 39), "
+            "SUBSTRING_INDEX(CURRENT_USER(), '@', -1), CHAR(39))")
+_TRIGGER_GLOBAL = ("SELECT COUNT(*) FROM information_schema.user_privileges WHERE privilege_type = 'TRIGGER' "
+                   f"AND grantee = {_GRANTEE}")
+_TRIGGER_SCHEMAS = ("SELECT DISTINCT LOWER(table_schema) FROM information_schema.schema_privileges "
+                    f"WHERE privilege_type = 'TRIGGER' AND grantee = {_GRANTEE}")
 _RETURN = re.compile(r"\s*RETURN\b", re.IGNORECASE)
 
 
@@ -106,6 +116,13 @@ def number_columns(rows: list[list[bytes | None]]) -> frozenset[tuple[str, str, 
     return frozenset(exact - inexact)
 
 
+async def _trigger_schemas(conn: MyUpstream) -> frozenset[str] | None:
+    (count,), = await query_rows(conn, _TRIGGER_GLOBAL)
+    if count is not None and int(count) > 0:
+        return None
+    return frozenset(p.text(r[0]) for r in await query_rows(conn, _TRIGGER_SCHEMAS) if r[0] is not None)
+
+
 class MyCatalogCache:
     def __init__(self) -> None:
         self._cached: dict[str, tuple[Catalog, float]] = {}
@@ -139,8 +156,10 @@ class MyCatalogCache:
                 views = await asyncio.wait_for(query_rows(conn, _VIEWS), up.connect_timeout)
                 stored = await asyncio.wait_for(query_rows(conn, _ROUTINES), up.connect_timeout)
                 fired = await asyncio.wait_for(query_rows(conn, _TRIGGERS), up.connect_timeout)
+                schemas = await asyncio.wait_for(_trigger_schemas(conn), up.connect_timeout)
             finally:
                 conn.writer.close()
             catalog = build_catalog(columns, views, stored, fired)
+            catalog.functions.trigger_schemas = schemas
             self._cached[name] = (catalog, time.monotonic() + TTL)
             return catalog

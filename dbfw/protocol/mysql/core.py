@@ -405,6 +405,8 @@ class MyCore:
             return  # high risk: recorded durably before it runs, then this comes back with recorded=True
         prepared.used = True
         self.executions += 1
+        if prepared.verdict.unsettles:  # SET @a = ?: each execution may change what a later statement runs
+            self.ctx = unsettled(self.ctx)
         if prepared.cls in _MAY_SET_SQL_MODE:
             self.ctx = replace(self.ctx, lex=self.ctx.lex | _ASSUMED_AFTER_RISKY)
         limits = prepared.limits if prepared.limits is not None else self.limits

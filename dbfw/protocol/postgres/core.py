@@ -44,6 +44,7 @@ from ..common import FLOOD_BYTES
 from . import messages as m
 from .results import (
     MAX_ERROR_BYTES,
+    Kind,
     Portal,
     Prepared,
     Responses,
@@ -734,7 +735,10 @@ class PgCore:
             # rather than read and drop it all, on the thread that relays every session. Its cancel error
             # becomes the DBF06 the cut would have been.
             self._flooded = responses.running()[0] or -1
-            self.cancel_now = self._flooded > 0
+            # Only with nothing sent after it: a cancel landing after the flood ended on its own would hit
+            # the next statement (a pipelined Execute, a Query sent ahead). Then the rows are dropped to the end.
+            behind = sum(1 for e in responses.queue if e.kind in (Kind.EXECUTE, Kind.QUERY))
+            self.cancel_now = self._flooded > 0 and behind == 1 and self.inflight == 1 and not self.frames.buffered
         self._arm()
 
     def _backend(self, tag: int, raw: memoryview) -> bytes | None:
