@@ -9,6 +9,7 @@ literals of recorded SQL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -133,12 +134,17 @@ class Recorder:
                 raise
 
     def start(self) -> None:
+        self._stopping = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
         last_seal = time.monotonic()
         while True:
-            await asyncio.sleep(FLUSH_INTERVAL)
+            # Stopped only here, between flushes: a flush cancelled halfway would lose the batch it took.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), FLUSH_INTERVAL)
+            if self._stopping.is_set():
+                return
             try:
                 await self.flush()
                 if time.monotonic() - last_seal >= SEAL_INTERVAL:
@@ -150,7 +156,8 @@ class Recorder:
     async def stop(self) -> None:
         """Write and seal everything still buffered (SIGTERM loses nothing)."""
         if self._task is not None:
-            self._task.cancel()
+            self._stopping.set()
+            await self._task  # a flush under way ends first
         for _ in range(3):
             try:
                 await self.flush()

@@ -47,7 +47,7 @@ from .dialects import (
 from .fingerprint import digest as _fingerprint
 from .fingerprint import postgres_fingerprint
 from .functions import NO_RULES, SNAPSHOT_ONLY, SQL_TEXT_FUNCTIONS, FunctionCatalog, FunctionRules, proc_class
-from .triggers import fired_events, trigger_class
+from .triggers import fired_events, split_top_level, trigger_class
 
 # sqlglot warns about statements it falls back on, quoting them; SQL text must never reach dbfw's logs.
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
@@ -271,6 +271,8 @@ def expand_mysql_executable_comments(sql: str, versioned: bool = True) -> str:
                 k = 0
                 while k < len(body) and k < 6 and body[k].isdigit():
                     k += 1
+                if k < 5:  # a version has five or six digits; fewer are code (/*!1 */ is the number 1)
+                    k = 0
                 code = body[k:]
                 if any(mark in code for mark in ("--", "#", "/*")):
                     raise TokenError("a comment inside an executable comment")
@@ -1513,9 +1515,10 @@ def _safe_charset(words: list[str], latin1: bool = False) -> bool:
     in a session read as latin1 already)."""
     name = words[0].strip("'\"`").lower().split("_")[0] if len(words) == 1 else ""
     return name in _MYSQL_SAFE_CHARSETS or (latin1 and name == "latin1")
-# How the server reads the text a client sends (character_set_results only says how results are sent back).
+# How the server reads the text a client sends, and how it writes results and messages back: in another
+# character set (filename writes ' as @0027) a message's quoted values would not look quoted to masking.
 _MYSQL_CHARSET_SETTINGS = frozenset({"character_set_client", "character_set_connection", "collation_connection",
-                                     "names"})
+                                     "names", "character_set_results"})
 
 
 def _plain_value(tokens: list[Token]) -> bool:
@@ -1528,7 +1531,7 @@ def _plain_value(tokens: list[Token]) -> bool:
 def _mysql_set_names(c: _Classifier, tokens: list[Token], res: _Result) -> None:
     """SET NAMES cs [COLLATE c], ... / SET CHARACTER SET cs, ...: the character set must be one dbfw reads,
     and every other assignment of the list is judged too."""
-    parts = _split_top_level(tokens)
+    parts = split_top_level(tokens)
     first = parts[0]
     k = 2 if _word(first[0]) == "CHARACTER" else 1
     charset = first[k].text.strip("'\"`").lower() if len(first) > k else ""
@@ -1561,7 +1564,7 @@ def _mysql_set_assignments(c: _Classifier, tokens: list[Token], res: _Result) ->
     """SET a = 1, @@session.b = 2, @x = expr: every system variable assigned must be harmless."""
     res.cls = "session"
     res.literal_sensitive = True  # a character set is a value: 'utf8mb4' and 'big5' are different classes
-    for part in _split_top_level(tokens):
+    for part in split_top_level(tokens):
         lhs: list[str] = []
         rhs: list[str] = []
         for n, tok in enumerate(part):
@@ -1599,24 +1602,11 @@ def _mysql_set_assignments(c: _Classifier, tokens: list[Token], res: _Result) ->
             # An enum takes its index too (0 is READ-UNCOMMITTED): only these names, spelt out.
             res.raise_to("admin", "an isolation level other than READ-COMMITTED, REPEATABLE-READ or SERIALIZABLE "
                          "(READ UNCOMMITTED reads other sessions' uncommitted rows)")
-        elif ".".join(words) in _MYSQL_CHARSET_SETTINGS and not _safe_charset(rhs, c.latin1):
+        elif ".".join(words) in _MYSQL_CHARSET_SETTINGS and not _safe_charset(rhs, c.latin1) and not (
+                # results as stored (what Connector/J asks for), or in latin1: quotes stay quotes
+                ".".join(words) == "character_set_results" and len(rhs) == 1 and rhs[0].lower() in ("null", "latin1")):
             res.raise_to("admin", f"SET {'.'.join(words)} to {' '.join(rhs) or '?'}: a session switches only to "
                          "utf8mb4, utf8, ascii or binary")
-
-
-def _split_top_level(tokens: list[Token]) -> list[list[Token]]:
-    parts: list[list[Token]] = [[]]
-    depth = 0
-    for tok in tokens:
-        if tok.token_type == TokenType.L_PAREN:
-            depth += 1
-        elif tok.token_type == TokenType.R_PAREN:
-            depth -= 1
-        elif tok.token_type == TokenType.COMMA and depth == 0:
-            parts.append([])
-            continue
-        parts[-1].append(tok)
-    return [p for p in parts if p]
 
 
 def _reset(c: _Classifier, tokens: list[Token], res: _Result) -> None:

@@ -68,7 +68,7 @@ def _set_of_new(statement: list[Token]) -> bool:
     if not statement or statement[0].text.upper() != "SET":
         return False
     return all(len(part) > 4 and part[0].text.upper() == "NEW" and _row_reference(part, 0)
-               and part[3].token_type in (TokenType.EQ, TokenType.COLON_EQ) for part in _assignments(statement[1:]))
+               and part[3].token_type in (TokenType.EQ, TokenType.COLON_EQ) for part in split_top_level(statement[1:]))
 
 
 def has_executable_comment(body: str) -> bool:
@@ -90,7 +90,8 @@ def trigger_row_columns(trigger: Trigger) -> list[tuple[str, str, str]]:
             if _row_reference(tokens, i)]
 
 
-def _assignments(tokens: list[Token]) -> list[list[Token]]:
+def split_top_level(tokens: list[Token]) -> list[list[Token]]:
+    """Tokens split at the commas outside parentheses; empty parts dropped."""
     parts: list[list[Token]] = [[]]
     depth = 0
     for tok in tokens:
@@ -102,7 +103,7 @@ def _assignments(tokens: list[Token]) -> list[list[Token]]:
             parts.append([])
             continue
         parts[-1].append(tok)
-    return parts
+    return [part for part in parts if part]
 
 
 def _render(tokens: list[Token], body: str, parameter: str) -> str:
@@ -155,7 +156,7 @@ def row_statements(body: str, dialect: str) -> str | None:
         if not statement:
             continue
         if _set_of_new(statement):  # SET NEW.a = x, NEW.b = y: evaluates x and y
-            values = [_render(part[4:], body, parameter) for part in _assignments(statement[1:])]
+            values = [_render(part[4:], body, parameter) for part in split_top_level(statement[1:])]
             out.append("SELECT " + ", ".join(values))
         elif statement[0].text.upper() == "SET":
             if any(_row_reference(statement, i) for i in range(len(statement))):

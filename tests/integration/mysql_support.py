@@ -25,6 +25,22 @@ masking:
 """
 
 
+def query(fw: DbfwProcess, sql: str) -> tuple[tuple[Any, ...], ...]:
+    """One statement through dbfw as the agent, on a connection of its own: its rows."""
+    import pymysql
+
+    from tests.conftest import AGENT, AGENT_PASSWORD
+
+    conn = pymysql.connect(host="127.0.0.1", port=fw.ports["my"], user=AGENT, password=AGENT_PASSWORD.encode(),
+                           database="test", autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
 def canary(mysql: MyTarget) -> list[tuple[Any, ...]]:
     conn = mysql.connect()
     with conn.cursor() as cur:

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pymysql
 import pytest
 
-from tests.conftest import AGENT, AGENT_PASSWORD, DbfwProcess, MyTarget
-from tests.integration.mysql_support import DEFAULT_RULES, MASKING, canary, serving
+from tests.conftest import DbfwProcess, MyTarget
+from tests.integration.mysql_support import DEFAULT_RULES, MASKING, canary, query, serving
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -50,19 +50,8 @@ def fw(mysql: MyTarget, tables: None, tmp_path_factory: pytest.TempPathFactory) 
         direct.close()
 
 
-def _query(fw: DbfwProcess, sql: str) -> tuple[tuple[object, ...], ...]:
-    conn = pymysql.connect(host="127.0.0.1", port=fw.ports["my"], user=AGENT, password=AGENT_PASSWORD.encode(),
-                           database="test", autocommit=True)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-            return cur.fetchall()
-    finally:
-        conn.close()
-
-
 def test_a_function_returning_an_expression_is_a_read(fw: DbfwProcess) -> None:
-    assert _query(fw, "SELECT dbfw_my_fmt(7), test.dbfw_my_fmt(8)") == (("#7", "#8"),)
+    assert query(fw, "SELECT dbfw_my_fmt(7), test.dbfw_my_fmt(8)") == (("#7", "#8"),)
 
 
 def test_masking_follows_a_functions_body_to_the_columns_it_reads(fw: DbfwProcess, mysql: MyTarget) -> None:
@@ -71,9 +60,9 @@ def test_masking_follows_a_functions_body_to_the_columns_it_reads(fw: DbfwProces
         cur.execute("SELECT email FROM dbfw_my_customers WHERE id = 3")
         (clear,) = cur.fetchone()
     direct.close()
-    ((value,),) = _query(fw, "SELECT dbfw_my_mail(3)")
+    ((value,),) = query(fw, "SELECT dbfw_my_mail(3)")
     assert value != clear, "a stored function carried a masked column out in clear"
-    ((renamed,),) = _query(fw, "SELECT UPPER(dbfw_my_mail(3)) AS x")
+    ((renamed,),) = query(fw, "SELECT UPPER(dbfw_my_mail(3)) AS x")
     assert renamed is None or clear.upper() != renamed
 
 
@@ -90,7 +79,7 @@ def test_a_function_dbfw_cannot_read_or_that_does_more_than_read_needs_an_approv
         fw: DbfwProcess, mysql: MyTarget, sql: str, cls: str) -> None:
     before = canary(mysql)
     with pytest.raises(pymysql.err.OperationalError) as info:
-        _query(fw, sql)
+        query(fw, sql)
     assert info.value.args[0] == 1644 and cls in info.value.args[1]
     assert canary(mysql) == before
 
@@ -101,14 +90,14 @@ def test_masking_follows_a_function_through_the_views_it_reads(fw: DbfwProcess, 
         cur.execute("SELECT email FROM dbfw_my_customers")
         local_parts = {row[0].split("@")[0] for row in cur.fetchall()}
     direct.close()
-    ((value,),) = _query(fw, "SELECT dbfw_my_via_view()")
+    ((value,),) = query(fw, "SELECT dbfw_my_via_view()")
     assert not any(part in str(value) for part in local_parts), value
 
 
 def test_a_stored_functions_result_is_not_kept_in_a_variable(fw: DbfwProcess) -> None:
     """A user variable is never masked: SET @a = f() would keep what f read in clear for SELECT @a."""
     with pytest.raises(pymysql.err.OperationalError) as info:
-        _query(fw, "SET @a = dbfw_my_mail(3)")
+        query(fw, "SET @a = dbfw_my_mail(3)")
     assert info.value.args[0] == 1644 and "bulk_export" in info.value.args[1]
 
 
@@ -116,7 +105,7 @@ def test_a_stored_functions_result_is_not_kept_in_a_variable(fw: DbfwProcess) ->
     "INSERT INTO dbfw_my_orders (id, customer_id, total) VALUES (9001, 1, 1) ON DUPLICATE KEY UPDATE total = 1",
 ])
 def test_writes_of_ordinary_values_still_run(fw: DbfwProcess, mysql: MyTarget, sql: str) -> None:
-    _query(fw, sql)
+    query(fw, sql)
     direct = mysql.connect()
     with direct.cursor() as cur:
         cur.execute("DELETE FROM dbfw_my_orders WHERE id = 9001")
@@ -133,7 +122,7 @@ def test_stored_functions_with_the_names_of_other_functions_are_masked(fw: DbfwP
         clear = set(cur.fetchone())
     direct.close()
     try:
-        rows = _query(fw, sql)
+        rows = query(fw, sql)
     except pymysql.err.OperationalError as e:
         assert e.args[0] == 1644
         return
@@ -151,6 +140,6 @@ def test_a_function_reading_masked_values_does_not_launder_them_into_a_table(fw:
                                                                            sql: str) -> None:
     before = canary(mysql)
     with pytest.raises(pymysql.err.OperationalError) as info:
-        _query(fw, sql)
+        query(fw, sql)
     assert info.value.args[0] == 1644
     assert canary(mysql) == before

@@ -12,7 +12,7 @@ import pytest
 from mysql import connector as myconnector
 
 from tests.conftest import AGENT, AGENT_PASSWORD, DbfwProcess, MyTarget
-from tests.integration.mysql_support import DEFAULT_RULES, MASKING, approve, canary, request_id, serving
+from tests.integration.mysql_support import DEFAULT_RULES, MASKING, approve, canary, query, request_id, serving
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -80,16 +80,6 @@ def _connect(fw: DbfwProcess) -> pymysql.connections.Connection:
                            database="test", autocommit=True)
 
 
-def _query(fw: DbfwProcess, sql: str) -> tuple[tuple[object, ...], ...]:
-    conn = _connect(fw)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-            return cur.fetchall()
-    finally:
-        conn.close()
-
-
 def _direct(mysql: MyTarget, sql: str) -> list[tuple[object, ...]]:
     conn = mysql.connect()
     try:
@@ -111,7 +101,7 @@ def _direct(mysql: MyTarget, sql: str) -> list[tuple[object, ...]]:
 def test_a_write_is_as_risky_as_the_triggers_it_fires(fw: DbfwProcess, mysql: MyTarget, sql: str, cls: str) -> None:
     before = canary(mysql)
     with pytest.raises(pymysql.err.OperationalError) as info:
-        _query(fw, sql)
+        query(fw, sql)
     assert info.value.args[0] == 1644 and cls in info.value.args[1], info.value.args[1]
     assert "dbfw_t_" in info.value.args[1]  # the message names the trigger
     assert canary(mysql) == before
@@ -134,8 +124,8 @@ def test_a_trigger_prepared_statement_is_judged_the_same(fw: DbfwProcess, mysql:
 
 
 def test_triggers_that_touch_only_their_row_or_log_it_keep_writes_everyday(fw: DbfwProcess, mysql: MyTarget) -> None:
-    _query(fw, "UPDATE dbfw_my_trg_touch SET v = 'bee' WHERE id = 1")
-    _query(fw, "INSERT INTO dbfw_my_trg_touch (id, v) VALUES (2, 'cat')")
+    query(fw, "UPDATE dbfw_my_trg_touch SET v = 'bee' WHERE id = 1")
+    query(fw, "INSERT INTO dbfw_my_trg_touch (id, v) VALUES (2, 'cat')")
     assert _direct(mysql, "SELECT id, v, n FROM dbfw_my_trg_touch ORDER BY id") == [(1, "BEE", 1), (2, "cat", 0)]
     assert _direct(mysql, "SELECT v FROM dbfw_my_trg_log") == [("cat",)]
     _direct(mysql, "DELETE FROM dbfw_my_trg_log")
@@ -187,7 +177,7 @@ def test_a_trigger_created_through_dbfw_is_known_at_once(fw: DbfwProcess, mysql:
 
 def test_a_trigger_reading_masked_values_is_not_fired_by_a_masked_identity(fw: DbfwProcess, mysql: MyTarget) -> None:
     with pytest.raises(pymysql.err.OperationalError) as info:
-        _query(fw, "UPDATE dbfw_my_trg_people SET name = 'bob' WHERE id = 1")
+        query(fw, "UPDATE dbfw_my_trg_people SET name = 'bob' WHERE id = 1")
     assert info.value.args[0] == 1644 and "dbfw_t_copy" in info.value.args[1] and "masked" in info.value.args[1]
     assert _direct(mysql, "SELECT name FROM dbfw_my_trg_people") == [("ann",)]
     assert _direct(mysql, "SELECT count(*) FROM dbfw_my_trg_log") == [(0,)]
@@ -199,6 +189,6 @@ def test_a_trigger_reading_masked_values_is_not_fired_by_a_masked_identity(fw: D
 def test_a_trigger_reading_masked_values_further_on_is_not_fired_either(fw: DbfwProcess, mysql: MyTarget,
                                                                        sql: str) -> None:
     with pytest.raises(pymysql.err.OperationalError) as info:
-        _query(fw, sql)
+        query(fw, sql)
     assert info.value.args[0] == 1644 and "masked" in info.value.args[1], info.value.args[1]
     assert _direct(mysql, "SELECT count(*) FROM dbfw_my_trg_log") == [(0,)]

@@ -167,3 +167,24 @@ def test_an_approval_binds_which_versioned_comments_a_server_runs() -> None:
     run = statement_fingerprint("DELETE FROM canary WHERE id = 1 /*!50000 OR 1 */", "mysql")
     assert skipped != run
     assert run == statement_fingerprint("DELETE  FROM canary WHERE id = 1 /*!50000   OR 1 */", "mysql")
+
+
+@pytest.mark.parametrize(("sql", "cls"), [
+    ("SET character_set_results = filename", "admin"),       # ' becomes @0027: quoted values look unquoted
+    ("SET @@session.character_set_results := 'filename'", "admin"),
+    ("SET character_set_results = utf16", "admin"),
+    ("SET character_set_results = NULL", "session"),         # results as stored (Connector/J)
+    ("SET character_set_results = utf8mb4", "session"),
+    ("SET character_set_results = latin1", "session"),
+])
+def test_results_are_written_back_only_in_character_sets_masking_reads(sql: str, cls: str) -> None:
+    assert SQLClassifier("mysql").classify(sql, "test").cls == cls
+
+
+def test_a_version_has_five_or_six_digits_as_the_server_reads_it() -> None:
+    from dbfw.sql.classify import expand_mysql_executable_comments as expand
+
+    assert expand("SELECT 5 - /*!1 */ 2").split() == ["SELECT", "5", "-", "1", "2"]  # code: a syntax error
+    assert expand("SELECT 5 /*!1234+1 */").split() == ["SELECT", "5", "1234+1"]
+    assert expand("SELECT 5 /*!12345 + 1 */", False).split() == ["SELECT", "5"]     # a version
+    assert expand("SELECT 5 /*!1000001 + 1 */").split() == ["SELECT", "5", "1", "+", "1"]  # six digits, then code

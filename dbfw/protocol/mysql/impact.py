@@ -16,7 +16,9 @@ async def estimate_mysql(up: Upstream, database: str, classification: Classifica
     stmt, how = what_to_estimate(classification)
     if stmt is None:
         return {"note": how}
-    conn = await connect(up, int(p.SUPPORTED), database or None, p.UTF8MB4_GENERAL_CI)
+    # One statement per command, and no client files: whatever the text holds, EXPLAIN runs one statement.
+    capabilities = int(p.SUPPORTED) & ~int(p.Capability.MULTI_STATEMENTS) & ~int(p.Capability.LOCAL_FILES)
+    conn = await connect(up, capabilities, database or None, p.UTF8MB4_GENERAL_CI)
     try:
         await query_rows(conn, f"SET SESSION max_statement_time = {IMPACT_SECONDS:g}")
         # (MariaDB refuses EXPLAIN UPDATE/DELETE in a READ ONLY transaction: a plain one, rolled back. Only
