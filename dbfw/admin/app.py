@@ -7,11 +7,14 @@ route's role. API keys are compared by SHA-256 digest in constant time. Errors a
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -72,7 +75,7 @@ def build_app(server: AdminHost) -> FastAPI:
     _error_handlers(app)
     principal, require, service = _authentication(server)
     _health_routes(app, server, principal)
-    _approval_routes(app, principal, require, service)
+    _approval_routes(app, principal, require, service, server)
     _recording_routes(app, server, require)
     _rule_routes(app, server, require)
     return app
@@ -154,7 +157,37 @@ def _health_routes(app: FastAPI, server: AdminHost, principal: Any) -> None:
 
 
 
-def _approval_routes(app: FastAPI, principal: Any, require: Any, service: Any) -> None:
+EVENT_POLL = 1.0  # seconds between looks at the store for the event stream
+EVENT_KEEPALIVE = 15.0
+
+
+async def _approval_stream(request: Request, service: Any, server: AdminHost) -> AsyncIterator[str]:
+    """Requests as they are made and change, read from the store (so every instance's are seen): first
+    ``ready``, then an ``approval`` event per new request or change; the stream ends when dbfw drains."""
+    seen: dict[str, str] = {}
+    started = False
+    quiet = 0.0
+    while not server.rt.draining and not await request.is_disconnected():
+        out: list[str] = []
+        for record in reversed(await service.store.list(None, 200, votes=True)):  # oldest first
+            state = f"{record.effective_status()}:{len(record.votes)}"
+            if seen.get(record.id) != state:
+                seen[record.id] = state
+                if started:
+                    out.append(f"event: approval\ndata: {json.dumps(record.to_json())}\n\n")
+        if not started:
+            started = True
+            out.append("event: ready\ndata: {}\n\n")
+        quiet = 0.0 if out else quiet + EVENT_POLL
+        if quiet >= EVENT_KEEPALIVE:
+            out.append(": keep-alive\n\n")
+            quiet = 0.0
+        for chunk in out:
+            yield chunk
+        await asyncio.sleep(EVENT_POLL)
+
+
+def _approval_routes(app: FastAPI, principal: Any, require: Any, service: Any, server: AdminHost) -> None:
     @app.get("/api/v1/approvals", tags=["approvals"])
     async def list_approvals(status: StatusFilter | None = None, limit: int = 200,
                              who: Principal = Depends(require("reviewer"))) -> dict[str, Any]:
@@ -183,6 +216,13 @@ def _approval_routes(app: FastAPI, principal: Any, require: Any, service: Any) -
     async def deny(request_id: str, body: DenyBody, who: Principal = Depends(require("reviewer"))) -> dict[str, Any]:
         record = await service().deny(who, request_id, body.reason)
         return record.to_json()
+
+    @app.get("/api/v1/events", tags=["approvals"])
+    async def events(request: Request, who: Principal = Depends(require("reviewer", "auditor"))) -> StreamingResponse:
+        """Server-sent events: ``approval`` with a request's JSON whenever one is made or changes (votes,
+        decision, use, expiry), from any dbfw instance sharing the store. Sent within EVENT_POLL seconds."""
+        return StreamingResponse(_approval_stream(request, service(), server), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
     @app.get("/api/v1/approvals/{request_id}/events", tags=["approvals"])
     async def approval_events(request_id: str, who: Principal = Depends(require("reviewer", "auditor"))) -> Any:

@@ -403,7 +403,8 @@ class Store(ABC):
                                   (request_id,))
         return record_from_row(rows[0], [Vote(r[0], r[1], float(r[2])) for r in votes])
 
-    async def list(self, status: str | None = None, limit: int = 200) -> list[ApprovalRecord]:
+    async def list(self, status: str | None = None, limit: int = 200, votes: bool = False) -> list[ApprovalRecord]:
+        """The newest requests (of a status); ``votes``: with their votes (one more query)."""
         now = time.time()
         if status == "pending":
             rows = await self._fetch(f"SELECT {_COLUMNS} FROM approvals WHERE status = 'pending' AND expires_at > ? "
@@ -413,7 +414,15 @@ class Store(ABC):
                                      "LIMIT ?", (status, limit))
         else:
             rows = await self._fetch(f"SELECT {_COLUMNS} FROM approvals ORDER BY created_at DESC LIMIT ?", (limit,))
-        return [record_from_row(r) for r in rows]
+        if not votes or not rows:
+            return [record_from_row(r) for r in rows]
+        found: dict[str, list[Vote]] = {}
+        ids = [r[0] for r in rows]
+        for rid, reviewer, comment, at in await self._fetch(
+                f"SELECT request_id, reviewer, comment, at FROM approval_votes WHERE request_id IN "
+                f"({', '.join('?' * len(ids))}) ORDER BY at", ids):
+            found.setdefault(rid, []).append(Vote(reviewer, comment, float(at)))
+        return [record_from_row(r, found.get(r[0], ())) for r in rows]
 
     async def count_pending(self, now: float) -> int:
         """How many requests wait for a decision now."""

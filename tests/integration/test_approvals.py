@@ -507,3 +507,64 @@ def test_an_approved_prepared_statement_runs_once(fw: DbfwProcess, pg: PgTarget)
 
         assert asyncio.run(asyncpg_twice()) == "DBF04"
         assert direct.execute(f"SELECT count(*) FROM {table}").fetchone() == (5,)
+
+
+class _EventStream:
+    """The admin API's server-sent events, read line by line (each read waits at most ``timeout``)."""
+
+    def __init__(self, proc: DbfwProcess, key: str | None, timeout: float = 10.0):
+        import http.client
+
+        self.conn = http.client.HTTPConnection("127.0.0.1", proc.admin_port, timeout=timeout)
+        headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
+        self.conn.request("GET", "/api/v1/events", headers=headers)
+        self.resp = self.conn.getresponse()
+
+    def next_event(self) -> tuple[str, Any]:
+        name, data = "", None
+        while True:
+            line = self.resp.fp.readline().decode()
+            if not line:
+                raise EOFError("the event stream ended")
+            line = line.rstrip("\n")
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                data = json.loads(line[6:])
+            elif line == "" and name:
+                return name, data
+
+    def until(self, predicate: Any) -> Any:
+        while True:
+            name, data = self.next_event()
+            if name == "approval" and predicate(data):
+                return data
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def test_the_event_stream_shows_requests_and_decisions_as_they_happen(fw: DbfwProcess) -> None:
+    table = f"events_{uuid4().hex[:8]}"
+    stream = _EventStream(fw, "bob-api-key")
+    try:
+        assert stream.resp.status == 200 and stream.resp.getheader("content-type", "").startswith("text/event-stream")
+        assert stream.next_event()[0] == "ready"
+        err = run(fw.conninfo(), f"DROP TABLE {table}")
+        assert err is not None and err.sqlstate == "DBF01"
+        rid = request_id_of(err)
+        pending = stream.until(lambda d: d["id"] == rid)
+        assert pending["status"] == "pending" and pending["sql"] == f"DROP TABLE {table}"  # (each read waits 10 s)
+        assert approve(fw, rid)[0] == 200
+        decided = stream.until(lambda d: d["id"] == rid and d["status"] != "pending")
+        assert decided["status"] == "approved" and decided["approvals"][0]["reviewer"] == "alice"
+    finally:
+        stream.close()
+
+
+def test_the_event_stream_needs_a_key(fw: DbfwProcess) -> None:
+    stream = _EventStream(fw, None)
+    try:
+        assert stream.resp.status == 401
+    finally:
+        stream.close()
