@@ -214,6 +214,7 @@ class Approvals(_Model):
 
 class Notify(_Model):
     webhook_url: str | None = None  # each new request is POSTed here as JSON
+    slack_webhook_url: str | None = None  # ... and here as a Slack message (an incoming webhook's URL)
 
 
 class Audit(_Model):

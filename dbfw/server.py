@@ -139,11 +139,12 @@ class Server:
             await self.store.open()
         except StoreError as e:
             raise RuntimeError(str(e)) from None
-        notify = self.settings.notify.webhook_url
+        notify = self.settings.notify
         admin = self.settings.admin
         public = self.settings.approvals.public_url or (f"http://{admin.listen}" if admin else "")
         self.approvals = ApprovalService(self.store, ApprovalSettings(self.settings.approvals.pending_ttl, public),
-                                         Notifier(notify) if notify else None)
+                                         Notifier(notify.webhook_url, slack_url=notify.slack_webhook_url)
+                                         if notify.webhook_url or notify.slack_webhook_url else None)
         self.approvals.impact = self._impact
         self.approvals.start()
         if self.settings.audit.record:

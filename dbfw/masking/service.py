@@ -84,6 +84,7 @@ class Masking:
         self._results: dict[tuple[object, ...], tuple[Classification, list[StatementMask | None]]] = {}
         self._applicable: dict[tuple[str, frozenset[str]], tuple[list[MaskRule], frozenset[str]]] = {}
         self._unmasked_shapes: dict[tuple[object, ...], bool] = {}
+        self._names: dict[tuple[object, ...], frozenset[str]] = {}  # masked names per catalog and rules
         self.generation = 0
         self.counts: dict[str, int] = {}
         self.on_invalidate: Callable[[str | None], None] | None = None
@@ -293,9 +294,16 @@ class Masking:
         written = list(stmt.tables_written) + (list(stmt.tables) if stmt.command in ("UPDATE", "DELETE") else [])
         written += [f"{schema}.{view}" for name in written for schema, view in
                     catalog.functions.views_named().get(name.rpartition(".")[2].lower(), [])]
-        names = _masked_names(self.planner, catalog, rules)
+        names: frozenset[str] | None = None
         for table in dict.fromkeys(written):
             for trigger in catalog.functions.fired(table, events or fired_events("", "", [], False)):
+                if names is None:  # (only once a write fires something: per catalog and rules, kept)
+                    key = (id(catalog), catalog.loaded_at, tuple(r.name for r in rules))
+                    names = self._names.get(key)
+                    if names is None:
+                        if len(self._names) > 64:
+                            self._names.clear()
+                        names = self._names[key] = _masked_names(self.planner, catalog, rules)
                 code = trigger.body or ""
                 found = ("EXECUTE" if trigger.function is not None and re.search(r"\bEXECUTE\b", code, re.I)
                          else next((n for n in re.findall(r"[A-Za-z_][A-Za-z0-9_$]*", code) if n.lower() in names),

@@ -568,3 +568,46 @@ def test_the_event_stream_needs_a_key(fw: DbfwProcess) -> None:
         assert stream.resp.status == 401
     finally:
         stream.close()
+
+
+class _SlackHook(http.server.BaseHTTPRequestHandler):
+    received: list[dict[str, Any]] = []
+
+    def do_POST(self) -> None:
+        _SlackHook.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_slack_message_carries_the_decisions_facts(pg: PgTarget, tmp_path: Path) -> None:
+    """notify.slack_webhook_url: each new request as a Slack incoming-webhook message, with the statement
+    (escaped, whole), requester, class, impact and a link to the request; the URL itself is never logged."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SlackHook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    secret_path = f"/services/T000/B000/{uuid4().hex}"
+    config = write_config(tmp_path, pg, extra=f"notify: {{slack_webhook_url: "
+                                              f"'http://127.0.0.1:{server.server_port}{secret_path}'}}\n")
+    (tmp_path / "rules.yaml").write_text(RULES)
+    proc = start_dbfw(config)
+    table = f"slack_{uuid4().hex[:8]}"
+    try:
+        sql = f"DROP TABLE {table} /* <b>&``` */"
+        rid = request_id_of(run(proc.conninfo(), sql))  # type: ignore[arg-type]
+        deadline = time.monotonic() + 10
+        while not any(rid in m["text"] for m in _SlackHook.received) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        message = next(m for m in _SlackHook.received if rid in m["text"])
+        text = json.dumps(message["blocks"])
+        assert AGENT in message["text"] and "ddl" in message["text"]
+        statement = message["blocks"][1]["text"]["text"]
+        assert statement.startswith("```DROP TABLE") and "&lt;b&gt;&amp;" in statement and "<b>" not in statement
+        assert statement.count("```") == 2  # the statement's own fence does not close the block
+        assert "Impact" in text and f"#request={rid}" in text
+        assert secret_path not in proc.log()
+    finally:
+        proc.stop()
+        server.shutdown()
