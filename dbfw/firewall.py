@@ -7,6 +7,7 @@ protocol's error when the statement is refused.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -392,6 +393,9 @@ def _names_handles(classification: Classification) -> bool:
     return False
 
 
+_USER_VARIABLE = re.compile(r"(?<!@)@(?!@)")  # @v (in a string too: erring towards a change), not @@setting
+
+
 def _may_change_path(classification: Classification) -> bool:
     """A statement that may change the session's search_path (SET, RESET, DISCARD, set_config, code): from
     then on the session's names may resolve elsewhere. Exact tracking is not needed: approvals made before no
@@ -401,8 +405,9 @@ def _may_change_path(classification: Classification) -> bool:
     for s in classification.statements:
         if s.dialect == "mysql":
             # What an approved statement runs may also hang on user variables (EXECUTE s USING @a), the
-            # statements PREPARE named, and what code left behind.
-            if s.cls in _MAY_CHANGE_PATH or "@" in s.sql or s.command in ("SET", "USE", "DEALLOCATE"):
+            # statements PREPARE named, and what code left behind. (A harmless system setting, SET NAMES or
+            # SET autocommit as drivers send at connect, does not: approvals stay usable across sessions.)
+            if s.cls in _MAY_CHANGE_PATH or _USER_VARIABLE.search(s.sql) or s.command in ("USE", "DEALLOCATE"):
                 return True
             continue
         text = s.sql.lower()

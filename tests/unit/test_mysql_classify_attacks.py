@@ -188,3 +188,16 @@ def test_a_version_has_five_or_six_digits_as_the_server_reads_it() -> None:
     assert expand("SELECT 5 /*!1234+1 */").split() == ["SELECT", "5", "1234+1"]
     assert expand("SELECT 5 /*!12345 + 1 */", False).split() == ["SELECT", "5"]     # a version
     assert expand("SELECT 5 /*!1000001 + 1 */").split() == ["SELECT", "5", "1", "+", "1"]  # six digits, then code
+
+
+@pytest.mark.parametrize(("sql", "changes"), [
+    ("SET @a = 2", True), ("SELECT 1 INTO @a", True), ("SELECT @a := 1", True),
+    ("UPDATE t SET c = 1 WHERE id = 1; SET @a = 2", True), ("USE other", True),
+    ("PREPARE s FROM 'SELECT 1'", True), ("DEALLOCATE PREPARE s", True),
+    ("SET NAMES utf8mb4", False), ("SET autocommit = 1", False), ("SET @@session.autocommit = 0", False),
+    ("SELECT @@version", False), ("SELECT 1", False),
+])
+def test_what_moves_a_mysql_sessions_approval_token(sql: str, changes: bool) -> None:
+    from dbfw.firewall import _may_change_path
+
+    assert _may_change_path(SQLClassifier("mysql").classify(sql, "test")) is changes
