@@ -26,7 +26,7 @@ from ..sql.classify import (
     parse_statement,
 )
 from ..sql.functions import Trigger
-from ..sql.triggers import fired_events, has_executable_comment, row_statements, trigger_row_columns
+from ..sql.triggers import fired_events, has_executable_comment, row_statements, trigger_row_columns, write_targets
 from .catalog import Catalog
 from .plan import ColumnMask, MaskPlan, MaskPlanner, _expand_views, query_of, stored_calls
 
@@ -261,8 +261,7 @@ class Masking:
         first = mysql_words(stmt.sql, 1)
         events = fired_events(first[0] if first else "", stmt.command, list(stmt.tables_written), True,
                               upsert="DUPLICATE" in stmt.sql.upper())
-        written = dict.fromkeys(list(stmt.tables_written) + (list(stmt.tables) if stmt.command in ("UPDATE", "DELETE")
-                                                            else []))
+        written = dict.fromkeys(write_targets(stmt.command, stmt.tables_written, stmt.tables))
         written.update(dict.fromkeys(_view_bases(list(written), catalog)))  # a view written through: its tables
         seen: set[tuple[str, str]] = set()
         for _ in range(4):  # triggers whose writes fire triggers
@@ -291,9 +290,8 @@ class Masking:
         if not catalog.functions.triggers:
             return None
         events = fired_events(stmt.command, stmt.command, list(stmt.tables_written), False)
-        written = list(stmt.tables_written) + (list(stmt.tables) if stmt.command in ("UPDATE", "DELETE") else [])
-        written += [f"{schema}.{view}" for name in written for schema, view in
-                    catalog.functions.views_named().get(name.rpartition(".")[2].lower(), [])]
+        written = write_targets(stmt.command, stmt.tables_written, stmt.tables)
+        written += _view_bases(written, catalog)  # a view written through: its tables
         names: frozenset[str] | None = None
         for table in dict.fromkeys(written):
             for trigger in catalog.functions.fired(table, events or fired_events("", "", [], False)):
@@ -669,21 +667,26 @@ def _trigger_writes(trigger: Trigger) -> list[str]:
 
 
 def _view_bases(names: list[str], catalog: Catalog) -> list[str]:
-    """MySQL: the tables the views among ``names`` read (``schema.table``), through views on views."""
+    """The tables the views among ``names`` read (``schema.table``), through views on views. MySQL: the view
+    of that schema; PostgreSQL: a (plain) view of that name in any schema, as the search path may choose."""
+    mysql = catalog.dialect == "mysql"
     out: list[str] = []
     frontier = names
     for _ in range(8):
         following: list[str] = []
         for name in frontier:
             schema, _, table = name.lower().rpartition(".")
-            definition = catalog.views.get((schema, table))
-            if definition is None:
-                continue
-            try:
-                tree = sqlglot.parse_one(definition, read="mysql")
-            except Exception:
-                continue
-            following += [f"{(t.db or schema).lower()}.{t.name.lower()}" for t in tree.find_all(exp.Table) if t.name]
+            keys = [(schema, table)] if mysql else catalog.functions.views_named().get(table, [])
+            for key in keys:
+                definition = (catalog.views if mysql else catalog.functions.views).get(key)
+                if definition is None:
+                    continue
+                try:
+                    tree = sqlglot.parse_one(definition, read=catalog.dialect)
+                except Exception:
+                    continue
+                following += [f"{(t.db or key[0]).lower()}.{t.name.lower()}" for t in tree.find_all(exp.Table)
+                              if t.name]
         out += following
         frontier = following
     return out

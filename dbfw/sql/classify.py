@@ -47,7 +47,7 @@ from .dialects import (
 from .fingerprint import digest as _fingerprint
 from .fingerprint import postgres_fingerprint
 from .functions import NO_RULES, SNAPSHOT_ONLY, SQL_TEXT_FUNCTIONS, FunctionCatalog, FunctionRules, proc_class
-from .triggers import fired_events, split_top_level, trigger_class
+from .triggers import fired_events, split_top_level, trigger_class, write_targets
 
 # sqlglot warns about statements it falls back on, quoting them; SQL text must never reach dbfw's logs.
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
@@ -500,8 +500,7 @@ class _Classifier:
             events = fired_events(kw, res.command, res.written, self.mysql,
                                   upsert=any(_word(t) in ("DUPLICATE", "CONFLICT") for t in tokens))
             # An UPDATE or DELETE of several tables (or of a table under an alias) writes any of them.
-            targets = dict.fromkeys(res.written + (res.tables if res.command in ("UPDATE", "DELETE") else []))
-            for table in targets if events else ():
+            for table in write_targets(res.command, res.written, res.tables) if events else ():
                 fired = self.fires(table, events)
                 if fired is not None:
                     res.raise_to(*fired)

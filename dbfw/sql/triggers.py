@@ -35,6 +35,12 @@ _NO_EVENTS = frozenset({"CREATE", "ALTER", "DROP", "RENAME", "COMMENT", "GRANT",
                         "ANALYZE", "REFRESH", "CLUSTER", "REINDEX", "OPTIMIZE", "REPAIR", "CHECK", "CHECKSUM"})
 
 
+def write_targets(command: str, written: list[str] | tuple[str, ...], tables: list[str] | tuple[str, ...]) -> list[str]:
+    """The tables a write may change: those it names as written and, for an UPDATE or DELETE (several tables,
+    or one under an alias), every table it names."""
+    return list(dict.fromkeys([*written, *(tables if command in ("UPDATE", "DELETE") else ())]))
+
+
 def fired_events(keyword: str, command: str, written: list[str], mysql: bool, upsert: bool = True) -> frozenset[str]:
     """``upsert``: the statement may update rows it inserts (ON CONFLICT, ON DUPLICATE KEY UPDATE)."""
     if keyword == "TRUNCATE":

@@ -141,6 +141,11 @@ def test_show_warnings_behind_a_comment_still_loses_quoted_values(fw: DbfwProces
 ])
 def test_a_masked_column_is_not_rewritten_to_show_others_through_its_mask(fw: DbfwProcess, mysql: MyTarget,
                                                                           sql: str) -> None:
+    _refused_for_masking(fw, mysql, sql)
+
+
+def _refused_for_masking(fw: DbfwProcess, mysql: MyTarget, sql: str) -> None:
+    """Refused because of masking, with the masked values unchanged on the server."""
     before = clear_values(mysql)
     conn = through(fw)
     try:
@@ -271,13 +276,7 @@ def _past_the_limit(fw: DbfwProcess) -> None:
     "INSERT INTO dbfw_my_customers (id) VALUES (2) ON DUPLICATE KEY UPDATE card = LEFT(card, LENGTH(card) - 4)",
 ])
 def test_on_duplicate_key_update_does_not_launder_masked_values(fw: DbfwProcess, mysql: MyTarget, sql: str) -> None:
-    before = clear_values(mysql)
-    conn = through(fw)
-    try:
-        assert "masked" in refused(conn, sql)
-    finally:
-        conn.close()
-    assert clear_values(mysql) == before
+    _refused_for_masking(fw, mysql, sql)
 
 
 def test_a_huge_expression_is_masked_whole_not_traced_for_seconds(fw: DbfwProcess, mysql: MyTarget) -> None:
